@@ -1,0 +1,216 @@
+"""Settings: the one place every tunable lives.
+
+Precedence, lowest first: the defaults below < a TOML config file
+(``--config``, ``QRNG_CONFIG`` or ``<data_dir>/qrng.toml``) < environment
+variables ``QRNG_<NAME>`` < command-line flags (``overrides``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantumrng.errors import ConfigError
+from quantumrng.provenance import SOURCE_KINDS
+
+__all__ = ["ENV_PREFIX", "POOL_BACKENDS", "Settings", "default_data_dir", "load_settings"]
+
+ENV_PREFIX = "QRNG_"
+POOL_BACKENDS = ("sqlite", "redis", "memory")
+
+
+def default_data_dir() -> Path:
+    """Return ``$XDG_DATA_HOME/quantumrng`` (``~/.local/share/quantumrng``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "quantumrng"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of a QuantumRNG node. Field names double as env/TOML keys."""
+
+    # --- entropy source -----------------------------------------------------
+    source: str = "simulator"
+    qubits: int = 16  # measured qubits per circuit
+    shots: int = 4096  # shots per harvest (capped by the backend's maximum)
+    simulator_seed: int | None = None  # fixed seed for reproducible tests only
+    ibm_backend: str | None = None  # None: least busy operational backend
+    ibm_secrets: Path | None = None  # the prototype's YAML file with ``ibm_api_key``
+    ibm_channel: str | None = None
+    ibm_instance: str | None = None
+    ibm_timeout: float = 900.0  # seconds a job may wait in the queue
+    ibm_entropy: float = 0.5  # assessed min-entropy per bit of hardware qubits
+    file_path: Path = Path("/dev/hwrng")
+    file_entropy: float = 0.5  # assessed min-entropy per bit of the device
+    file_read_bytes: int = 4096  # bytes read from the device per harvest
+    os_read_bytes: int = 8192  # bytes read from the kernel per harvest
+    # --- pool ---------------------------------------------------------------
+    data_dir: Path = field(default_factory=default_data_dir)
+    pool: str = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key: str = "quantumrng"
+    pool_low_water: int = 256  # blocks; the harvester refills below this
+    pool_high_water: int = 2048  # blocks; the harvester stops at this
+    harvest_backoff_max: float = 300.0  # seconds between retries at most
+    # --- DRBG ---------------------------------------------------------------
+    reseed_bytes: int = 1 << 30  # output bytes between reseeds
+    reseed_seconds: float = 300.0  # seconds between reseeds
+    # --- server -------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 1
+    max_bytes: int = 1 << 30  # largest bulk (raw/streamed) request
+    max_json_bytes: int = 1 << 20  # largest request answered inside JSON
+    max_items: int = 100_000  # largest n for integers, floats, uuids, ...
+    require_auth: bool | None = None  # None: on unless bound to loopback
+    rate_limit: float = 0.0  # requests/s per anonymous client; 0: unlimited
+    rate_burst: int = 0  # bucket size; 0: max(1, 2 * rate)
+    daily_bytes: int = 0  # bytes/day per anonymous client; 0: unlimited
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCE_KINDS:
+            raise ConfigError(f"source must be one of {', '.join(SOURCE_KINDS)}")
+        if self.pool not in POOL_BACKENDS:
+            raise ConfigError(f"pool must be one of {', '.join(POOL_BACKENDS)}")
+        if not 1 <= self.qubits <= 1024:
+            raise ConfigError("qubits must be between 1 and 1024")
+        if self.shots < 1:
+            raise ConfigError("shots must be positive")
+        for name in ("ibm_entropy", "file_entropy"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in (0, 1] bits per bit")
+        if not 0 < self.pool_low_water < self.pool_high_water:
+            raise ConfigError("need 0 < pool_low_water < pool_high_water")
+        if not 0 < self.port < 65536:
+            raise ConfigError("port must be between 1 and 65535")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
+        for name in ("reseed_bytes", "max_bytes", "max_json_bytes", "max_items"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive")
+
+    @property
+    def pool_path(self) -> Path:
+        """The SQLite pool file."""
+        return self.data_dir / "pool.sqlite3"
+
+    @property
+    def keys_path(self) -> Path:
+        """The SQLite file of API keys (hashes only) and usage counters."""
+        return self.data_dir / "keys.sqlite3"
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied and validated."""
+        return load_settings(overrides=changes, base=self)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """Convert a TOML or environment value to the field's declared type."""
+    if value is None:
+        return None
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        hint = inner[0]
+    if optional and isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+        return None
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is Path:
+            return Path(value).expanduser()
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} has an invalid value") from None
+    raise ConfigError(f"setting {name!r} has an unsupported type")  # pragma: no cover
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("quantumrng", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path} has no [quantumrng] table")
+    return section
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_file: Path | str | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+    base: Settings | None = None,
+) -> Settings:
+    """Build settings from defaults, config file, environment and ``overrides``.
+
+    ``overrides`` holds command-line values; entries that are None are
+    ignored so that unset flags do not mask lower layers. With ``base``,
+    only ``overrides`` are applied on top of it.
+    """
+    hints = typing.get_type_hints(Settings)
+    names = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+
+    if base is None:
+        env = os.environ if environ is None else environ
+        layers: list[dict[str, Any]] = []
+        path = config_file or env.get(ENV_PREFIX + "CONFIG")
+        data_dir = (overrides or {}).get("data_dir") or env.get(ENV_PREFIX + "DATA_DIR")
+        if path is None:
+            candidate = Path(data_dir or default_data_dir()).expanduser() / "qrng.toml"
+            if candidate.is_file():
+                path = candidate
+        if path is not None:
+            layers.append(_from_file(Path(path).expanduser()))
+        layers.append(
+            {
+                key[len(ENV_PREFIX) :].lower(): val
+                for key, val in env.items()
+                if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+            }
+        )
+        for layer in layers:
+            for key, val in layer.items():
+                if key not in names:
+                    raise ConfigError(f"unknown setting {key!r}")
+                values[key] = _coerce(key, hints[key], val)
+    else:
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
+
+    for key, val in (overrides or {}).items():
+        if key not in names:
+            raise ConfigError(f"unknown setting {key!r}")
+        if val is not None:
+            values[key] = _coerce(key, hints[key], val)
+    return Settings(**values)

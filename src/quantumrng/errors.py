@@ -1,0 +1,180 @@
+"""Every error QuantumRNG raises, each with the HTTP status it maps to.
+
+    QuantumRNGError
+     ├── ConfigError               (500) bad settings
+     ├── InvalidRequest            (400) malformed argument
+     │    └── ValidationError      (422) well-formed but out of range
+     ├── PayloadTooLarge           (413)
+     ├── AuthenticationError       (401)
+     ├── PermissionDenied          (403)
+     ├── NotFound                  (404)
+     ├── MethodNotAllowed          (405)
+     ├── RateLimited               (429, Retry-After)
+     └── Unavailable               (503, Retry-After)
+          ├── EntropyUnavailable   pool cannot supply what was asked
+          ├── NotSeeded            DRBG has no seed material (fail closed)
+          ├── HealthTestFailure    SP 800-90B continuous test failed
+          └── SourceError          entropy source failed
+               ├── SourceAuthError
+               ├── SourceNetworkError
+               └── SourceTimeout
+
+Messages never carry secrets: no tokens, keys, pool bytes or DRBG state.
+One handler (``server.errors``) renders any of these as
+``{"error": {"code": ..., "message": ...}}``; the CLI prints the message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "EntropyUnavailable",
+    "HealthTestFailure",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "NotSeeded",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "QuantumRNGError",
+    "RateLimited",
+    "ReseedRequired",
+    "SourceAuthError",
+    "SourceError",
+    "SourceNetworkError",
+    "SourceTimeout",
+    "Unavailable",
+    "ValidationError",
+]
+
+
+class QuantumRNGError(Exception):
+    """Base class of every QuantumRNG error."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ConfigError(QuantumRNGError):
+    """Raised when a setting is missing, malformed or contradicts another."""
+
+    code = "config_error"
+
+
+class InvalidRequest(QuantumRNGError):
+    """Raised when an argument is malformed (not a number, unknown name)."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class ValidationError(InvalidRequest):
+    """Raised when an argument is well-formed but outside what is allowed."""
+
+    status = 422
+    code = "validation_error"
+
+
+class PayloadTooLarge(QuantumRNGError):
+    """Raised when a request asks for more than the configured maximum."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class AuthenticationError(QuantumRNGError):
+    """Raised when a request needs an API key and has no valid one."""
+
+    status = 401
+    code = "unauthenticated"
+
+
+class PermissionDenied(QuantumRNGError):
+    """Raised when a valid key lacks the scope a request needs."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(QuantumRNGError):
+    """Raised when no route or object has the name asked for."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(QuantumRNGError):
+    """Raised when a route exists but not for that HTTP method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class RateLimited(QuantumRNGError):
+    """Raised when a client is over its rate limit or daily byte quota."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(QuantumRNGError):
+    """Raised when randomness cannot be served now; output stops (fail closed)."""
+
+    status = 503
+    code = "unavailable"
+
+
+class EntropyUnavailable(Unavailable):
+    """Raised when the pool holds fewer blocks than a take asks for."""
+
+    code = "entropy_unavailable"
+
+
+class NotSeeded(Unavailable):
+    """Raised when the DRBG has no seed material; it never falls back."""
+
+    code = "not_seeded"
+
+
+class ReseedRequired(NotSeeded):
+    """Raised by the DRBG when its reseed counter reached the limit."""
+
+    code = "reseed_required"
+
+
+class HealthTestFailure(Unavailable):
+    """Raised when a harvest fails an SP 800-90B continuous health test."""
+
+    code = "health_test_failure"
+
+
+class SourceError(Unavailable):
+    """Raised when an entropy source cannot deliver a harvest."""
+
+    code = "source_error"
+
+
+class SourceAuthError(SourceError):
+    """Raised when the quantum provider rejects the credentials."""
+
+    code = "source_auth_error"
+
+
+class SourceNetworkError(SourceError):
+    """Raised when the quantum provider cannot be reached."""
+
+    code = "source_network_error"
+
+
+class SourceTimeout(SourceError):
+    """Raised when a quantum job waits in the queue longer than allowed."""
+
+    code = "source_timeout"

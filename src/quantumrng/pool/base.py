@@ -1,0 +1,57 @@
+"""The ``Pool`` interface: a persistent store of conditioned blocks.
+
+A block is handed out exactly once: ``take`` removes what it returns in one
+atomic step, across threads, processes and nodes, and a block taken is never
+seen again, even after a crash. Blocks are secrets: no engine logs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from quantumrng.conditioning import Block
+from quantumrng.provenance import Provenance
+
+__all__ = ["Block", "Pool", "PoolLevel"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLevel:
+    """How much the pool holds, in blocks and credited bits, per source kind."""
+
+    blocks: int
+    credited_bits: int
+    by_source: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """A store of conditioned blocks, each taken at most once."""
+
+    def put(self, blocks: Sequence[Block]) -> None:
+        """Add blocks (all of one harvest or several) in one transaction."""
+        ...
+
+    def take(self, n: int, *, source: str | None = None) -> list[Block]:
+        """Remove and return exactly ``n`` blocks, oldest first.
+
+        With ``source``, only blocks of that source kind are taken. Raises
+        :class:`quantumrng.errors.EntropyUnavailable` and removes nothing
+        when fewer than ``n`` are there; ``ValueError`` when ``n < 1``.
+        """
+        ...
+
+    def level(self) -> PoolLevel:
+        """Return the current fill level."""
+        ...
+
+    def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:
+        """Return the provenance of the newest harvests still in the pool,
+        each with the number of its blocks left, newest first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the pool's contents stay where they are."""
+        ...

@@ -1,0 +1,40 @@
+"""Where entropy came from: the record that travels with every harvest and block."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SOURCE_KINDS", "Provenance"]
+
+#: The kinds of entropy source; ``simulator`` carries no quantum entropy.
+SOURCE_KINDS = ("simulator", "ibm", "os", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """The origin of one harvest: which source, backend and job, and when."""
+
+    source: str
+    harvest_id: str
+    harvested_at: float  # seconds since the Unix epoch
+    backend: str | None = None
+    job_id: str | None = None
+    qubits: int = 0
+    shots: int = 0
+
+    @property
+    def quantum(self) -> bool:
+        """True only for measurements of real quantum hardware."""
+        return self.source == "ibm"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        """Rebuild a provenance from :meth:`to_dict` output, ignoring unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

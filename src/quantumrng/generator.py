@@ -1,0 +1,277 @@
+"""The engine: a CTR_DRBG seeded from the quantum pool, plus raw pool output.
+
+Seed material (SP 800-90A §8.6.3, §9.1) is one conditioned pool block, 32
+bytes of OS entropy and a personalization string (host, pid, thread, time):
+the quantum provider, who saw the raw bits, cannot predict output without
+the OS entropy, and a reader of the pool file cannot without the OS entropy
+either. The DRBG is reseeded after ``reseed_bytes`` of output or
+``reseed_seconds``, on a prediction-resistance request, and in every forked
+child. With no block of the configured source in the pool it raises
+``NotSeeded``: there is no fallback generator.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from quantumrng.conditioning import BLOCK_BYTES, Block
+from quantumrng.drbg import MAX_BYTES_PER_REQUEST, CtrDrbg
+from quantumrng.errors import EntropyUnavailable, NotSeeded
+from quantumrng.pool.base import Pool
+from quantumrng.provenance import Provenance
+
+__all__ = ["BUFFER_BYTES", "Engine", "SeedInfo"]
+
+BUFFER_BYTES = 1 << 16  # one DRBG request; small reads are served from it
+SMALL_REQUEST_BYTES = 4096  # requests up to this size come from the buffer
+OS_ENTROPY_BYTES = 32  # security strength of AES-256 CTR_DRBG
+NONCE_BYTES = 16  # SP 800-90A §8.6.7: at least half the security strength
+
+_ZEROS = memoryview(bytes(BUFFER_BYTES))
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@dataclass(frozen=True, slots=True)
+class SeedInfo:
+    """Public facts about the current seed: where it came from, no secret."""
+
+    provenance: Provenance
+    credited_bits: int
+    seeded_at: float  # seconds since the Unix epoch
+    reseeds: int  # seedings of this engine so far, the first included
+
+
+class Engine:
+    """Thread-safe random bytes from a pool-seeded CTR_DRBG, and raw pool bytes.
+
+    ``source`` restricts seeding and raw output to blocks of one source kind.
+    ``refill`` is called, without the lock held, when the pool has no block
+    to seed from (the CLI harvests synchronously there); it may raise.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        source: str | None = None,
+        reseed_bytes: int = 1 << 30,
+        reseed_seconds: float = 300.0,
+        refill: Callable[[], object] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._source = source
+        self._reseed_bytes = reseed_bytes
+        self._reseed_seconds = reseed_seconds
+        self._refill = refill
+        self._lock = threading.Lock()
+        self._buf = bytearray(BUFFER_BYTES)
+        self._view = memoryview(self._buf)
+        self._pos = BUFFER_BYTES  # empty: the first read refills
+        self._drbg: CtrDrbg | None = None
+        self._seed: SeedInfo | None = None
+        self._reseeds = 0
+        self._since_reseed = 0
+        self._seeded_mono = 0.0
+        self._bytes_out = 0
+        self._raw_out = 0
+        _engines.add(self)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def seeded(self) -> bool:
+        """True when the DRBG holds seed material."""
+        return self._drbg is not None
+
+    @property
+    def seed_info(self) -> SeedInfo | None:
+        """Provenance of the current seed, or None before the first seeding."""
+        return self._seed
+
+    def stats(self) -> dict[str, object]:
+        """Return counters for status pages; nothing secret."""
+        seed = self._seed
+        return {
+            "seeded": self.seeded,
+            "reseeds": self._reseeds,
+            "bytes_since_reseed": self._since_reseed,
+            "drbg_bytes": self._bytes_out,
+            "raw_bytes": self._raw_out,
+            "seed": None
+            if seed is None
+            else {
+                "provenance": seed.provenance.to_dict(),
+                "credited_bits": seed.credited_bits,
+                "seeded_at": seed.seeded_at,
+            },
+        }
+
+    def wipe(self) -> None:
+        """Drop the DRBG state and buffered output; the next read reseeds."""
+        with self._lock:
+            self._wipe_locked()
+
+    def _wipe_locked(self) -> None:
+        if self._drbg is not None:
+            self._drbg.wipe()
+        self._drbg = None
+        self._view[:] = _ZEROS
+        self._pos = BUFFER_BYTES
+
+    # -- seeding ---------------------------------------------------------------
+
+    def _take_block(self) -> Block:
+        try:
+            return self._pool.take(1, source=self._source)[0]
+        except EntropyUnavailable:
+            if self._refill is None:
+                raise
+        self._refill()
+        return self._pool.take(1, source=self._source)[0]
+
+    def _personalization(self) -> bytes:
+        return (
+            f"quantumrng|{socket.gethostname()}|{os.getpid()}|"
+            f"{threading.get_ident()}|{time.time_ns()}"
+        ).encode()
+
+    def reseed(self) -> None:
+        """Reseed now from a fresh pool block and OS entropy (SP 800-90A §9.2)."""
+        try:
+            block = self._take_block()
+        except EntropyUnavailable:
+            raise NotSeeded(
+                "no entropy in the pool to seed the DRBG: run `qrng harvest` or wait "
+                "for the harvester"
+            ) from None
+        with self._lock:
+            self._install_locked(block)
+
+    def _install_locked(self, block: Block) -> None:
+        entropy = block.data + os.urandom(OS_ENTROPY_BYTES)
+        if self._drbg is None:
+            self._drbg = CtrDrbg(entropy, os.urandom(NONCE_BYTES), self._personalization())
+        else:
+            self._drbg.reseed(entropy, self._personalization())
+        self._reseeds += 1
+        self._since_reseed = 0
+        self._seeded_mono = time.monotonic()
+        self._seed = SeedInfo(block.provenance, block.credited_bits, time.time(), self._reseeds)
+        self._view[:] = _ZEROS
+        self._pos = BUFFER_BYTES
+
+    def _due_locked(self) -> bool:
+        return (
+            self._drbg is None
+            or self._since_reseed >= self._reseed_bytes
+            or time.monotonic() - self._seeded_mono >= self._reseed_seconds
+        )
+
+    def _ready_drbg(self) -> CtrDrbg:
+        """Return the DRBG, reseeding first when it is missing or its budget is spent."""
+        with self._lock:
+            if not self._due_locked():
+                assert self._drbg is not None
+                return self._drbg
+        self.reseed()
+        with self._lock:
+            if self._drbg is None:  # wiped by a fork or another thread in between
+                raise NotSeeded("the DRBG lost its seed while reseeding; try again")
+            return self._drbg
+
+    # -- output ----------------------------------------------------------------
+
+    def random_bytes(self, n: int, *, prediction_resistance: bool = False) -> bytes:
+        """Return ``n`` bytes of DRBG output.
+
+        With ``prediction_resistance`` the DRBG is reseeded from a fresh pool
+        block and OS entropy first, and the buffer is bypassed.
+        """
+        if n < 0:
+            raise ValueError("n must be non-negative")
+        if prediction_resistance:
+            self.reseed()
+        elif n <= SMALL_REQUEST_BYTES:
+            with self._lock:
+                pos = self._pos
+                end = pos + n
+                if end <= BUFFER_BYTES:
+                    out = bytes(self._view[pos:end])
+                    self._view[pos:end] = _ZEROS[:n]
+                    self._pos = end
+                    return out
+            return self._from_fresh_buffer(n)
+        out = bytearray(n)
+        self.random_into(out)
+        return bytes(out)
+
+    def _from_fresh_buffer(self, n: int) -> bytes:
+        drbg = self._ready_drbg()
+        with self._lock:
+            if self._drbg is not drbg:
+                raise NotSeeded("the DRBG was reseeded concurrently; try again")
+            drbg.generate_into(self._view)
+            self._count_locked(BUFFER_BYTES)
+            out = bytes(self._view[:n])
+            self._view[:n] = _ZEROS[:n]
+            self._pos = n
+            return out
+
+    def random_into(self, out: bytearray | memoryview) -> None:
+        """Fill ``out`` with DRBG output, one SP 800-90A request per 64 KiB."""
+        view = memoryview(out).cast("B")
+        for start in range(0, len(view), MAX_BYTES_PER_REQUEST):
+            chunk = view[start : start + MAX_BYTES_PER_REQUEST]
+            drbg = self._ready_drbg()
+            with self._lock:
+                if self._drbg is not drbg:
+                    raise NotSeeded("the DRBG was reseeded concurrently; try again")
+                drbg.generate_into(chunk)
+                self._count_locked(len(chunk))
+
+    def _count_locked(self, n: int) -> None:
+        self._since_reseed += n
+        self._bytes_out += n
+
+    def stream(self, n: int, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """Yield ``n`` bytes of DRBG output in chunks of at most ``chunk_bytes``."""
+        left = n
+        while left > 0:
+            size = min(chunk_bytes, left)
+            yield self.random_bytes(size)
+            left -= size
+
+    def raw_bytes(self, n: int) -> tuple[bytes, list[Provenance], int]:
+        """Return ``n`` bytes of conditioned pool entropy, never used elsewhere.
+
+        Returns the bytes, the provenance of the harvests behind them and the
+        credited min-entropy of the blocks taken. Raises
+        ``EntropyUnavailable`` (503) when the pool holds too few blocks.
+        """
+        if n < 0:
+            raise ValueError("n must be non-negative")
+        if n == 0:
+            return b"", [], 0
+        blocks = self._pool.take(-(-n // BLOCK_BYTES), source=self._source)
+        data = b"".join(b.data for b in blocks)[:n]
+        seen: dict[str, Provenance] = {}
+        for b in blocks:
+            seen.setdefault(b.provenance.harvest_id, b.provenance)
+        with self._lock:
+            self._raw_out += n
+        return data, list(seen.values()), sum(b.credited_bits for b in blocks)
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_engines):
+        engine._lock = threading.Lock()
+        engine._wipe_locked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

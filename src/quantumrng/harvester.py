@@ -1,0 +1,277 @@
+"""The harvester: source → health tests → conditioning → pool, between water marks.
+
+A background thread keeps the pool's blocks of the configured source
+between the low and high water marks: below ``low_water`` it harvests until
+``high_water``, then idles. A source error or a failed health test is
+counted and backed off exponentially (with jitter, up to ``backoff_max``);
+the failing harvest is dropped, never used. An optional lock file makes
+one harvester per node, however many server workers there are.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from quantumrng.conditioning import Block, condition
+from quantumrng.errors import HealthTestFailure, QuantumRNGError
+from quantumrng.health import HealthMonitor
+from quantumrng.pool.base import Pool
+from quantumrng.sources.base import Source
+
+__all__ = ["Harvester"]
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_SECONDS = 300.0  # harvest rate is averaged over this window
+
+
+class Harvester:
+    """Moves entropy from one source into the pool, health-tested and conditioned."""
+
+    def __init__(
+        self,
+        source: Source,
+        pool: Pool,
+        *,
+        monitor: HealthMonitor | None = None,
+        low_water: int = 256,
+        high_water: int = 2048,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+        lock_path: Path | None = None,
+    ) -> None:
+        self.source = source
+        self.pool = pool
+        self.monitor = monitor if monitor is not None else HealthMonitor()
+        self.low_water = low_water
+        self.high_water = high_water
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._lock_path = lock_path
+        self._lock_file: IO[bytes] | None = None
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._filling = True
+        self._failures_in_row = 0
+        self._recent: deque[tuple[float, int, int]] = deque()  # (time, blocks, raw bits)
+        self.harvests = 0
+        self.dropped = 0
+        self.source_errors = 0
+        self.blocks_added = 0
+        self.credited_bits_added = 0
+        self.last_error: str | None = None
+        self.last_harvest_at: float | None = None
+        self.backoff_until = 0.0
+
+    # -- one harvest -----------------------------------------------------------
+
+    def harvest_once(self) -> list[Block]:
+        """Harvest, test, condition and store once; return the blocks stored.
+
+        Raises the source's ``SourceError`` or ``HealthTestFailure`` after
+        counting it; nothing from a failing harvest reaches the pool.
+        """
+        try:
+            harvest = self.source.harvest()
+        except QuantumRNGError as exc:
+            with self._mutex:
+                self.source_errors += 1
+                self.last_error = exc.message
+            raise
+        report = self.monitor.check(harvest)
+        if not report.passed:
+            names = ", ".join(f"{test} on stream {stream}" for test, stream in report.failures)
+            message = f"{harvest.provenance.source} harvest failed health tests: {names}"
+            with self._mutex:
+                self.dropped += 1
+                self.last_error = message
+            raise HealthTestFailure(message)
+        blocks = condition(harvest, report.credit_per_stream)
+        if blocks:
+            self.pool.put(blocks)
+        now = time.time()
+        with self._mutex:
+            self.harvests += 1
+            self.blocks_added += len(blocks)
+            self.credited_bits_added += sum(b.credited_bits for b in blocks)
+            self.last_harvest_at = now
+            self.last_error = None
+            self._recent.append((now, len(blocks), harvest.nbits))
+            while self._recent and now - self._recent[0][0] > RATE_WINDOW_SECONDS:
+                self._recent.popleft()
+        return blocks
+
+    def level(self) -> int:
+        """Blocks of this harvester's source kind in the pool."""
+        return self.pool.level().by_source.get(self.source.kind, 0)
+
+    def fill(
+        self,
+        target_blocks: int,
+        *,
+        max_failures: int = 3,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Harvest synchronously until the pool holds ``target_blocks`` of this source.
+
+        Returns the blocks added. Raises the last error after
+        ``max_failures`` failed harvests in a row.
+        """
+        added = 0
+        failures = 0
+        while self.level() < target_blocks:
+            try:
+                blocks = self.harvest_once()
+            except QuantumRNGError:
+                failures += 1
+                if failures >= max_failures:
+                    raise
+                time.sleep(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
+                continue
+            failures = 0
+            added += len(blocks)
+            if progress is not None:
+                progress(len(blocks))
+        return added
+
+    # -- background thread -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (once)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="qrng-harvester", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the background thread and release the node lock."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._release_lock()
+
+    def wake(self) -> None:
+        """Ask the thread to look at the pool level now (e.g. after a large take)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """True while the background thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """True when this process holds the node lock (or no lock is used)."""
+        return self._lock_path is None or self._lock_file is not None
+
+    def _acquire_lock(self) -> bool:
+        if self._lock_path is None or self._lock_file is not None:
+            return True
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self._lock_path, "ab")  # noqa: SIM115 - held for the thread's life
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._lock_file = fh
+        return True
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _wait(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._acquire_lock():
+                self._wait(5.0)  # another process of this node harvests
+                continue
+            try:
+                level = self.level()
+            except QuantumRNGError as exc:
+                log.warning("pool level unavailable: %s", exc.message)
+                self._wait(self._backoff())
+                continue
+            if level < self.low_water:
+                self._filling = True
+            elif level >= self.high_water:
+                self._filling = False
+            if not self._filling:
+                self._wait(1.0)
+                continue
+            try:
+                self.harvest_once()
+            except QuantumRNGError as exc:
+                delay = self._backoff()
+                log.warning("harvest failed (%s); retrying in %.1fs", exc.message, delay)
+                self._wait(delay)
+                continue
+            except Exception:  # a bug must not kill the harvester silently
+                delay = self._backoff()
+                log.exception("harvester error; retrying in %.1fs", delay)
+                self._wait(delay)
+                continue
+            self._failures_in_row = 0
+
+    def _backoff(self) -> float:
+        self._failures_in_row += 1
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (self._failures_in_row - 1))
+        delay *= 0.5 + random.random() / 2  # jitter so nodes do not retry in step
+        self.backoff_until = time.time() + delay
+        return delay
+
+    # -- reporting -------------------------------------------------------------
+
+    def rate(self) -> dict[str, float]:
+        """Blocks and raw bits per second over the last few minutes."""
+        with self._mutex:
+            recent = list(self._recent)
+        if not recent:
+            return {"blocks_per_second": 0.0, "raw_bits_per_second": 0.0}
+        span = max(time.time() - recent[0][0], 1.0)
+        return {
+            "blocks_per_second": sum(r[1] for r in recent) / span,
+            "raw_bits_per_second": sum(r[2] for r in recent) / span,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters, rate, health and source description; nothing secret."""
+        with self._mutex:
+            data: dict[str, Any] = {
+                "source": self.source.kind,
+                "running": self.running,
+                "active": self.active,
+                "pid": os.getpid(),
+                "harvests": self.harvests,
+                "dropped": self.dropped,
+                "source_errors": self.source_errors,
+                "blocks_added": self.blocks_added,
+                "credited_bits_added": self.credited_bits_added,
+                "last_error": self.last_error,
+                "last_harvest_at": self.last_harvest_at,
+                "backoff_until": self.backoff_until if self.backoff_until > time.time() else None,
+                "low_water": self.low_water,
+                "high_water": self.high_water,
+            }
+        data["rate"] = self.rate()
+        data["health"] = self.monitor.snapshot()
+        return data

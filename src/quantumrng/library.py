@@ -1,0 +1,116 @@
+"""The library front end: ``token_bytes`` and friends, and ``QuantumRandom``.
+
+Like CPython's ``secrets`` module, a thin safe layer over one hidden engine,
+built on first use from the node's settings (``QRNG_*`` environment or
+config file). The pool is harvested on demand when it is empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import random as _random
+import threading
+from collections.abc import Sequence
+from typing import Any, NoReturn, TypeVar
+
+from quantumrng import formats
+from quantumrng.generator import Engine
+
+__all__ = [
+    "QuantumRandom",
+    "choice",
+    "default_engine",
+    "randbelow",
+    "token_bytes",
+    "token_hex",
+    "token_urlsafe",
+]
+
+T = TypeVar("T")
+DEFAULT_ENTROPY = 32  # bytes, as in CPython's secrets
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def default_engine() -> Engine:
+    """Return the process-wide engine, building its node on first use."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                from quantumrng.node import Node
+
+                _engine = Node().engine
+    return _engine
+
+
+def token_bytes(nbytes: int | None = None) -> bytes:
+    """Return a random byte string of ``nbytes`` bytes (default 32)."""
+    return default_engine().random_bytes(DEFAULT_ENTROPY if nbytes is None else nbytes)
+
+
+def token_hex(nbytes: int | None = None) -> str:
+    """Return a random text string in hexadecimal, two digits per byte."""
+    return token_bytes(nbytes).hex()
+
+
+def token_urlsafe(nbytes: int | None = None) -> str:
+    """Return a random URL-safe base64 text string of ``nbytes`` random bytes."""
+    return base64.urlsafe_b64encode(token_bytes(nbytes)).rstrip(b"=").decode("ascii")
+
+
+def randbelow(exclusive_upper_bound: int) -> int:
+    """Return a random int in the range [0, n)."""
+    if exclusive_upper_bound <= 0:
+        raise ValueError("Upper bound must be positive.")
+    return formats.randbelow(default_engine().random_bytes, exclusive_upper_bound)
+
+
+def choice(seq: Sequence[T]) -> T:
+    """Return a random element from a non-empty sequence."""
+    if not seq:
+        raise IndexError("Cannot choose from an empty sequence")
+    return seq[randbelow(len(seq))]
+
+
+class QuantumRandom(_random.Random):
+    """A ``random.Random`` whose every draw comes from the QuantumRNG engine.
+
+    Like ``random.SystemRandom`` it has no state to seed, save or restore.
+    """
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._engine = engine
+        super().__init__()
+
+    def _bytes(self, n: int) -> bytes:
+        engine = self._engine if self._engine is not None else default_engine()
+        return engine.random_bytes(n)
+
+    def random(self) -> float:
+        """Return a random float in [0.0, 1.0) with 53 random bits."""
+        return (int.from_bytes(self._bytes(7), "big") >> 3) * 2.0**-53
+
+    def getrandbits(self, k: int) -> int:
+        """Return a non-negative int with ``k`` random bits."""
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        numbytes = (k + 7) // 8
+        x = int.from_bytes(self._bytes(numbytes), "big")
+        return x >> (numbytes * 8 - k)
+
+    def randbytes(self, n: int) -> bytes:
+        """Return ``n`` random bytes."""
+        return self._bytes(n)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """Do nothing: the engine is seeded from the pool, not by callers."""
+
+    def getstate(self) -> NoReturn:
+        """Raise: there is no state to save."""
+        raise NotImplementedError("QuantumRandom has no state to save")
+
+    def setstate(self, state: Any) -> NoReturn:
+        """Raise: there is no state to restore."""
+        raise NotImplementedError("QuantumRandom has no state to restore")

@@ -1,0 +1,97 @@
+"""One QuantumRNG node: settings wired into source, pool, harvester and engine.
+
+The CLI, the server and the library front end all build their engine here,
+so there is one way from settings to output.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from quantumrng.config import Settings, load_settings
+from quantumrng.generator import Engine
+from quantumrng.harvester import Harvester
+from quantumrng.pool import open_pool
+from quantumrng.pool.base import Pool
+from quantumrng.sources import open_source
+from quantumrng.sources.base import Source
+
+__all__ = ["Node"]
+
+
+class Node:
+    """Source, pool, harvester and engine built from one ``Settings``.
+
+    With ``harvest_on_demand`` the engine harvests synchronously when the
+    pool has nothing to seed from (CLI and library use); a server instead
+    runs the harvester's background thread.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, harvest_on_demand: bool = True) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.pool: Pool = open_pool(self.settings)
+        self._source: Source | None = None
+        self._harvester: Harvester | None = None
+        self.started_at = time.time()
+        self.engine = Engine(
+            self.pool,
+            source=self.settings.source,
+            reseed_bytes=self.settings.reseed_bytes,
+            reseed_seconds=self.settings.reseed_seconds,
+            refill=self._refill if harvest_on_demand else None,
+        )
+
+    @property
+    def source(self) -> Source:
+        """The configured entropy source, built on first use."""
+        if self._source is None:
+            self._source = open_source(self.settings)
+        return self._source
+
+    @property
+    def harvester(self) -> Harvester:
+        """The harvester for the configured source, built on first use."""
+        if self._harvester is None:
+            s = self.settings
+            self._harvester = Harvester(
+                self.source,
+                self.pool,
+                low_water=s.pool_low_water,
+                high_water=s.pool_high_water,
+                backoff_max=s.harvest_backoff_max,
+                lock_path=s.data_dir / "harvester.lock" if s.pool == "sqlite" else None,
+            )
+        return self._harvester
+
+    def _refill(self) -> None:
+        self.harvester.fill(1)
+
+    def status(self) -> dict[str, Any]:
+        """Pool level and provenance, engine and harvester counters; no secret."""
+        level = self.pool.level()
+        data: dict[str, Any] = {
+            "source": self.settings.source,
+            "uptime_seconds": time.time() - self.started_at,
+            "pool": {
+                "backend": self.settings.pool,
+                "blocks": level.blocks,
+                "credited_bits": level.credited_bits,
+                "by_source": level.by_source,
+                "low_water": self.settings.pool_low_water,
+                "high_water": self.settings.pool_high_water,
+                "recent_harvests": [
+                    {**prov.to_dict(), "blocks_left": left} for prov, left in self.pool.recent(5)
+                ],
+            },
+            "engine": self.engine.stats(),
+            "harvester": self._harvester.snapshot() if self._harvester is not None else None,
+        }
+        return data
+
+    def close(self) -> None:
+        """Stop the harvester, wipe the DRBG and close the pool."""
+        if self._harvester is not None:
+            self._harvester.stop()
+        self.engine.wipe()
+        self.pool.close()

@@ -1,0 +1,5 @@
+"""``python -m quantumrng`` runs the ``qrng`` command line."""
+
+from quantumrng.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Settings: defaults < config file < QRNG_* environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quantumrng.config import Settings, load_settings
+from quantumrng.errors import ConfigError
+
+
+def test_defaults_match_the_prototype() -> None:
+    s = load_settings(environ={})
+    assert (s.host, s.port, s.source, s.pool) == ("127.0.0.1", 5000, "simulator", "sqlite")
+
+
+def test_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "qrng.toml"
+    cfg.write_text('[quantumrng]\nport = 6000\nshots = 100\nqubits = 4\n')
+    env = {"QRNG_CONFIG": str(cfg), "QRNG_SHOTS": "200", "QRNG_QUBITS": "5"}
+    s = load_settings({"qubits": 6, "source": None}, environ=env)
+    assert (s.port, s.shots, s.qubits, s.source) == (6000, 200, 6, "simulator")
+
+
+def test_config_file_found_in_data_dir(tmp_path: Path) -> None:
+    (tmp_path / "qrng.toml").write_text("pool_high_water = 5000\n")
+    s = load_settings(environ={"QRNG_DATA_DIR": str(tmp_path)})
+    assert s.pool_high_water == 5000 and s.data_dir == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("env", "word"),
+    [
+        ({"QRNG_PORT": "http"}, "port"),
+        ({"QRNG_PORT": "70000"}, "port"),
+        ({"QRNG_SOURCE": "dice"}, "source"),
+        ({"QRNG_POOL": "mongo"}, "pool"),
+        ({"QRNG_REQUIRE_AUTH": "maybe"}, "require_auth"),
+        ({"QRNG_IBM_ENTROPY": "1.5"}, "ibm_entropy"),
+        ({"QRNG_POOL_LOW_WATER": "10", "QRNG_POOL_HIGH_WATER": "5"}, "water"),
+        ({"QRNG_TLS_CERT": "/tmp/c.pem"}, "tls"),
+        ({"QRNG_NO_SUCH_THING": "1"}, "no_such_thing"),
+    ],
+)
+def test_bad_settings_raise_config_error(env: dict[str, str], word: str) -> None:
+    with pytest.raises(ConfigError, match=word):
+        load_settings(environ=env)
+
+
+def test_bad_config_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = [")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_settings(config_file=bad, environ={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config_file=tmp_path / "missing.toml", environ={})
+
+
+def test_optional_and_bool_coercion() -> None:
+    s = load_settings(environ={"QRNG_REQUIRE_AUTH": "off", "QRNG_IBM_BACKEND": "ibm_kyiv"})
+    assert s.require_auth is False and s.ibm_backend == "ibm_kyiv"
+    s = load_settings(environ={"QRNG_REQUIRE_AUTH": "none"})
+    assert s.require_auth is None
+
+
+def test_replace_validates() -> None:
+    s = Settings()
+    assert s.replace(port=8080).port == 8080
+    with pytest.raises(ConfigError):
+        s.replace(workers=0)

@@ -1,0 +1,357 @@
+"""The ``ibm`` source: the Hadamard circuit measured on IBM Quantum hardware.
+
+Runs through ``qiskit-ibm-runtime`` (``SamplerV2`` in job mode), imported on
+the first harvest. Credentials, in order: the environment variable
+``QISKIT_IBM_TOKEN``, the prototype's YAML file (``ibm_secrets``, key
+``ibm_api_key``), else the account saved with
+``QiskitRuntimeService.save_account``. Provider errors are translated in one
+table (:func:`translate_error`) into one-line errors that never carry the
+token; network failures and queue timeouts are retried with exponential
+backoff and jitter, everything else fails at once (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from quantumrng.config import Settings
+from quantumrng.errors import (
+    ConfigError,
+    SourceAuthError,
+    SourceError,
+    SourceNetworkError,
+    SourceTimeout,
+)
+from quantumrng.sources._common import CREG, hadamard_circuit, packed_columns, stamp
+from quantumrng.sources.base import Harvest
+
+__all__ = ["SECRETS_KEY", "TOKEN_ENV", "IBMSource", "resolve_token", "translate_error"]
+
+TOKEN_ENV = "QISKIT_IBM_TOKEN"  # noqa: S105 - a variable name, not a secret
+SECRETS_KEY = "ibm_api_key"
+_BACKOFF_CAP = 300.0  # seconds: the longest single wait between two attempts
+_CHAIN_LIMIT = 16  # exception links followed through __cause__ / __context__
+_SUMMARY_CHARS = 160  # characters of a provider message kept in ours
+
+_log = logging.getLogger(__name__)
+
+NO_CREDENTIALS = (
+    f"no IBM Quantum credentials: set {TOKEN_ENV}, point ibm_secrets at a YAML file "
+    f"with {SECRETS_KEY}, or save an account with QiskitRuntimeService.save_account"
+)
+
+
+class _Secret:
+    """A token that never shows itself in a repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return self._value
+
+
+def resolve_token(secrets_file: Path | None, environ: Mapping[str, str]) -> str | None:
+    """Return the API token from ``QISKIT_IBM_TOKEN`` or the prototype's YAML file.
+
+    None means no token was given: use the saved Qiskit account. A secrets
+    file that is set but unreadable or lacks the key raises
+    :class:`SourceAuthError` rather than falling through silently.
+    """
+    token = environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    if secrets_file is None:
+        return None
+    import yaml
+
+    try:
+        text = Path(secrets_file).read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or "unreadable"
+        raise SourceAuthError(f"cannot read IBM secrets file {secrets_file}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        # The parser's message quotes the offending line, which may hold the token.
+        raise SourceAuthError(f"IBM secrets file {secrets_file} is not valid YAML") from None
+    value = data.get(SECRETS_KEY) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise SourceAuthError(
+            f"IBM secrets file {secrets_file} has no string value for {SECRETS_KEY}"
+        )
+    return value.strip()
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    link: BaseException | None = exc
+    for _ in range(_CHAIN_LIMIT):
+        if link is None:
+            return
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _summary(exc: BaseException, secret: _Secret | None) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if secret is not None and secret.reveal():
+        text = text.replace(secret.reveal(), "<secret>")
+    if len(text) > _SUMMARY_CHARS:
+        text = text[: _SUMMARY_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def translate_error(exc: BaseException, secret: _Secret | None = None) -> SourceError:
+    """Map an exception of Qiskit, the runtime or the network to a :class:`SourceError`.
+
+    The one translation table of this source; the first link of the
+    exception chain that matches decides. Messages name the exception type
+    and never the token.
+    """
+    import requests
+    from ibm_cloud_sdk_core import ApiException
+    from qiskit.providers import JobTimeoutError, QiskitBackendNotFoundError
+    from qiskit_ibm_runtime.accounts.exceptions import AccountNotFoundError, AccountsError
+    from qiskit_ibm_runtime.exceptions import IBMNotAuthorizedError
+
+    network = (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout)
+    for link in _chain(exc):
+        if isinstance(link, AccountNotFoundError):
+            return SourceAuthError(NO_CREDENTIALS)
+        if isinstance(link, IBMNotAuthorizedError | AccountsError):
+            return SourceAuthError(f"IBM Quantum rejected the credentials ({type(link).__name__})")
+        status = getattr(link, "status_code", None)
+        if isinstance(status, int):
+            # IAM answers 400 to an unknown API key.
+            if status in (401, 403) or (status == 400 and isinstance(link, ApiException)):
+                return SourceAuthError(f"IBM Quantum rejected the credentials (HTTP {status})")
+            if status in (408, 429) or status >= 500:
+                return SourceNetworkError(f"IBM Quantum is unavailable (HTTP {status})")
+        if isinstance(link, JobTimeoutError):
+            return SourceTimeout(f"IBM Quantum job timed out ({type(link).__name__})")
+        if isinstance(link, network):
+            return SourceNetworkError(f"cannot reach IBM Quantum ({type(link).__name__})")
+        if isinstance(link, QiskitBackendNotFoundError):
+            return SourceError(f"no IBM Quantum backend found ({_summary(link, secret)})")
+    return SourceError(f"IBM Quantum harvest failed ({_summary(exc, secret)})")
+
+
+def _max_shots(backend: Any) -> int | None:
+    try:
+        value = backend.configuration().max_shots
+    except Exception:
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+class IBMSource:
+    """Measure H on ``qubits`` qubits of an IBM Quantum backend per harvest.
+
+    ``service`` replaces the ``QiskitRuntimeService`` (tests pass a fake);
+    ``retries`` transient failures are retried, waiting about
+    ``backoff * 2**n`` seconds (jittered) before retry ``n``; ``sleep`` is
+    injectable for tests.
+    """
+
+    kind = "ibm"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service: Any = None,
+        retries: int = 3,
+        backoff: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retries < 0 or backoff < 0:
+            raise ConfigError("retries and backoff must not be negative")
+        self.qubits = settings.qubits
+        self.shots = settings.shots
+        self.backend_name = settings.ibm_backend
+        self.timeout = settings.ibm_timeout
+        self.entropy = settings.ibm_entropy
+        self.retries = retries
+        self.backoff = backoff
+        self._channel = settings.ibm_channel
+        self._instance = settings.ibm_instance
+        self._secrets_file = settings.ibm_secrets
+        self._service = service
+        self._sleep = sleep
+        self._secret: _Secret | None = None
+        self._backend: Any = None
+        self._circuit: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"IBMSource(backend={self.backend_name or 'least_busy'!r}, "
+            f"qubits={self.qubits}, shots={self.shots})"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Return what status pages show about this source (no credentials)."""
+        backend = self._backend
+        return {
+            "kind": self.kind,
+            "backend": backend.name if backend is not None else self.backend_name,
+            "selection": "named" if self.backend_name else "least_busy",
+            "channel": self._channel,
+            "qubits": self.qubits,
+            "shots": self.shots,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "assessed_entropy": self.entropy,
+            "creditable": True,
+        }
+
+    def harvest(self) -> Harvest:
+        """Run one job, retrying network failures and queue timeouts with backoff."""
+        with self._lock:
+            attempt = 0
+            while True:
+                try:
+                    return self._harvest_once()
+                except (SourceNetworkError, SourceTimeout) as err:
+                    if attempt >= self.retries:
+                        raise
+                    delay = self._delay(attempt)
+                    attempt += 1
+                    _log.warning(
+                        "IBM harvest failed: %s; retry %d of %d in %.1f s",
+                        err.message,
+                        attempt,
+                        self.retries,
+                        delay,
+                    )
+                    self._sleep(delay)
+
+    def _delay(self, attempt: int) -> float:
+        base = min(self.backoff * 2.0**attempt, _BACKOFF_CAP)
+        return base * (0.5 + random.random() / 2)  # jitter: spread retries of many nodes
+
+    def _harvest_once(self) -> Harvest:
+        try:
+            from qiskit_ibm_runtime import SamplerV2
+        except ImportError:
+            raise SourceError(
+                "the ibm source needs qiskit-ibm-runtime: pip install 'quantumrng[ibm]'"
+            ) from None
+        try:
+            backend, circuit = self._target()
+            shots = min(self.shots, _max_shots(backend) or self.shots)
+            with warnings.catch_warnings():
+                # Deprecated in 0.50 for the client-side executor Sampler; same results.
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                sampler = SamplerV2(mode=backend)
+            job = sampler.run([circuit], shots=shots)
+            job_id = str(job.job_id())
+        except SourceError:
+            self._forget()
+            raise
+        except Exception as exc:
+            self._forget()
+            raise translate_error(exc, self._secret) from None
+        try:
+            result = self._await(job)
+            array = getattr(result[0].data, CREG).array
+        except Exception as exc:
+            self._forget()
+            err = translate_error(exc, self._secret)
+            if isinstance(err, SourceTimeout):
+                _cancel(job)
+                err = SourceTimeout(
+                    f"IBM Quantum job {job_id} on {backend.name} did not finish "
+                    f"within {self.timeout:g} s; cancelled"
+                )
+            raise err from None
+        if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] * 8 < self.qubits:
+            raise SourceError(f"IBM Quantum job {job_id} returned a malformed bit array")
+        samples = int(array.shape[0])
+        return Harvest(
+            data=packed_columns(array, self.qubits),
+            width=self.qubits,
+            samples=samples,
+            provenance=stamp(
+                self.kind, backend=backend.name, job_id=job_id, qubits=self.qubits, shots=samples
+            ),
+            assessed_entropy=self.entropy,
+            creditable=True,
+        )
+
+    def _await(self, job: Any) -> Any:
+        """Wait at most ``timeout`` seconds, then fetch the result.
+
+        Equivalent to ``job.result(timeout=...)`` on a runtime job; local-mode
+        jobs (fake backends) run synchronously and take no timeout.
+        """
+        wait = getattr(job, "wait_for_final_state", None)
+        if callable(wait):
+            wait(timeout=self.timeout)
+        return job.result()
+
+    def _connect(self) -> Any:
+        if self._service is None:
+            from qiskit_ibm_runtime import QiskitRuntimeService
+
+            token = resolve_token(self._secrets_file, os.environ)
+            self._secret = _Secret(token) if token else None
+            kwargs: dict[str, Any] = {}
+            if self._channel:
+                kwargs["channel"] = self._channel
+            if self._instance:
+                kwargs["instance"] = self._instance
+            if token:
+                kwargs["token"] = token
+            self._service = QiskitRuntimeService(**kwargs)
+        return self._service
+
+    def _target(self) -> tuple[Any, Any]:
+        """Return the backend and the circuit transpiled for it, resolved once."""
+        if self._backend is None:
+            service = self._connect()
+            if self.backend_name:
+                backend = service.backend(self.backend_name)
+            else:
+                backend = service.least_busy(
+                    operational=True, simulator=False, min_num_qubits=self.qubits
+                )
+            if backend.num_qubits < self.qubits:
+                raise SourceError(
+                    f"IBM backend {backend.name} has {backend.num_qubits} qubits, "
+                    f"fewer than the {self.qubits} asked for"
+                )
+            from qiskit.transpiler import generate_preset_pass_manager
+
+            manager = generate_preset_pass_manager(optimization_level=1, backend=backend)
+            self._circuit = manager.run(hadamard_circuit(self.qubits))
+            self._backend = backend
+        return self._backend, self._circuit
+
+    def _forget(self) -> None:
+        """Drop the chosen backend so the next attempt picks one afresh."""
+        self._backend = None
+        self._circuit = None
+
+
+def _cancel(job: Any) -> None:
+    try:
+        job.cancel()
+    except Exception:
+        _log.warning("could not cancel a timed-out IBM Quantum job")

@@ -1,0 +1,49 @@
+"""The os source: kernel random bytes as 8-bit rows."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from quantumrng.config import Settings
+from quantumrng.errors import ConfigError, SourceError
+from quantumrng.sources import OSSource
+
+
+def test_harvest_reads_the_configured_number_of_bytes() -> None:
+    harvest = OSSource(Settings(os_read_bytes=1000)).harvest()
+    assert (harvest.width, harvest.samples, len(harvest.data)) == (8, 1000, 1000)
+    assert harvest.creditable is True
+    assert harvest.assessed_entropy == 1.0
+    assert harvest.provenance.source == "os"
+    assert harvest.provenance.backend == "getrandom"
+
+
+def test_harvests_differ() -> None:
+    source = OSSource(Settings(os_read_bytes=32))
+    assert source.harvest().data != source.harvest().data
+
+
+def test_kernel_failure_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(_: int) -> bytes:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "urandom", fail)
+    with pytest.raises(SourceError, match="kernel RNG failed"):
+        OSSource(Settings()).harvest()
+
+
+def test_rejects_nonpositive_size() -> None:
+    with pytest.raises(ConfigError):
+        OSSource(Settings(os_read_bytes=0))
+
+
+def test_describe() -> None:
+    assert OSSource(Settings(os_read_bytes=64)).describe() == {
+        "kind": "os",
+        "backend": "getrandom",
+        "read_bytes": 64,
+        "assessed_entropy": 1.0,
+        "creditable": True,
+    }

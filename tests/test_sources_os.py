@@ -9,13 +9,14 @@ import pytest
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, SourceError
 from quantumrng.sources import OSSource
+from quantumrng.sources._common import NOMINAL_ENTROPY
 
 
 def test_harvest_reads_the_configured_number_of_bytes() -> None:
     harvest = OSSource(Settings(os_read_bytes=1000)).harvest()
     assert (harvest.width, harvest.samples, len(harvest.data)) == (8, 1000, 1000)
     assert harvest.creditable is True
-    assert harvest.assessed_entropy == 1.0
+    assert harvest.assessed_entropy == NOMINAL_ENTROPY
     assert harvest.provenance.source == "os"
     assert harvest.provenance.backend == "getrandom"
 
@@ -44,6 +45,6 @@ def test_describe() -> None:
         "kind": "os",
         "backend": "getrandom",
         "read_bytes": 64,
-        "assessed_entropy": 1.0,
+        "assessed_entropy": NOMINAL_ENTROPY,
         "creditable": True,
     }

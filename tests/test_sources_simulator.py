@@ -8,6 +8,7 @@ import pytest
 from quantumrng.config import Settings
 from quantumrng.errors import SourceError
 from quantumrng.sources import SimulatorSource
+from quantumrng.sources._common import NOMINAL_ENTROPY
 
 
 def test_harvest_shape_provenance_and_no_credit() -> None:
@@ -15,7 +16,7 @@ def test_harvest_shape_provenance_and_no_credit() -> None:
     harvest = source.harvest()
     assert (harvest.width, harvest.samples, len(harvest.data)) == (12, 1000, 1500)
     assert harvest.creditable is False
-    assert harvest.assessed_entropy == 1.0
+    assert harvest.assessed_entropy == NOMINAL_ENTROPY
     prov = harvest.provenance
     assert (prov.source, prov.backend, prov.qubits, prov.shots) == (
         "simulator",

@@ -18,7 +18,14 @@ from quantumrng.provenance import Provenance
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["CREG", "hadamard_circuit", "packed_columns", "stamp"]
+__all__ = ["CREG", "NOMINAL_ENTROPY", "hadamard_circuit", "packed_columns", "stamp"]
+
+#: Min-entropy per bit claimed, for health-test cutoffs and as the credit cap, by
+#: sources whose bits should be ideal (kernel CSPRNG, simulated fair qubits). Not 1:
+#: with alpha = 2^-20 the RCT cutoff at H = 1 is 21 and a fair 64 Kbit harvest would
+#: trip it one time in 16; at 0.75 the cutoff is 28 and that is one in 2^11
+#: (SP 800-90B §4.4.1), while a stuck or strongly biased stream is still caught.
+NOMINAL_ENTROPY = 0.75
 
 #: Name of the classical register; the sampler result exposes it as ``data.<CREG>``.
 CREG = "bits"

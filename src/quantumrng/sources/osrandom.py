@@ -1,8 +1,8 @@
 """The ``os`` source: bytes from the kernel's CSPRNG (``getrandom(2)``).
 
 Each byte is one row of 8 columns (bit positions). The kernel output is
-conditioned already, so it is assessed at full entropy; it is credited
-because nothing about it is seeded by us.
+conditioned already; it is health-tested and credited at ``NOMINAL_ENTROPY``
+(capped by the observed estimate) because nothing about it is seeded by us.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, SourceError
-from quantumrng.sources._common import stamp
+from quantumrng.sources._common import NOMINAL_ENTROPY, stamp
 from quantumrng.sources.base import Harvest
 
 __all__ = ["OSSource"]
@@ -39,7 +39,7 @@ class OSSource:
             "kind": self.kind,
             "backend": BACKEND,
             "read_bytes": self.read_bytes,
-            "assessed_entropy": 1.0,
+            "assessed_entropy": NOMINAL_ENTROPY,
             "creditable": True,
         }
 
@@ -54,6 +54,6 @@ class OSSource:
             width=8,
             samples=len(data),
             provenance=stamp(self.kind, backend=BACKEND),
-            assessed_entropy=1.0,
+            assessed_entropy=NOMINAL_ENTROPY,
             creditable=True,
         )

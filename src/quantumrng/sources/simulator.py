@@ -2,7 +2,7 @@
 
 The default source, so everything runs without an account. Its bits come
 from Aer's seeded PRNG, not from a quantum measurement: they are health
-tested like any other harvest (``assessed_entropy`` 1.0 sets the cutoffs)
+tested like any other harvest (``NOMINAL_ENTROPY`` sets the cutoffs)
 but earn no entropy credit (``creditable`` False).
 """
 
@@ -16,7 +16,13 @@ import numpy as np
 
 from quantumrng.config import Settings
 from quantumrng.errors import SourceError
-from quantumrng.sources._common import CREG, hadamard_circuit, packed_columns, stamp
+from quantumrng.sources._common import (
+    CREG,
+    NOMINAL_ENTROPY,
+    hadamard_circuit,
+    packed_columns,
+    stamp,
+)
 from quantumrng.sources.base import Harvest
 
 __all__ = ["SimulatorSource"]
@@ -53,7 +59,7 @@ class SimulatorSource:
             "qubits": self.qubits,
             "shots": self.shots,
             "seeded": self._fixed,
-            "assessed_entropy": 1.0,
+            "assessed_entropy": NOMINAL_ENTROPY,
             "creditable": False,
         }
 
@@ -82,6 +88,6 @@ class SimulatorSource:
             width=self.qubits,
             samples=samples,
             provenance=stamp(self.kind, backend=BACKEND, qubits=self.qubits, shots=samples),
-            assessed_entropy=1.0,
+            assessed_entropy=NOMINAL_ENTROPY,
             creditable=False,
         )

@@ -1,0 +1,414 @@
+"""Formats: pure functions from a byte source to what users ask for.
+
+Low-level part. Every function takes ``read``, a :data:`RandomBytes` callable
+returning exactly ``n`` random bytes (the DRBG, the raw pool, a test stream),
+and turns them without bias into bits, integers, floats, gaussians, UUIDs,
+strings and shuffles.
+
+Integers use the simple discard method of SP 800-90A Rev. 1 Appendix A.5.1:
+draw the fewest bits that cover the range and keep a draw only when it falls
+inside, so fewer than two draws are expected and no value is favoured. Bits
+are read most significant first, as ``numpy.packbits`` packs them. Up to 128
+draws take whole bytes each (top bits masked); larger batches of ``k``-bit
+draws cut one bit string into consecutive ``k``-bit fields.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import numpy as np
+
+from quantumrng.errors import InvalidRequest, QuantumRNGError, ValidationError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = [
+    "ALPHABETS",
+    "ByteReader",
+    "RandomBytes",
+    "bits",
+    "bits_string",
+    "floats",
+    "gaussians",
+    "integers",
+    "permutation",
+    "randbelow",
+    "randint",
+    "resolve_alphabet",
+    "sample",
+    "shuffle",
+    "strings",
+    "uuid4s",
+]
+
+#: A byte source: ``read(n)`` returns exactly ``n`` random bytes.
+RandomBytes = Callable[[int], bytes]
+
+_T = TypeVar("_T")
+
+_FLOAT_BITS: Final = 53  # IEEE 754 binary64 significand, bits
+_FLOAT_ULP: Final = 2.0**-_FLOAT_BITS
+_GAUSS_MAX_Z: Final = 8.58  # > sqrt(-2 ln 2**-53) = 8.5718, the largest |z| Box-Muller yields
+_SMALL: Final = 128  # up to this many draws a Python loop beats numpy's per-call cost
+_BATCH: Final = 1 << 16  # k-bit words unpacked at once; bounds scratch memory to 4 MiB
+_U64: Final = 1 << 64
+_I64_MIN: Final = -(1 << 63)
+_I64_END: Final = 1 << 63
+_BIG_INT_DIGITS: Final = 40  # ints longer than this are shown by bit length in messages
+
+#: Named alphabets for :func:`strings`; ``printable`` is ASCII 0x21-0x7E (no whitespace).
+ALPHABETS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "alnum": string.ascii_letters + string.digits,
+        "alpha": string.ascii_letters,
+        "lower": string.ascii_lowercase,
+        "upper": string.ascii_uppercase,
+        "digits": string.digits,
+        "hex": "0123456789abcdef",
+        "base64url": string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_",
+        "base32": string.ascii_uppercase + "234567",  # RFC 4648 §6
+        "printable": string.ascii_letters + string.digits + string.punctuation,
+    }
+)
+
+
+# --- argument checks -------------------------------------------------------
+
+
+def _show(value: int) -> str:
+    text = str(value) if value.bit_length() <= 128 else ""
+    if text and len(text) <= _BIG_INT_DIGITS:
+        return text
+    return f"a {value.bit_length()}-bit integer"
+
+
+def _int(name: str, value: object, minimum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be an integer, not a boolean")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidRequest(f"{name} must be an integer") from None
+    if minimum is not None and number < minimum:
+        raise ValidationError(f"{name} must be at least {minimum}, got {_show(number)}")
+    return number
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidRequest(f"{name} must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(f"{name} must be finite")
+    return number
+
+
+def _bounds(lo: object, hi: object) -> tuple[int, int]:
+    low, high = _int("lo", lo), _int("hi", hi)
+    if low > high:
+        raise ValidationError(f"lo ({_show(low)}) must not exceed hi ({_show(high)})")
+    return low, high
+
+
+def _alphabet(chars: object) -> str:
+    if not isinstance(chars, str):
+        raise InvalidRequest("alphabet must be a string")
+    if not chars:
+        raise ValidationError("alphabet must not be empty")
+    if len(set(chars)) != len(chars):
+        repeated = sorted({c for c in chars if chars.count(c) > 1})
+        raise ValidationError(f"alphabet repeats characters: {''.join(repeated)!r}")
+    return chars
+
+
+# --- drawing bits ----------------------------------------------------------
+
+
+def _read(read: RandomBytes, n: int) -> bytes:
+    if n == 0:
+        return b""
+    data = read(n)
+    if len(data) != n:
+        raise QuantumRNGError(f"byte source returned {len(data)} bytes, expected {n}")
+    return data
+
+
+def _words(read: RandomBytes, m: int, k: int) -> npt.NDArray[np.uint64]:
+    """Return ``m`` uniform ``k``-bit words (1 <= k <= 64) cut from one bit string."""
+    if m > _BATCH:
+        return np.concatenate([_words(read, min(_BATCH, m - i), k) for i in range(0, m, _BATCH)])
+    width = 1 if k <= 8 else 2 if k <= 16 else 4 if k <= 32 else 8
+    dtype = np.dtype(f">u{width}")
+    if k == 8 * width:
+        return np.frombuffer(_read(read, m * width), dtype=dtype).astype(np.uint64)
+    nbits = m * k
+    raw = np.frombuffer(_read(read, (nbits + 7) // 8), dtype=np.uint8)
+    padded = np.zeros((m, 8 * width), dtype=np.uint8)
+    padded[:, 8 * width - k :] = np.unpackbits(raw, count=nbits).reshape(m, k)
+    return np.packbits(padded, axis=1).view(dtype).reshape(m).astype(np.uint64)
+
+
+def _below_array(read: RandomBytes, highs: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Return ``r`` with each ``r[i]`` uniform on [0, highs[i]] (SP 800-90A A.5.1)."""
+    masks = highs.copy()
+    for shift in (1, 2, 4, 8, 16, 32):
+        masks |= masks >> np.uint64(shift)
+    out = np.zeros(highs.shape, dtype=np.uint64)
+    pending = np.flatnonzero(highs)
+    while pending.size:
+        k = int(masks[pending].max()).bit_length()
+        draws = _words(read, pending.size, k) & masks[pending]
+        kept = draws <= highs[pending]
+        out[pending[kept]] = draws[kept]
+        pending = pending[~kept]
+    return out
+
+
+def _below_list(read: RandomBytes, highs: Sequence[int]) -> list[int]:
+    """Return ``r`` with each ``r[i]`` uniform on [0, highs[i]], whole bytes per draw (A.5.1)."""
+    out = [0] * len(highs)
+    pending = [i for i, high in enumerate(highs) if high]
+    while pending:
+        sizes = [(highs[i].bit_length() + 7) // 8 for i in pending]
+        data = _read(read, sum(sizes))
+        pos = 0
+        rejected: list[int] = []
+        for i, size in zip(pending, sizes, strict=True):
+            high = highs[i]
+            value = int.from_bytes(data[pos : pos + size], "big") & ((1 << high.bit_length()) - 1)
+            pos += size
+            if value <= high:
+                out[i] = value
+            else:
+                rejected.append(i)
+        pending = rejected
+    return out
+
+
+def _below_same(read: RandomBytes, count: int, high: int) -> list[int]:
+    """Return ``count`` ints uniform on [0, high]."""
+    if count <= _SMALL or high >= _U64:
+        return _below_list(read, [high] * count)
+    return _below_array(read, np.full(count, high, dtype=np.uint64)).tolist()  # type: ignore[no-any-return]
+
+
+def _fisher_yates(read: RandomBytes, n: int, k: int) -> list[int]:
+    """Return the ``k`` offsets of Fisher-Yates over ``n`` slots: r[i] uniform on [0, n-1-i]."""
+    if k <= _SMALL:
+        return _below_list(read, range(n - 1, n - 1 - k, -1))
+    highs = np.uint64(n - 1) - np.arange(k, dtype=np.uint64)
+    return _below_array(read, highs).tolist()  # type: ignore[no-any-return]
+
+
+# --- public formats --------------------------------------------------------
+
+
+def bits(read: RandomBytes, n: int) -> bytes:
+    """Return a random n-bit string as ceil(n/8) big-endian bytes, unused top bits zero."""
+    n = _int("n", n, 0)
+    size = (n + 7) // 8
+    data = bytearray(_read(read, size))
+    if data:
+        data[0] &= 0xFF >> (8 * size - n)
+    return bytes(data)
+
+
+def bits_string(read: RandomBytes, n: int) -> str:
+    """Return a random string of exactly n '0' and '1' characters."""
+    data = bits(read, n)
+    return format(int.from_bytes(data, "big"), f"0{n}b") if n else ""
+
+
+def randbelow(read: RandomBytes, n: int) -> int:
+    """Return a random int in the range [0, n)."""
+    n = _int("n", n, 1)
+    return _below_list(read, [n - 1])[0]
+
+
+def randint(read: RandomBytes, lo: int, hi: int) -> int:
+    """Return a random int in the range [lo, hi], including both end points."""
+    lo, hi = _bounds(lo, hi)
+    return lo + randbelow(read, hi - lo + 1)
+
+
+def integers(read: RandomBytes, count: int, lo: int, hi: int) -> list[int]:
+    """Return count independent random ints in the range [lo, hi]."""
+    count = _int("count", count, 0)
+    lo, hi = _bounds(lo, hi)
+    high = hi - lo
+    if high == 0 or count == 0:
+        return [lo] * count
+    if count > _SMALL and lo >= _I64_MIN and hi < _I64_END:
+        offsets = _below_array(read, np.full(count, high, dtype=np.uint64))
+        # the uint64 sum wraps modulo 2**64; read as int64 it is exact for results in range
+        return (offsets + np.uint64(lo % _U64)).view(np.int64).tolist()  # type: ignore[no-any-return]
+    return [lo + r for r in _below_same(read, count, high)]
+
+
+def floats(read: RandomBytes, count: int) -> list[float]:
+    """Return count random floats k / 2**53 in the range [0.0, 1.0)."""
+    count = _int("count", count, 0)
+    return (_words(read, count, _FLOAT_BITS) * _FLOAT_ULP).tolist()  # type: ignore[no-any-return]
+
+
+def gaussians(read: RandomBytes, count: int, mean: float = 0.0, stddev: float = 1.0) -> list[float]:
+    """Return count normally distributed floats (Box-Muller on 53-bit uniforms)."""
+    count = _int("count", count, 0)
+    mu = _finite("mean", mean)
+    sigma = _finite("stddev", stddev)
+    if sigma < 0:
+        raise ValidationError("stddev must not be negative")
+    if not math.isfinite(abs(mu) + _GAUSS_MAX_Z * sigma):
+        raise ValidationError("mean and stddev are too large: samples would overflow")
+    pairs = (count + 1) // 2
+    u = _words(read, 2 * pairs, _FLOAT_BITS).astype(np.float64)
+    radius = np.sqrt(-2.0 * np.log((u[:pairs] + 1.0) * _FLOAT_ULP))  # (k+1)/2**53 > 0
+    theta = (2.0 * math.pi * _FLOAT_ULP) * u[pairs:]
+    z = np.empty(2 * pairs, dtype=np.float64)
+    z[0::2] = radius * np.cos(theta)
+    z[1::2] = radius * np.sin(theta)
+    return (mu + sigma * z[:count]).tolist()  # type: ignore[no-any-return]
+
+
+def uuid4s(read: RandomBytes, count: int) -> list[str]:
+    """Return count random version 4 UUIDs in canonical form (RFC 9562 §5.4)."""
+    count = _int("count", count, 0)
+    raw = bytearray(_read(read, 16 * count))
+    out: list[str] = []
+    for i in range(0, len(raw), 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # variant 10xx
+        h = raw[i : i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
+def resolve_alphabet(name_or_chars: str) -> str:
+    """Return the characters of a named alphabet, or check and return custom ones."""
+    if isinstance(name_or_chars, str) and name_or_chars in ALPHABETS:
+        return ALPHABETS[name_or_chars]
+    return _alphabet(name_or_chars)
+
+
+def strings(read: RandomBytes, count: int, length: int, alphabet: str) -> list[str]:
+    """Return count random strings of length characters drawn from alphabet."""
+    count = _int("count", count, 0)
+    length = _int("length", length, 0)
+    chars = _alphabet(alphabet)
+    n = count * length
+    if n == 0:
+        return [""] * count
+    picks = _below_same(read, n, len(chars) - 1)
+    flat = "".join([chars[i] for i in picks])
+    return [flat[i : i + length] for i in range(0, n, length)]
+
+
+def shuffle(read: RandomBytes, items: Iterable[_T]) -> list[_T]:
+    """Return a new list of the items in random order (Fisher-Yates, TAOCP §3.4.2 P)."""
+    out = list(items)
+    n = len(out)
+    if n < 2:
+        return out
+    for i, r in enumerate(_fisher_yates(read, n, n - 1)):
+        j = i + r
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def permutation(read: RandomBytes, lo: int, hi: int) -> list[int]:
+    """Return every int of the range [lo, hi] once, in random order."""
+    lo, hi = _bounds(lo, hi)
+    return shuffle(read, range(lo, hi + 1))
+
+
+def sample(read: RandomBytes, population: Sequence[_T], k: int) -> list[_T]:
+    """Return k distinct elements chosen from population (partial Fisher-Yates)."""
+    if not isinstance(population, Sequence):
+        raise InvalidRequest("population must be a sequence")
+    k = _int("k", k, 0)
+    n = len(population)
+    if k > n:
+        raise ValidationError(f"k ({_show(k)}) must not exceed the population size ({n})")
+    moved: dict[int, int] = {}  # the few swapped slots of a virtual list(range(n))
+    picks: list[int] = []
+    for i, r in enumerate(_fisher_yates(read, n, k)):
+        j = i + r
+        picks.append(moved.get(j, j))
+        moved[j] = moved.get(i, i)
+    return [population[p] for p in picks]
+
+
+class ByteReader:
+    """Serve many small reads from fewer large reads of a byte source.
+
+    The buffer holds future output, so every byte is zeroed as it is served
+    and all of them on :meth:`close`. Not thread-safe: use one per thread.
+    Buffering reads ahead: over a rationed source (the raw pool) up to
+    ``chunk_size`` bytes may be drawn and never used.
+    """
+
+    __slots__ = ("_buf", "_chunk", "_pos", "_read")
+
+    def __init__(self, read: RandomBytes, chunk_size: int = 4096) -> None:
+        self._chunk = _int("chunk_size", chunk_size, 1)
+        self._read: RandomBytes | None = read
+        self._buf = bytearray()
+        self._pos = 0
+
+    def __call__(self, n: int) -> bytes:
+        """Return exactly n random bytes."""
+        n = _int("n", n, 0)
+        if self._read is None:
+            raise QuantumRNGError("byte reader is closed")
+        head = self._take(min(n, len(self._buf) - self._pos))
+        rest = n - len(head)
+        if rest == 0:
+            return head
+        if rest >= self._chunk:
+            return head + _read(self._read, rest)
+        self._buf = bytearray(_read(self._read, self._chunk))
+        self._pos = 0
+        return head + self._take(rest)
+
+    def _take(self, n: int) -> bytes:
+        start, self._pos = self._pos, self._pos + n
+        out = bytes(self._buf[start : self._pos])
+        self._buf[start : self._pos] = bytes(n)
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Number of bytes read ahead and not yet served."""
+        return len(self._buf) - self._pos
+
+    def close(self) -> None:
+        """Zero the buffered bytes and refuse further reads."""
+        self._buf[:] = bytes(len(self._buf))
+        self._buf = bytearray()
+        self._pos = 0
+        self._read = None
+
+    def __enter__(self) -> ByteReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ByteReader(buffered={self.buffered}, closed={self._read is None})"

@@ -56,7 +56,7 @@ def _lines(values: Any, as_json: bool) -> None:
 @click.option("--ibm-backend", help="IBM backend name (default: least busy).")
 @click.version_option(package_name="quantumrng", prog_name="qrng")
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None, **flags: Any) -> None:
+def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
     """QuantumRNG: quantum random numbers, health-tested, pooled and served.
 
     Settings come from defaults < config file < QRNG_* environment < flags.
@@ -105,7 +105,7 @@ def bits_command(ctx: click.Context, n: int) -> None:
     click.echo(formats.bits_string(_draw(ctx), n))
 
 
-@cli.command("int")
+@cli.command("int", context_settings={"ignore_unknown_options": True})
 @click.argument("low", type=int)
 @click.argument("high", type=int)
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True)
@@ -196,7 +196,8 @@ def harvest_command(ctx: click.Context, until_bytes: int | None, quiet: bool) ->
     snap = harvester.snapshot()
     click.echo(
         f"added {added} blocks ({snap['credited_bits_added']} credited bits) from "
-        f"{settings.source} in {snap['harvests']} harvests; {snap['dropped']} dropped by health tests"
+        f"{settings.source} in {snap['harvests']} harvests; "
+        f"{snap['dropped']} dropped by health tests"
     )
 
 

@@ -207,9 +207,9 @@ class Engine:
                     self._pos = end
                     return out
             return self._from_fresh_buffer(n)
-        out = bytearray(n)
-        self.random_into(out)
-        return bytes(out)
+        buf = bytearray(n)
+        self.random_into(buf)
+        return bytes(buf)
 
     def _from_fresh_buffer(self, n: int) -> bytes:
         drbg = self._ready_drbg()

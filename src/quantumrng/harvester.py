@@ -234,7 +234,7 @@ class Harvester:
 
     def _backoff(self) -> float:
         self._failures_in_row += 1
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (self._failures_in_row - 1))
+        delay = min(self.backoff_max, self.backoff_base * 2.0 ** (self._failures_in_row - 1))
         delay *= 0.5 + random.random() / 2  # jitter so nodes do not retry in step
         self.backoff_until = time.time() + delay
         return delay

@@ -249,11 +249,9 @@ def selftest_command(ctx: click.Context) -> None:
 
 def _add_server_commands() -> None:
     """Attach `serve` and `keys`, which live with the server."""
-    try:
-        from quantumrng.server.commands import serve_command
-        from quantumrng.server.keys_command import keys_group
-    except ImportError:  # pragma: no cover - server package incomplete
-        return
+    from quantumrng.server.commands import serve_command
+    from quantumrng.server.keys_command import keys_group
+
     cli.add_command(serve_command, "serve")
     cli.add_command(keys_group, "keys")
 

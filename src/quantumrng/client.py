@@ -1,0 +1,436 @@
+"""A small client of a QuantumRNG server's v2 API, and ``RemoteRandom`` on top of it.
+
+Needs ``httpx`` (``pip install quantumrng[client]``), imported on first use
+so the package works without it. The key comes from ``api_key`` or the
+``QRNG_API_KEY`` environment variable and is sent as ``Authorization:
+Bearer``. Server errors, ``{"error": {"code", "message"}}``, come back as
+the :mod:`quantumrng.errors` class of that code (by HTTP status when the
+code is unknown); a server that cannot be reached is ``Unavailable``. An
+answer of the wrong length or shape raises too: it is never padded or used.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import os
+import random as _random
+import ssl
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from quantumrng import errors
+from quantumrng.errors import QuantumRNGError, Unavailable
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_URL", "Client", "RemoteRandom"]
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+DEFAULT_TIMEOUT = 30.0  # seconds per network operation (connect, read, write)
+READ_CHUNK = 1 << 16  # bytes per read of a raw stream
+_KEPT_HEADERS = ("www-authenticate", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
+
+
+def _error_classes() -> dict[str, type[QuantumRNGError]]:
+    """Every error class of :mod:`quantumrng.errors` by its code."""
+    found: dict[str, type[QuantumRNGError]] = {}
+    todo: builtins.list[type[QuantumRNGError]] = [QuantumRNGError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+_BY_CODE = _error_classes()
+_BY_STATUS: dict[int, type[QuantumRNGError]] = {
+    cls.status: cls
+    for cls in (
+        errors.InvalidRequest,
+        errors.ValidationError,
+        errors.AuthenticationError,
+        errors.PermissionDenied,
+        errors.NotFound,
+        errors.MethodNotAllowed,
+        errors.PayloadTooLarge,
+        errors.RateLimited,
+        errors.Unavailable,
+    )
+}
+
+
+def error_from_response(status: int, body: object, headers: Mapping[str, str]) -> QuantumRNGError:
+    """Return the error a server's error answer stands for."""
+    code = message = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code, message = body["error"].get("code"), body["error"].get("message")
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is None:
+        cls = _BY_STATUS.get(status, QuantumRNGError)
+    if not isinstance(message, str):
+        message = f"the server answered HTTP {status}"
+    retry_after: float | None = None
+    try:
+        retry_after = float(headers.get("retry-after", ""))
+    except ValueError:
+        retry_after = None
+    if retry_after is not None and not math.isfinite(retry_after):
+        retry_after = None
+    kept = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
+    return cls(message, retry_after=retry_after, headers=kept)
+
+
+def _malformed(what: str) -> NoReturn:
+    raise QuantumRNGError(f"the server's answer to {what} has the wrong shape or length")
+
+
+class Client:
+    """Random numbers from a QuantumRNG server over HTTP(S).
+
+    ``verify`` is True (system CAs), False, a CA bundle path or an
+    ``ssl.SSLContext``.
+
+    Thread-safe (one ``httpx.Client``, rebuilt in a forked child).
+    ``last_source`` holds the ``source`` (provenance) of the latest JSON answer.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        verify: bool | str | ssl.SSLContext = True,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key if api_key is not None else os.environ.get("QRNG_API_KEY")
+        self._timeout = timeout
+        self._verify = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
+        self._transport = transport
+        self._lock = threading.Lock()
+        self._http_client: httpx.Client | None = None
+        self._pid = 0
+        self.last_source: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return f"Client({self.base_url!r}, api_key={key})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with self._lock:
+            if self._http_client is not None and self._pid == os.getpid():
+                self._http_client.close()
+            self._http_client = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        pid = os.getpid()
+        with self._lock:
+            if self._http_client is None or self._pid != pid:
+                try:
+                    import httpx
+                except ImportError:
+                    raise errors.ConfigError(
+                        "the QuantumRNG client needs httpx: pip install 'quantumrng[client]'"
+                    ) from None
+                headers = {"User-Agent": "quantumrng-client"}
+                if self._api_key:
+                    headers["Authorization"] = f"Bearer {self._api_key}"
+                # a client inherited through fork shares sockets with the parent:
+                # abandon it without closing them
+                self._http_client = httpx.Client(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    transport=self._transport,
+                )
+                self._pid = pid
+            return self._http_client
+
+    # -- transport ----------------------------------------------------------------
+
+    def _call(self, send: Callable[[httpx.Client], Any], path: str) -> Any:
+        import httpx
+
+        try:
+            return send(self._http)
+        except httpx.TimeoutException:
+            raise Unavailable(f"{self.base_url}{path} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot reach {self.base_url}{path}: {type(exc).__name__}") from None
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        def send(http: httpx.Client) -> Any:
+            response = http.get(path, params=_query(params))
+            return _json(response)
+
+        return self._call(send, path)
+
+    def _data(self, path: str, params: Mapping[str, Any]) -> Any:
+        body = self._get(path, params)
+        if not isinstance(body, dict) or "data" not in body:
+            _malformed(path)
+        source = body.get("source")
+        self.last_source = source if isinstance(source, dict) else None
+        return body["data"]
+
+    # -- random values ------------------------------------------------------------
+
+    def bytes(self, n: int, mode: str = "drbg") -> builtins.bytes:
+        """Return ``n`` random bytes, read as a raw stream."""
+        _count(n, 0)
+        if n == 0:
+            return b""
+        path = "/api/v2/bytes"
+
+        def send(http: httpx.Client) -> builtins.bytes:
+            params = _query({"n": n, "format": "raw", "mode": mode})
+            with http.stream("GET", path, params=params) as response:
+                if response.status_code != 200:
+                    response.read()
+                    _json(response)
+                    _malformed(path)
+                out = bytearray()
+                for piece in response.iter_bytes(READ_CHUNK):
+                    out += piece
+                    if len(out) > n:
+                        break
+            if len(out) != n:
+                _malformed(path)
+            return builtins.bytes(out)
+
+        data: builtins.bytes = self._call(send, path)
+        self.last_source = None
+        return data
+
+    def bits(self, n: int, mode: str = "drbg") -> str:
+        """Return ``n`` random bits as a string of ``0`` and ``1``."""
+        _count(n)
+        data = self._data("/api/v2/bits", {"n": n, "format": "string", "mode": mode})
+        if not isinstance(data, str) or len(data) != n or data.strip("01"):
+            _malformed("/api/v2/bits")
+        return data
+
+    def integers(self, n: int, min: int, max: int, mode: str = "drbg") -> builtins.list[int]:
+        """Return ``n`` uniform integers in [min, max], any size of bound."""
+        _count(n)
+        data = self._data("/api/v2/integers", {"n": n, "min": min, "max": max, "mode": mode})
+        values = _ints(data, n, "/api/v2/integers")
+        if any(not min <= v <= max for v in values):
+            _malformed("/api/v2/integers")
+        return values
+
+    def floats(self, n: int, mode: str = "drbg") -> builtins.list[float]:
+        """Return ``n`` uniform floats in [0, 1)."""
+        _count(n)
+        values = _floats(self._data("/api/v2/floats", {"n": n, "mode": mode}), n, "floats")
+        if any(not 0.0 <= v < 1.0 for v in values):
+            _malformed("/api/v2/floats")
+        return values
+
+    def gaussians(
+        self, n: int, mean: float = 0.0, stddev: float = 1.0, mode: str = "drbg"
+    ) -> builtins.list[float]:
+        """Return ``n`` normally distributed floats."""
+        _count(n)
+        params = {"n": n, "mean": mean, "stddev": stddev, "mode": mode}
+        return _floats(self._data("/api/v2/gaussians", params), n, "gaussians")
+
+    def uuids(self, n: int, mode: str = "drbg") -> builtins.list[uuid.UUID]:
+        """Return ``n`` random version 4 UUIDs."""
+        _count(n)
+        data = self._data("/api/v2/uuids", {"n": n, "mode": mode})
+        if not isinstance(data, builtins.list) or len(data) != n:
+            _malformed("/api/v2/uuids")
+        try:
+            values = [uuid.UUID(str(v)) for v in data]
+        except ValueError:
+            _malformed("/api/v2/uuids")
+        if any(v.version != 4 for v in values):
+            _malformed("/api/v2/uuids")
+        return values
+
+    def strings(
+        self, n: int, length: int = 16, alphabet: str = "alnum", mode: str = "drbg"
+    ) -> builtins.list[str]:
+        """Return ``n`` random strings of ``length`` characters over ``alphabet``.
+
+        ``alphabet`` is a named alphabet of the server (``alnum``, ``hex``, ...)
+        or the characters themselves.
+        """
+        _count(n)
+        params = {"n": n, "length": length, "alphabet": alphabet, "mode": mode}
+        data = self._data("/api/v2/strings", params)
+        if (
+            not isinstance(data, builtins.list)
+            or len(data) != n
+            or not all(isinstance(s, str) and len(s) == length for s in data)
+        ):
+            _malformed("/api/v2/strings")
+        return data
+
+    def shuffle(self, min: int, max: int, mode: str = "drbg") -> builtins.list[int]:
+        """Return every integer of [min, max] once, in random order."""
+        data = self._data("/api/v2/shuffle", {"min": min, "max": max, "mode": mode})
+        values = _ints(data, max - min + 1, "/api/v2/shuffle")
+        if sorted(values) != builtins.list(range(min, max + 1)):
+            _malformed("/api/v2/shuffle")
+        return values
+
+    # -- about the server -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Return the server's status: pool levels, harvests, reseeds (no secret)."""
+        return _mapping(self._get("/api/v2/status"), "/api/v2/status")
+
+    def usage(self) -> dict[str, Any]:
+        """Return this client's limits and what is left today (None: unlimited)."""
+        return _mapping(self._get("/api/v2/usage"), "/api/v2/usage")
+
+
+def _tls(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    if not isinstance(verify, str):
+        return verify
+    try:
+        return ssl.create_default_context(cafile=verify)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.ConfigError(f"cannot load the CA bundle {verify}: {exc}") from None
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in (params or {}).items():
+        out[k] = repr(v) if isinstance(v, float) else str(v)
+    return out
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code >= 400:
+        raise error_from_response(response.status_code, body, response.headers)
+    if body is None:
+        _malformed(response.url.path)
+    return body
+
+
+def _count(n: int, minimum: int = 1) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise errors.InvalidRequest(f"n must be an integer of at least {minimum}")
+
+
+def _ints(data: object, n: int, what: str) -> builtins.list[int]:
+    """Integers as sent: JSON numbers, or decimal strings beyond 2^53."""
+    if not isinstance(data, builtins.list) or len(data) != n:
+        _malformed(what)
+    out: builtins.list[int] = []
+    for v in data:
+        if isinstance(v, int) and not isinstance(v, bool):
+            out.append(v)
+        elif isinstance(v, str) and v.lstrip("-").isdigit() and v.isascii():
+            out.append(int(v))
+        else:
+            _malformed(what)
+    return out
+
+
+def _floats(data: object, n: int, what: str) -> builtins.list[float]:
+    if not isinstance(data, builtins.list) or len(data) != n:
+        _malformed(what)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in data):
+        _malformed(what)
+    return [float(v) for v in data]
+
+
+def _mapping(body: object, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        _malformed(what)
+    return body
+
+
+class RemoteRandom(_random.Random):
+    """A ``random.Random`` drawing from a QuantumRNG server.
+
+    Bytes are fetched ``chunk_bytes`` at a time from ``/api/v2/bytes``
+    (``format=raw``) and each is used once; bytes used are zeroed. A forked
+    child drops the buffer it inherited, so parent and child never share
+    output. Like ``random.SystemRandom`` it has no state to seed or save.
+    """
+
+    def __init__(
+        self, client: Client | None = None, *, chunk_bytes: int = 4096, mode: str = "drbg"
+    ) -> None:
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be positive")
+        self.client = client if client is not None else Client()
+        self._chunk = chunk_bytes
+        self._mode = mode
+        self._buf_lock = threading.Lock()
+        self._buf = bytearray()
+        self._pos = 0
+        self._pid = os.getpid()
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"RemoteRandom({self.client!r})"
+
+    def _take(self, n: int) -> builtins.bytes:
+        with self._buf_lock:
+            if self._pid != os.getpid():
+                self._buf, self._pos, self._pid = bytearray(), 0, os.getpid()
+            if n > self._chunk:
+                return self.client.bytes(n, self._mode)
+            if len(self._buf) - self._pos < n:
+                fresh = bytearray(self.client.bytes(self._chunk, self._mode))
+                self._buf[: self._pos] = b""
+                self._buf += fresh
+                self._pos = 0
+            end = self._pos + n
+            out = builtins.bytes(self._buf[self._pos : end])
+            self._buf[self._pos : end] = bytes(n)
+            self._pos = end
+            return out
+
+    def random(self) -> float:
+        """Return a random float in [0.0, 1.0) with 53 random bits."""
+        return (int.from_bytes(self._take(7), "big") >> 3) * 2.0**-53
+
+    def getrandbits(self, k: int) -> int:
+        """Return a non-negative int with ``k`` random bits."""
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        numbytes = (k + 7) // 8
+        x = int.from_bytes(self._take(numbytes), "big")
+        return x >> (numbytes * 8 - k)
+
+    def randbytes(self, n: int) -> builtins.bytes:
+        """Return ``n`` random bytes."""
+        return self._take(n)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """Do nothing: the server's engine is seeded from its pool, not by callers."""
+
+    def getstate(self) -> NoReturn:
+        """Raise: there is no state to save."""
+        raise NotImplementedError("RemoteRandom has no state to save")
+
+    def setstate(self, state: Any) -> NoReturn:
+        """Raise: there is no state to restore."""
+        raise NotImplementedError("RemoteRandom has no state to restore")

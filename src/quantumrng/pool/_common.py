@@ -1,0 +1,82 @@
+"""Checks and encodings shared by the pool engines (internal).
+
+Every engine applies the same rules, so the contract tests hold for all:
+
+- a block is :data:`~quantumrng.conditioning.BLOCK_BYTES` long and credits
+  between 0 and 8 bits per byte;
+- all blocks of one harvest id in a ``put`` carry the same provenance; the
+  provenance first recorded for a harvest id is kept while any of its blocks
+  remain in the pool;
+- "newest" harvests (``recent``) are the most recently put ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from quantumrng.conditioning import BLOCK_BYTES, Block
+from quantumrng.provenance import Provenance
+
+__all__ = [
+    "MAX_HARVEST_ID_BYTES",
+    "check_limit",
+    "check_take",
+    "dump_provenance",
+    "group_harvests",
+    "load_provenance",
+]
+
+MAX_HARVEST_ID_BYTES = 256  # UTF-8 bytes; the Redis entry header stores the length in 16 bits
+
+
+def check_take(n: int, source: str | None) -> None:
+    """Reject a take of fewer than one block, or from a kind no block can have."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError("n must be an int")
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    if source is not None and (not isinstance(source, str) or not source):
+        raise ValueError("source must be None or a non-empty string")
+
+
+def check_limit(limit: int) -> None:
+    """Reject a negative ``recent`` limit."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError("limit must be an int")
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+
+
+def group_harvests(blocks: Sequence[Block]) -> dict[str, Provenance]:
+    """Validate ``blocks`` and return their harvests' provenance by id, in first-seen order."""
+    groups: dict[str, Provenance] = {}
+    for block in blocks:
+        if not isinstance(block.data, bytes) or len(block.data) != BLOCK_BYTES:
+            raise ValueError(f"a pool block must be {BLOCK_BYTES} bytes")
+        bits = block.credited_bits
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 8 * BLOCK_BYTES:
+            raise ValueError(f"credited_bits must be an int in [0, {8 * BLOCK_BYTES}]")
+        prov = block.provenance
+        hid = prov.harvest_id
+        if not isinstance(hid, str) or not 0 < len(hid.encode()) <= MAX_HARVEST_ID_BYTES:
+            raise ValueError(f"harvest_id must be 1 to {MAX_HARVEST_ID_BYTES} bytes of text")
+        if not isinstance(prov.source, str) or not prov.source:
+            raise ValueError("provenance source must be a non-empty string")
+        seen = groups.setdefault(hid, prov)
+        if seen != prov:
+            raise ValueError("blocks of one harvest id carry different provenance")
+    return groups
+
+
+def dump_provenance(prov: Provenance) -> str:
+    """Encode a provenance as canonical JSON."""
+    return json.dumps(prov.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def load_provenance(text: str | bytes) -> Provenance:
+    """Decode what :func:`dump_provenance` wrote."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("stored provenance is not a JSON object")
+    return Provenance.from_dict(data)

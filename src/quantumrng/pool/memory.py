@@ -1,0 +1,116 @@
+"""In-memory pool engine (DESIGN.md, pool): thread-safe, nothing persists; for tests.
+
+Blocks wait in one FIFO queue per source kind, each tagged with a global
+sequence number so an unfiltered take merges the queues oldest first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from quantumrng.conditioning import Block
+from quantumrng.errors import EntropyUnavailable, Unavailable
+from quantumrng.pool._common import check_limit, check_take, group_harvests
+from quantumrng.pool.base import PoolLevel
+from quantumrng.provenance import Provenance
+
+__all__ = ["MemoryPool"]
+
+_Entry = tuple[int, str, bytes, int]  # (sequence, harvest id, data, credited bits)
+
+
+@dataclass(slots=True)
+class _Harvest:
+    provenance: Provenance
+    left: int
+
+
+class MemoryPool:
+    """A :class:`~quantumrng.pool.base.Pool` held in this process's memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._queues: dict[str, deque[_Entry]] = {}
+        self._harvests: OrderedDict[str, _Harvest] = OrderedDict()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"MemoryPool({state})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the entropy pool is closed")
+
+    def put(self, blocks: Sequence[Block]) -> None:
+        """Add blocks in one step (under the lock)."""
+        groups = group_harvests(blocks)
+        with self._lock:
+            self._check_open()
+            for hid, prov in groups.items():
+                if hid not in self._harvests:
+                    self._harvests[hid] = _Harvest(prov, 0)
+            for block in blocks:
+                hid = block.provenance.harvest_id
+                harvest = self._harvests[hid]
+                queue = self._queues.setdefault(harvest.provenance.source, deque())
+                queue.append((next(self._seq), hid, block.data, block.credited_bits))
+                harvest.left += 1
+            for hid in groups:
+                self._harvests.move_to_end(hid)
+
+    def take(self, n: int, *, source: str | None = None) -> list[Block]:
+        """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
+        check_take(n, source)
+        with self._lock:
+            self._check_open()
+            kinds = [source] if source is not None else list(self._queues)
+            queues = [self._queues.get(kind, deque()) for kind in kinds]
+            have = sum(len(q) for q in queues)
+            if have < n:
+                raise EntropyUnavailable(f"the pool holds {have} of the {n} blocks asked for")
+            merged = heapq.merge(*(zip(q, itertools.repeat(i)) for i, q in enumerate(queues)))
+            chosen = list(itertools.islice(merged, n))
+            taken: list[Block] = []
+            for (_seq, hid, data, bits), i in chosen:
+                queues[i].popleft()
+                harvest = self._harvests[hid]
+                taken.append(Block(data=data, credited_bits=bits, provenance=harvest.provenance))
+                harvest.left -= 1
+                if harvest.left == 0:
+                    del self._harvests[hid]
+            for kind in kinds:
+                if kind in self._queues and not self._queues[kind]:
+                    del self._queues[kind]
+            return taken
+
+    def level(self) -> PoolLevel:
+        """Return blocks, credited bits and blocks per source kind."""
+        with self._lock:
+            self._check_open()
+            by_source = {kind: len(q) for kind, q in self._queues.items() if q}
+            bits = sum(e[3] for q in self._queues.values() for e in q)
+            return PoolLevel(
+                blocks=sum(by_source.values()), credited_bits=bits, by_source=by_source
+            )
+
+    def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:
+        """Return the most recently put harvests still in the pool, newest first."""
+        check_limit(limit)
+        with self._lock:
+            self._check_open()
+            newest = itertools.islice(reversed(self._harvests.values()), limit)
+            return [(h.provenance, h.left) for h in newest]
+
+    def close(self) -> None:
+        """Drop every block (nothing persists); later calls raise ``Unavailable``."""
+        with self._lock:
+            self._closed = True
+            self._queues.clear()
+            self._harvests.clear()

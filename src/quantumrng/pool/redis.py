@@ -1,0 +1,321 @@
+"""Redis pool engine: one pool shared by the nodes of a deployment (DESIGN.md, pool).
+
+Layout under the key prefix ``P`` (``settings.redis_key``):
+
+- ``P:b:<kind>`` — a list per source kind, oldest block at the head. Each
+  entry is ``seq`` (16 decimal digits, global put order) + credited bits (4
+  hex) + harvest id length (4 hex) + harvest id + the block's bytes.
+- ``P:kinds`` — the set of kinds whose list is non-empty.
+- ``P:h:<harvest id>`` — a hash: ``prov`` (canonical JSON), ``source``,
+  ``left`` (blocks still in the pool); deleted with the harvest's last block.
+- ``P:recent`` — a sorted set of harvest ids scored by their newest ``seq``.
+- ``P:level`` — a hash of counters: ``blocks``, ``bits``, ``n:<kind>``.
+- ``P:seq`` — the sequence counter.
+
+Every write is one Lua script, so Redis runs it atomically: ``take`` checks
+``LLEN`` before removing anything (all or nothing) and, without a source
+filter, merges the kind lists by ``seq`` (oldest first); the counters change
+in the same scripts, so ``level`` is one ``HGETALL``. Scripts name keys from
+``ARGV``, so they suit a single Redis server (or Sentinel), not Cluster.
+
+The client never retries a command: a retried ``put`` after a lost reply
+would store the same blocks twice, and they would be served twice. A put
+that raises ``Unavailable`` may or may not have landed; its blocks must be
+discarded, never put again. Durability across a Redis restart is the
+server's (``appendonly yes``, ``appendfsync always`` for the same guarantee
+as the SQLite engine).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from quantumrng.conditioning import Block
+from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
+from quantumrng.pool._common import (
+    check_limit,
+    check_take,
+    dump_provenance,
+    group_harvests,
+    load_provenance,
+)
+from quantumrng.pool.base import PoolLevel
+from quantumrng.provenance import Provenance
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["INSTALL_HINT", "RedisPool"]
+
+INSTALL_HINT = "the Redis pool needs the redis package: pip install 'quantumrng[redis]'"
+SOCKET_TIMEOUT = 10.0  # seconds per command before Unavailable
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+
+_PUT = """
+local p = ARGV[1]
+local nh = tonumber(ARGV[2])
+local lvl = p .. ':level'
+local hids, srcs = {}, {}
+local i = 3
+for h = 1, nh do
+  local hid, src = ARGV[i], ARGV[i + 1]
+  local hkey = p .. ':h:' .. hid
+  if redis.call('HSETNX', hkey, 'prov', ARGV[i + 2]) == 1 then
+    redis.call('HSET', hkey, 'source', src, 'left', 0)
+  else
+    src = redis.call('HGET', hkey, 'source')
+  end
+  hids[h], srcs[h] = hid, src
+  i = i + 3
+end
+local nb = (#ARGV - i + 1) / 3
+local seq = redis.call('INCRBY', p .. ':seq', nb) - nb
+local lists, kinds, counts, newest, bits = {}, {}, {}, {}, 0
+while i <= #ARGV do
+  local h, credited = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local hid, src = hids[h], srcs[h]
+  seq = seq + 1
+  if lists[src] == nil then
+    lists[src] = {}
+    kinds[#kinds + 1] = src
+  end
+  local list = lists[src]
+  list[#list + 1] = string.format('%016d%04x%04x', seq, credited, #hid) .. hid .. ARGV[i + 2]
+  counts[h] = (counts[h] or 0) + 1
+  newest[h] = seq
+  bits = bits + credited
+  i = i + 3
+end
+for _, src in ipairs(kinds) do
+  local list = lists[src]
+  for a = 1, #list, 1000 do  -- stay below unpack()'s stack limit
+    redis.call('RPUSH', p .. ':b:' .. src, unpack(list, a, math.min(a + 999, #list)))
+  end
+  redis.call('SADD', p .. ':kinds', src)
+  redis.call('HINCRBY', lvl, 'n:' .. src, #list)
+end
+for h = 1, nh do
+  redis.call('HINCRBY', p .. ':h:' .. hids[h], 'left', counts[h])
+  redis.call('ZADD', p .. ':recent', newest[h], hids[h])
+end
+redis.call('HINCRBY', lvl, 'blocks', nb)
+redis.call('HINCRBY', lvl, 'bits', bits)
+return nb
+"""
+
+_TAKE = """
+local p = ARGV[1]
+local n = tonumber(ARGV[2])
+local kinds
+if ARGV[3] ~= '' then kinds = {ARGV[3]} else kinds = redis.call('SMEMBERS', p .. ':kinds') end
+local have = 0
+for _, kind in ipairs(kinds) do have = have + redis.call('LLEN', p .. ':b:' .. kind) end
+if have < n then return have end
+local heads, pos = {}, {}
+for k, kind in ipairs(kinds) do
+  heads[k] = redis.call('LRANGE', p .. ':b:' .. kind, 0, n - 1)
+  pos[k] = 1
+end
+local taken = {}
+for j = 1, n do
+  local best, bestseq = nil, nil
+  for k = 1, #kinds do
+    local e = heads[k][pos[k]]
+    if e then
+      local s = string.sub(e, 1, 16)
+      if best == nil or s < bestseq then best, bestseq = k, s end
+    end
+  end
+  taken[j] = heads[best][pos[best]]
+  pos[best] = pos[best] + 1
+end
+local lvl = p .. ':level'
+for k, kind in ipairs(kinds) do
+  local c = pos[k] - 1
+  if c > 0 then
+    local key = p .. ':b:' .. kind
+    redis.call('LTRIM', key, c, -1)
+    if redis.call('LLEN', key) == 0 then redis.call('SREM', p .. ':kinds', kind) end
+    if redis.call('HINCRBY', lvl, 'n:' .. kind, -c) <= 0 then
+      redis.call('HDEL', lvl, 'n:' .. kind)
+    end
+  end
+end
+local used, order, bits = {}, {}, 0
+for _, e in ipairs(taken) do
+  bits = bits + tonumber(string.sub(e, 17, 20), 16)
+  local hid = string.sub(e, 25, 24 + tonumber(string.sub(e, 21, 24), 16))
+  if used[hid] == nil then
+    used[hid] = 0
+    order[#order + 1] = hid
+  end
+  used[hid] = used[hid] + 1
+end
+redis.call('HINCRBY', lvl, 'blocks', -n)
+redis.call('HINCRBY', lvl, 'bits', 0 - bits)  -- not -bits: Lua's -0 is not an integer to Redis
+local provs = {}
+for _, hid in ipairs(order) do
+  local hkey = p .. ':h:' .. hid
+  provs[#provs + 1] = hid
+  provs[#provs + 1] = redis.call('HGET', hkey, 'prov')
+  if redis.call('HINCRBY', hkey, 'left', -used[hid]) <= 0 then
+    redis.call('DEL', hkey)
+    redis.call('ZREM', p .. ':recent', hid)
+  end
+end
+return {taken, provs}
+"""
+
+_RECENT = """
+local p = ARGV[1]
+local out = {}
+for _, hid in ipairs(redis.call('ZREVRANGE', p .. ':recent', 0, tonumber(ARGV[2]) - 1)) do
+  local v = redis.call('HMGET', p .. ':h:' .. hid, 'prov', 'left')
+  out[#out + 1] = v[1]
+  out[#out + 1] = v[2]
+end
+return out
+"""
+
+_HEADER = 24  # bytes of an entry before the harvest id: seq(16) + bits(4) + id length(4)
+
+
+def _import_redis() -> ModuleType:
+    """Import the optional ``redis`` package, or explain how to install it."""
+    try:
+        return importlib.import_module("redis")
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+
+
+def _redacted(url: str) -> str:
+    """Return ``url`` without credentials, for reprs."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or parts.path or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "?"
+    return f"{parts.scheme}://{host}{port}{parts.path if parts.hostname else ''}"
+
+
+class RedisPool:
+    """A :class:`~quantumrng.pool.base.Pool` in Redis, shared by several nodes."""
+
+    def __init__(self, url: str, *, prefix: str = "quantumrng") -> None:
+        if not prefix:
+            raise ConfigError("redis_key must not be empty")
+        redis = _import_redis()
+        retry = importlib.import_module("redis.retry").Retry
+        no_backoff = importlib.import_module("redis.backoff").NoBackoff
+        self._error: type[Exception] = redis.RedisError
+        self._url = _redacted(url)
+        self._prefix = prefix
+        self._closed = False
+        try:
+            self._client: Any = redis.Redis.from_url(
+                url,
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                retry=retry(no_backoff(), 0),
+                decode_responses=False,
+            )
+        except ValueError:
+            raise ConfigError("redis_url is not a valid Redis URL") from None
+        self._put = self._client.register_script(_PUT)
+        self._take = self._client.register_script(_TAKE)
+        self._recent = self._client.register_script(_RECENT)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"RedisPool({self._url!r}, prefix={self._prefix!r}, {state})"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every key this pool writes."""
+        return self._prefix
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Fail closed on any Redis error, naming only its class (no URL, no data)."""
+        if self._closed:
+            raise Unavailable("the entropy pool is closed")
+        try:
+            yield
+        except self._error as exc:
+            raise Unavailable(f"Redis pool error: {type(exc).__name__}") from None
+
+    def put(self, blocks: Sequence[Block]) -> None:
+        """Add blocks in one atomic script."""
+        groups = group_harvests(blocks)
+        if not groups:
+            return
+        index = {hid: i for i, hid in enumerate(groups, start=1)}
+        args: list[str | int | bytes] = [self._prefix, len(groups)]
+        for hid, prov in groups.items():
+            args += [hid, prov.source, dump_provenance(prov)]
+        for block in blocks:
+            args += [index[block.provenance.harvest_id], block.credited_bits, block.data]
+        with self._errors():
+            self._put(keys=[], args=args)
+
+    def take(self, n: int, *, source: str | None = None) -> list[Block]:
+        """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
+        check_take(n, source)
+        with self._errors():
+            reply = self._take(keys=[], args=[self._prefix, n, source or ""])
+        if isinstance(reply, int):
+            raise EntropyUnavailable(f"the pool holds {reply} of the {n} blocks asked for")
+        try:
+            entries, flat = reply
+            provenance = {
+                flat[i].decode(): load_provenance(flat[i + 1]) for i in range(0, len(flat), 2)
+            }
+            taken = []
+            for entry in entries:
+                size = int(entry[20:_HEADER], 16)
+                hid = entry[_HEADER : _HEADER + size].decode()
+                taken.append(
+                    Block(
+                        data=bytes(entry[_HEADER + size :]),
+                        credited_bits=int(entry[16:20], 16),
+                        provenance=provenance[hid],
+                    )
+                )
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise Unavailable("Redis pool holds a malformed entry") from None
+        return taken
+
+    def level(self) -> PoolLevel:
+        """Return blocks, credited bits and blocks per source kind (one ``HGETALL``)."""
+        with self._errors():
+            raw: dict[bytes, bytes] = self._client.hgetall(f"{self._prefix}:level")
+        counts = {key.decode(): int(value) for key, value in raw.items()}
+        by_source = {k[2:]: v for k, v in counts.items() if k.startswith("n:") and v > 0}
+        return PoolLevel(
+            blocks=counts.get("blocks", 0),
+            credited_bits=counts.get("bits", 0),
+            by_source=by_source,
+        )
+
+    def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:
+        """Return the most recently put harvests still in the pool, newest first."""
+        check_limit(limit)
+        if limit == 0:
+            return []
+        with self._errors():
+            flat = self._recent(keys=[], args=[self._prefix, limit])
+        return [
+            (load_provenance(flat[i]), int(flat[i + 1]))
+            for i in range(0, len(flat), 2)
+            if flat[i] is not None
+        ]
+
+    def close(self) -> None:
+        """Close the connections; the pool stays in Redis."""
+        self._closed = True
+        self._client.close()

@@ -1,0 +1,386 @@
+"""Who may ask, and how much: API keys, scopes, rate limits and daily byte quotas.
+
+The server core calls :meth:`Access.admit` before serving randomness and
+:meth:`Access.usage` for ``GET /api/v2/usage`` (after RANDOM.ORG's
+``getUsage``). Keys come as ``Authorization: Bearer <key>`` (RFC 6750) or
+``X-API-Key: <key>``.
+
+Auth is required when ``settings.require_auth`` is True, or when it is None
+and the server binds a non-loopback host; an explicit False disables it.
+Without auth an anonymous client is counted by its address (an IPv6 client by
+its /64, which one host usually owns whole); a presented key is verified
+all the same, so a bad key is a 401 whatever the setting.
+
+Limits (0 or None: unlimited) come from the key, or for anonymous clients
+from ``rate_limit``/``rate_burst``/``daily_bytes``:
+
+- a token bucket of ``burst`` requests refilled at ``rate`` per second, kept
+  **per process**: with ``--workers N`` a client may get up to N bursts and
+  N times the rate (the kernel spreads connections over the workers). A
+  shared bucket would cost an SQLite write per request;
+- a daily byte quota, reset at 00:00 UTC, counted in the key store's SQLite
+  file with one atomic conditional UPDATE: it holds across workers.
+
+A verified key is remembered for ``KEY_CACHE_SECONDS`` (1 s), a lookup
+saved per request: a revoked key stops working within that second.
+
+Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining``,
+``RateLimit-Reset`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-
+headers) whenever a limit applies, for the policy nearest exhaustion. With
+no limit the path touches neither SQLite nor a lock: the defaults (all
+limits 0, auth off on loopback) never throttle anyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from anyio import to_thread
+from starlette.requests import Request
+
+from quantumrng.config import Settings
+from quantumrng.errors import (
+    AuthenticationError,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+)
+from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore
+
+__all__ = ["ANONYMOUS_SCOPES", "Admission", "Access", "Limits", "is_loopback"]
+
+#: What a client without a key may do when auth is off: ``admin`` needs a key.
+ANONYMOUS_SCOPES = frozenset({"drbg", "raw"})
+KEY_CACHE_SECONDS = 1.0  # seconds a verified key is trusted before it is read again
+MAX_CACHED_KEYS = 4096
+MAX_BUCKETS = 65_536  # principals whose buckets are kept; the oldest are forgotten
+DAY_SECONDS = 86_400
+
+_HOW_TO = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+_REALM = 'Bearer realm="quantumrng"'
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def client_principal(host: str | None) -> str:
+    """Name an anonymous client by its address, an IPv6 client by its /64."""
+    if not host:
+        return "ip:unknown"
+    if ":" not in host:
+        return f"ip:{host}"
+    try:
+        addr = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return f"ip:{host}"
+    if addr.ipv4_mapped is not None:
+        return f"ip:{addr.ipv4_mapped}"
+    return f"ip:{ipaddress.IPv6Network((addr, 64), strict=False)}"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request let in: who asked, with which key, and headers for the answer."""
+
+    principal: str
+    key: KeyRecord | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """One principal's limits; None is unlimited."""
+
+    rate: float | None  # requests per second
+    burst: int | None  # token bucket size
+    daily_bytes: int | None
+
+    @classmethod
+    def of(cls, rate: float | None, burst: int | None, daily: int | None) -> Limits:
+        """Normalise 0 to None and fill in the default burst, ``max(1, 2 * rate)``."""
+        r = rate if rate and rate > 0 else None
+        b = None if r is None else (burst if burst and burst > 0 else max(1, int(2 * r)))
+        return cls(r, b, daily if daily and daily > 0 else None)
+
+    @property
+    def unlimited(self) -> bool:
+        """True when neither a rate nor a quota applies."""
+        return self.rate is None and self.daily_bytes is None
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float  # monotonic seconds of the last refill
+
+
+def refill(tokens: float, elapsed: float, rate: float, burst: int) -> float:
+    """Return a bucket's tokens after ``elapsed`` seconds at ``rate``, capped at ``burst``."""
+    return min(float(burst), tokens + max(0.0, elapsed) * rate)
+
+
+def next_midnight(now: float) -> float:
+    """Return the Unix time of the next 00:00 UTC after ``now``."""
+    day = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).date().isoformat()
+
+
+def _headers(policies: list[tuple[int, int, float, int]]) -> dict[str, str]:
+    """RateLimit-* headers for (limit, remaining, reset seconds, window) policies."""
+    limit, remaining, reset, _ = min(policies, key=lambda p: (p[1] / p[0], p[1]))
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": str(max(0, math.ceil(reset))),
+        "RateLimit-Policy": ", ".join(f"{p[0]};w={p[3]}" for p in policies),
+    }
+
+
+class Access:
+    """Authenticates requests and enforces scopes, rate limits and quotas.
+
+    ``clock`` (monotonic seconds, for token buckets) and ``now`` (Unix time,
+    for the UTC day) are injectable so tests need no sleeps.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: KeyStore | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._clock = clock
+        self._now = now
+        if settings.require_auth is None:
+            self.auth_required = not is_loopback(settings.host)
+        else:
+            self.auth_required = bool(settings.require_auth)
+        self.anonymous_limits = Limits.of(
+            settings.rate_limit, settings.rate_burst, settings.daily_bytes
+        )
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._keys: dict[bytes, tuple[KeyRecord, float]] = {}
+
+    @property
+    def store(self) -> KeyStore:
+        """The key store, opened on first need (a key presented, or a quota)."""
+        if self._store is None:
+            self._store = KeyStore(self.settings.keys_path)
+        return self._store
+
+    # -- who ---------------------------------------------------------------------
+
+    def _identify(self, request: Request) -> tuple[str, KeyRecord | None]:
+        presented = _presented_key(request.scope.get("headers", ()))
+        if presented is None:
+            if self.auth_required:
+                raise AuthenticationError(
+                    f"this server needs an API key: {_HOW_TO}",
+                    headers={"WWW-Authenticate": _REALM},
+                )
+            client = request.scope.get("client")
+            return client_principal(client[0] if client else None), None
+        record = self._verify(presented) if presented else None
+        if record is None:
+            raise AuthenticationError(
+                f"the API key is invalid or revoked; {_HOW_TO}",
+                headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
+            )
+        return record.principal, record
+
+    def _verify(self, presented: str) -> KeyRecord | None:
+        """Verify a key, remembering a good one for ``KEY_CACHE_SECONDS``."""
+        digest = hashlib.sha256(presented.encode()).digest()
+        t = self._clock()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[1] > t:
+            return hit[0]
+        record = self.store.verify(presented)
+        if record is None:
+            self._keys.pop(digest, None)
+            return None
+        if len(self._keys) >= MAX_CACHED_KEYS:
+            self._keys.clear()
+        self._keys[digest] = (record, t + KEY_CACHE_SECONDS)
+        return record
+
+    def _limits(self, key: KeyRecord | None) -> Limits:
+        if key is None:
+            return self.anonymous_limits
+        return Limits.of(key.rate, key.burst, key.daily_bytes)
+
+    # -- admit ---------------------------------------------------------------------
+
+    async def admit(self, request: Request, *, scope: str, nbytes: int) -> Admission:
+        """Let a request for ``nbytes`` under ``scope`` in, or raise 401/403/413/429."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        if nbytes < 0:
+            raise ValueError("nbytes must be non-negative")
+        principal, key = self._identify(request)
+        if key is None:
+            if scope not in ANONYMOUS_SCOPES:
+                raise AuthenticationError(
+                    f"this needs an API key with the {scope!r} scope: {_HOW_TO}",
+                    headers={"WWW-Authenticate": _REALM},
+                )
+        elif not key.allows(scope):
+            raise PermissionDenied(
+                f"this API key lacks the {scope!r} scope",
+                headers={
+                    "WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'
+                },
+            )
+        limits = self._limits(key)
+        if limits.unlimited:
+            return Admission(principal, key, {})
+        policies: list[tuple[int, int, float, int]] = []
+        bucket = self._take_token(principal, limits, policies)
+        if limits.daily_bytes is not None:
+            try:
+                await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
+            except BaseException:
+                if bucket is not None:
+                    bucket.tokens += 1.0  # refused or cancelled: the request never ran
+                raise
+        return Admission(principal, key, _headers(policies))
+
+    def _take_token(
+        self, principal: str, limits: Limits, policies: list[tuple[int, int, float, int]]
+    ) -> _Bucket | None:
+        if limits.rate is None or limits.burst is None:
+            return None
+        rate, burst = limits.rate, limits.burst
+        now = self._clock()
+        bucket = self._bucket(principal, burst, now)
+        bucket.tokens = refill(bucket.tokens, now - bucket.stamp, rate, burst)
+        bucket.stamp = now
+        window = max(1, math.ceil(burst / rate))
+        if bucket.tokens < 1.0:
+            wait = (1.0 - bucket.tokens) / rate
+            raise RateLimited(
+                f"over the rate limit of {rate:g} requests/s (burst {burst}); retry later",
+                retry_after=float(max(1, math.ceil(wait))),
+                headers=_headers([(burst, 0, wait, window)]),
+            )
+        bucket.tokens -= 1.0
+        policies.append((burst, int(bucket.tokens), (burst - bucket.tokens) / rate, window))
+        return bucket
+
+    def _bucket(self, principal: str, burst: int, now: float) -> _Bucket:
+        buckets = self._buckets
+        bucket = buckets.get(principal)
+        if bucket is None:
+            bucket = buckets[principal] = _Bucket(float(burst), now)
+            if len(buckets) > MAX_BUCKETS:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(principal)
+        return bucket
+
+    async def _take_bytes(
+        self,
+        principal: str,
+        limit: int,
+        nbytes: int,
+        policies: list[tuple[int, int, float, int]],
+    ) -> None:
+        now = self._now()
+        reset = next_midnight(now) - now
+        if nbytes > limit:
+            raise PayloadTooLarge(
+                f"{nbytes} bytes is more than the daily quota of {limit} bytes",
+                headers=_headers([*policies, (limit, limit, reset, DAY_SECONDS)]),
+            )
+        store = self.store
+        used = await to_thread.run_sync(store.consume, principal, _day(now), nbytes, limit)
+        if used is None:
+            left = limit - await to_thread.run_sync(store.used, principal, _day(now))
+            raise RateLimited(
+                f"over the daily quota of {limit} bytes ({max(0, left)} left, {nbytes} asked); "
+                "it resets at 00:00 UTC",
+                retry_after=float(max(1, math.ceil(reset))),
+                headers=_headers([(limit, 0, reset, DAY_SECONDS)]),
+            )
+        policies.append((limit, limit - used, reset, DAY_SECONDS))
+
+    # -- usage -----------------------------------------------------------------------
+
+    async def usage(self, request: Request) -> dict[str, object]:
+        """What the caller has left, after RANDOM.ORG's ``getUsage``; None is unlimited."""
+        principal, key = self._identify(request)
+        limits = self._limits(key)
+        now = self._now()
+        requests_left: int | None = None
+        if limits.rate is not None and limits.burst is not None:
+            t = self._clock()
+            bucket = self._buckets.get(principal)
+            tokens = (
+                float(limits.burst)
+                if bucket is None
+                else refill(bucket.tokens, t - bucket.stamp, limits.rate, limits.burst)
+            )
+            requests_left = int(tokens)
+        bytes_left: int | None = None
+        if limits.daily_bytes is not None:
+            used = await to_thread.run_sync(self.store.used, principal, _day(now))
+            bytes_left = max(0, limits.daily_bytes - used)
+        resets = datetime.fromtimestamp(next_midnight(now), UTC)
+        return {
+            "principal": principal,
+            "name": None if key is None else key.name,
+            "scopes": sorted(ANONYMOUS_SCOPES if key is None else key.scopes),
+            "status": "running",
+            "rate": limits.rate,
+            "burst": limits.burst,
+            "requests_left": requests_left,
+            "daily_bytes": limits.daily_bytes,
+            "bytes_left": bytes_left,
+            "resets_at": resets.isoformat().replace("+00:00", "Z"),
+        }
+
+
+def _presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """Return the key in ``X-API-Key`` or ``Authorization: Bearer``, "" if malformed.
+
+    Scans the raw ASGI header list: cheaper than building ``Headers`` on the
+    fast path. Two different keys in one request are malformed.
+    """
+    found: str | None = None
+    for name, value in headers:
+        if name == b"x-api-key":
+            key = value.decode("latin-1").strip()
+        elif name == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() != "bearer":
+                continue  # another scheme (Basic, ...) is not ours to judge
+            key = token.strip()
+        else:
+            continue
+        if found is not None and key != found:
+            return ""
+        found = key
+    return found

@@ -1,0 +1,235 @@
+"""The route table and the OpenAPI 3.1 document built from it.
+
+Every route is one :class:`Endpoint`: the app turns the table into Starlette
+routes and this module turns the same table into ``/openapi.json``, so the
+document cannot drift from what is served. ``/docs`` is a self-contained
+page (no CDN) that lists the operations and can try them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from quantumrng.server.params import Param
+
+__all__ = [
+    "ERROR_SCHEMA",
+    "SOURCE_SCHEMA",
+    "Endpoint",
+    "build_document",
+    "docs_endpoints",
+    "envelope",
+]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_DESCRIPTIONS = {
+    400: "Malformed parameter.",
+    401: "An API key is needed and none valid was sent.",
+    403: "The API key lacks the scope this needs.",
+    404: "No such resource.",
+    413: "More than the configured maximum was asked for.",
+    422: "A parameter is well-formed but out of range.",
+    429: "Over the rate limit or the daily byte quota; see Retry-After.",
+    503: "No randomness can be served now (fail closed); see Retry-After.",
+}
+#: The errors any randomness route may answer.
+RANDOM_ERRORS = (400, 401, 403, 413, 422, 429, 503)
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+SOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Provenance of the entropy behind the answer; `simulator` carries none.",
+    "required": ["kind", "quantum", "credited_bits", "harvests"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["simulator", "ibm", "os", "file"]},
+        "quantum": {"type": "boolean"},
+        "credited_bits": {"type": "integer", "minimum": 0},
+        "seeded_at": {"type": "number"},
+        "reseeds": {"type": "integer"},
+        "harvests": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["harvest_id", "harvested_at"],
+                "properties": {
+                    "harvest_id": {"type": "string"},
+                    "backend": {"type": ["string", "null"]},
+                    "job_id": {"type": ["string", "null"]},
+                    "harvested_at": {"type": "number"},
+                    "qubits": {"type": "integer"},
+                    "shots": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+
+
+def envelope(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the schema of a v2 answer whose ``data`` has schema ``data``."""
+    return {
+        "type": "object",
+        "required": ["data", "mode", "source"],
+        "properties": {
+            "data": dict(data),
+            "mode": {"type": "string", "enum": ["drbg", "raw"]},
+            "source": {"$ref": "#/components/schemas/Source"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: where, what it takes and answers, and the handler."""
+
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    params: tuple[Param, ...] = ()
+    content: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # 200: type → schema
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    secured: bool = False  # takes an API key (randomness, usage)
+    documented: bool = True
+    methods: tuple[str, ...] = ("GET",)
+
+
+def _operation(e: Endpoint) -> dict[str, Any]:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "OK",
+            "content": {ctype: {"schema": dict(s)} for ctype, s in e.content.items()},
+        }
+    }
+    for status in sorted(e.errors):
+        responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": error}
+    responses["default"] = {"description": "Error.", "content": error}
+    op: dict[str, Any] = {
+        "operationId": e.operation_id,
+        "summary": e.summary,
+        "tags": [e.tag],
+        "parameters": [p.openapi() for p in e.params],
+        "responses": responses,
+    }
+    if e.description:
+        op["description"] = e.description
+    if e.secured:
+        op["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+    return op
+
+
+def build_document(table: Sequence[Endpoint], version: str) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the documented routes of ``table``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for e in table:
+        if e.documented:
+            for method in e.methods:
+                paths.setdefault(e.path, {})[method.lower()] = _operation(e)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "QuantumRNG",
+            "version": version,
+            "description": (
+                "Random numbers whose entropy comes from quantum measurements: "
+                "a CTR_DRBG (SP 800-90A) seeded from a health-tested, conditioned "
+                "entropy pool (`mode=drbg`), or the pool's conditioned entropy "
+                "itself (`mode=raw`). Every answer names the source of its "
+                "entropy; `simulator` output carries no quantum entropy."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, "Source": SOURCE_SCHEMA},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+_STATIC = resources.files("quantumrng.server") / "static"
+_DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _static(name: str, media_type: str) -> Handler:
+    body = (_STATIC / name).read_bytes()
+    headers = {"content-security-policy": _DOCS_CSP, "x-content-type-options": "nosniff"}
+
+    async def asset(request: Request) -> Response:
+        return Response(body, media_type=media_type, headers=headers)
+
+    return asset
+
+
+def docs_endpoints(table: Sequence[Endpoint], version: str) -> list[Endpoint]:
+    """Return ``/openapi.json``, ``/docs`` and its assets, documenting ``table`` and them."""
+    spec = b""
+
+    async def openapi(request: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
+    mine = [
+        Endpoint(
+            "/openapi.json",
+            openapi,
+            "openapi",
+            "This OpenAPI 3.1 document.",
+            "docs",
+            content={"application/json": {"type": "object", "required": ["openapi", "paths"]}},
+        ),
+        Endpoint(
+            "/docs",
+            _static("docs.html", "text/html"),
+            "docs",
+            "Interactive documentation: every operation, with a form to try it.",
+            "docs",
+            content={"text/html": {"type": "string"}},
+        ),
+        Endpoint(
+            "/docs/docs.js",
+            _static("docs.js", "text/javascript"),
+            "docs_js",
+            "",
+            "docs",
+            documented=False,
+        ),
+        Endpoint(
+            "/docs/docs.css",
+            _static("docs.css", "text/css"),
+            "docs_css",
+            "",
+            "docs",
+            documented=False,
+        ),
+    ]
+    spec = orjson.dumps(build_document([*table, *mine], version))
+    return mine

@@ -1,0 +1,108 @@
+"""Operations: liveness, readiness, status and Prometheus metrics.
+
+``/ready`` is 200 only when this process's DRBG is seeded and the pool holds
+blocks of the configured source; a load balancer sends no traffic before.
+``/api/v2/status`` and ``/metrics`` carry counters and provenance, never a
+secret (no key, token, pool byte or DRBG state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from quantumrng import __version__
+from quantumrng.errors import EntropyUnavailable, NotSeeded, Unavailable
+from quantumrng.server.metrics import CONTENT_TYPE_LATEST
+from quantumrng.server.openapi import Endpoint
+from quantumrng.server.responses import json_response
+from quantumrng.server.service import Context
+
+__all__ = ["endpoints", "ready_state"]
+
+
+def ready_state(ctx: Context) -> dict[str, Any]:
+    """Return readiness facts, seeding the DRBG first if the pool allows.
+
+    Raises ``NotSeeded`` or ``EntropyUnavailable`` (503) when not ready.
+    Blocking (reads the pool): call it off the event loop.
+    """
+    source = ctx.settings.source
+    engine = ctx.engine
+    if not engine.seeded and ctx.node.pool.level().by_source.get(source, 0) > 0:
+        with contextlib.suppress(Unavailable):  # another worker may have taken the blocks
+            engine.reseed()
+    if not engine.seeded:
+        raise NotSeeded(f"not ready: the DRBG has no seed yet (waiting for {source} entropy)")
+    blocks = ctx.node.pool.level().by_source.get(source, 0)
+    if blocks == 0:
+        raise EntropyUnavailable(f"not ready: the pool holds no {source} blocks")
+    return {"status": "ready", "source": source, "seeded": True, "pool_blocks": blocks}
+
+
+def endpoints(ctx: Context) -> list[Endpoint]:
+    """Return the operations routes over ``ctx``."""
+    tls = ctx.settings.tls_cert is not None
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        return json_response(await to_thread.run_sync(ready_state, ctx))
+
+    async def status(request: Request) -> Response:
+        data = await to_thread.run_sync(ctx.node.status)
+        data["server"] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "workers": ctx.settings.workers,
+            "tls": tls,
+            "auth_required": ctx.access.auth_required,
+        }
+        return json_response(data)
+
+    async def metrics(request: Request) -> Response:
+        body = await to_thread.run_sync(ctx.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    obj = {"type": "object"}
+    return [
+        Endpoint(
+            "/health",
+            health,
+            "health",
+            "Alive: the process answers.",
+            "ops",
+            content={"application/json": {**obj, "required": ["status"]}},
+        ),
+        Endpoint(
+            "/ready",
+            ready,
+            "ready",
+            "Ready: the DRBG is seeded and the pool holds blocks of the configured source.",
+            "ops",
+            content={"application/json": {**obj, "required": ["status", "source"]}},
+            errors=(503,),
+        ),
+        Endpoint(
+            "/api/v2/status",
+            status,
+            "v2_status",
+            "Pool levels, harvest rate, health-test failures, per-qubit bias, reseeds.",
+            "ops",
+            content={"application/json": {**obj, "required": ["source", "pool"]}},
+        ),
+        Endpoint(
+            "/metrics",
+            metrics,
+            "metrics",
+            "Prometheus metrics (text exposition format).",
+            "ops",
+            content={"text/plain": {"type": "string"}},
+        ),
+    ]

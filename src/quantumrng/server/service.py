@@ -1,0 +1,177 @@
+"""What every route shares: the node, the access gate, and drawing randomness.
+
+``draw`` runs a format function over one of the two byte sources of DESIGN.md
+"Two modes of output" and returns the result with the provenance of the
+entropy behind it: for ``drbg`` the provenance of the DRBG's seed block, for
+``raw`` the harvests whose conditioned blocks were taken. Pool reads and
+large requests run in a worker thread so the event loop never waits on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from anyio import to_thread
+
+from quantumrng.conditioning import BLOCK_BYTES
+from quantumrng.config import Settings
+from quantumrng.errors import NotSeeded, PayloadTooLarge
+from quantumrng.formats import RandomBytes
+from quantumrng.generator import Engine, SeedInfo
+from quantumrng.provenance import Provenance
+
+if TYPE_CHECKING:
+    from quantumrng.harvester import Harvester
+    from quantumrng.node import Node
+    from quantumrng.server.access import Access
+    from quantumrng.server.metrics import Metrics
+
+__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "describe", "draw", "within"]
+
+MODES = ("drbg", "raw")
+OFFLOAD_BYTES = 1 << 16  # DRBG requests from this size run in a worker thread
+REFILL_BYTES = 4 * BLOCK_BYTES  # raw pool bytes taken per read beyond the expected amount
+
+T = TypeVar("T")
+
+
+def describe(kind: str, provenances: Iterable[Provenance], credited_bits: int) -> dict[str, Any]:
+    """Return the JSON ``source`` of an answer: kind, harvests, entropy credit."""
+    harvests = [
+        {
+            "harvest_id": p.harvest_id,
+            "backend": p.backend,
+            "job_id": p.job_id,
+            "harvested_at": p.harvested_at,
+            "qubits": p.qubits,
+            "shots": p.shots,
+        }
+        for p in provenances
+    ]
+    return {
+        "kind": kind,
+        "quantum": kind == "ibm",
+        "credited_bits": credited_bits,
+        "harvests": harvests,
+    }
+
+
+def within(nbytes: int, limit: int) -> int:
+    """Return ``nbytes``, or raise 413 when it exceeds ``limit``."""
+    if nbytes > limit:
+        raise PayloadTooLarge(
+            f"this request needs {nbytes} bytes of randomness; at most {limit} are served this way"
+        )
+    return nbytes
+
+
+@dataclass
+class Context:
+    """The services one app's routes use, built once by ``create_app``."""
+
+    settings: Settings
+    node: Node
+    access: Access
+    metrics: Metrics
+    harvester: Harvester | None = None  # set while this app runs the node's harvester
+    _seed: SeedInfo | None = field(default=None, init=False, repr=False)
+    _seed_source: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The node's engine."""
+        return self.node.engine
+
+    def drbg_source(self) -> dict[str, Any]:
+        """Return the ``source`` of DRBG output: its current seed's provenance."""
+        seed = self.engine.seed_info
+        if seed is None:  # an answer that read nothing (min == max) still names its source
+            self.engine.reseed()
+            seed = self.engine.seed_info
+            if seed is None:
+                raise NotSeeded("the DRBG lost its seed; try again")
+        if seed is not self._seed:
+            prov = seed.provenance
+            source = describe(prov.source, [prov], seed.credited_bits)
+            source["seeded_at"] = seed.seeded_at
+            source["reseeds"] = seed.reseeds
+            self._seed, self._seed_source = seed, source
+        return self._seed_source
+
+
+class _RawReader:
+    """A byte source over the raw pool: the expected bytes first, then a few blocks at a time.
+
+    Pool entropy is rationed, so reads beyond the expectation (rejection
+    sampling) take only ``REFILL_BYTES`` more; what is left unread is zeroed
+    and never used again. Records the harvests and credit behind what it took.
+    """
+
+    def __init__(self, engine: Engine, expected: int) -> None:
+        self._engine = engine
+        self._next = max(expected, 1)
+        self._buf = bytearray()
+        self._pos = 0
+        self.harvests: dict[str, Provenance] = {}
+        self.credited_bits = 0
+        self.nbytes = 0
+
+    def __call__(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            if self._pos == len(self._buf):
+                self._fill(n - len(out))
+            end = min(len(self._buf), self._pos + n - len(out))
+            out += self._buf[self._pos : end]
+            self._buf[self._pos : end] = bytes(end - self._pos)
+            self._pos = end
+        return bytes(out)
+
+    def _fill(self, need: int) -> None:
+        size = -(-max(need, self._next) // BLOCK_BYTES) * BLOCK_BYTES
+        self._next = REFILL_BYTES
+        data, provenances, credited = self._engine.raw_bytes(size)
+        for p in provenances:
+            self.harvests.setdefault(p.harvest_id, p)
+        self.credited_bits += credited
+        self.nbytes += size
+        self._buf, self._pos = bytearray(data), 0
+
+    def close(self) -> None:
+        """Zero what was taken and not used."""
+        self._buf[:] = bytes(len(self._buf))
+
+
+def _raw(ctx: Context, nbytes: int, produce: Callable[[RandomBytes], T]) -> tuple[T, _RawReader]:
+    reader = _RawReader(ctx.engine, nbytes)
+    try:
+        return produce(reader), reader
+    finally:
+        reader.close()
+
+
+async def draw(
+    ctx: Context, mode: str, nbytes: int, produce: Callable[[RandomBytes], T]
+) -> tuple[T, dict[str, Any]]:
+    """Run ``produce`` over the ``mode`` byte source; return its value and ``source``.
+
+    ``nbytes`` is what ``produce`` is expected to read: it sizes the raw
+    pool's first take and decides whether the work leaves the event loop.
+    """
+    if mode == "raw":
+        value, reader = await to_thread.run_sync(_raw, ctx, nbytes, produce)
+        if ctx.harvester is not None:
+            ctx.harvester.wake()
+        ctx.metrics.served("raw", reader.nbytes)
+        harvests = reader.harvests.values()
+        kind = next(iter(harvests)).source if harvests else ctx.settings.source
+        return value, describe(kind, harvests, reader.credited_bits)
+    read = ctx.engine.random_bytes
+    if nbytes < OFFLOAD_BYTES:
+        value = produce(read)
+    else:
+        value = await to_thread.run_sync(produce, read)
+    ctx.metrics.served("drbg", nbytes)
+    return value, ctx.drbg_source()

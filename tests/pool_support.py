@@ -1,0 +1,107 @@
+"""Helpers of the pool tests: blocks with known contents and a local Redis server."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from quantumrng.conditioning import Block
+from quantumrng.provenance import Provenance
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+    "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
+    "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def harvest(
+    n: int,
+    source: str = "os",
+    credited_bits: int = 512,
+    harvest_id: str | None = None,
+    **fields: object,
+) -> list[Block]:
+    """``n`` blocks of one new harvest; each block's bytes are unique and derivable."""
+    prov = Provenance(
+        source=source,
+        harvest_id=harvest_id or uuid.uuid4().hex,
+        harvested_at=time.time(),
+        **fields,  # type: ignore[arg-type]
+    )
+    return [block_for(prov, i, credited_bits) for i in range(n)]
+
+
+def block_for(prov: Provenance, i: int, credited_bits: int = 512) -> Block:
+    """Block ``i`` of harvest ``prov``: SHA-512 of its harvest id and index."""
+    data = hashlib.sha512(f"{prov.harvest_id}/{i}".encode()).digest()
+    return Block(data=data, credited_bits=credited_bits, provenance=prov)
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@functools.cache
+def _start_redis() -> bool:
+    if _redis_up():
+        return True
+    try:
+        subprocess.run(REDIS_START, check=False, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if _redis_up():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def redis_url() -> str:
+    """Return the URL of a running local Redis, starting one if needed, else skip."""
+    if not _start_redis():
+        pytest.skip("no Redis server on 127.0.0.1:6379 and redis-server would not start")
+    return REDIS_URL
+
+
+def new_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"qrng-test-{uuid.uuid4().hex}"
+
+
+def delete_prefix(prefix: str) -> None:
+    """Delete every key under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def redis_keys(prefix: str) -> set[str]:
+    """The keys under ``prefix``, without it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return {k.decode()[len(prefix) :] for k in client.scan_iter(match=f"{prefix}:*")}
+    finally:
+        client.close()

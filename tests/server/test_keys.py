@@ -1,0 +1,390 @@
+"""API key store: create/verify/revoke, hash-only storage, daily counters across processes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import multiprocessing
+import multiprocessing.synchronize
+import re
+import stat
+import threading
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantumrng.errors import NotFound, ValidationError
+from quantumrng.server.keys import KeyRecord, KeyStore, parse_scopes
+from quantumrng.server.keys_command import keys_group
+from tests.conftest import make_settings
+
+KEY_RE = re.compile(r"qrng_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+
+
+def _flip(key: str) -> str:
+    """The key with its last character changed."""
+    return key[:-1] + ("A" if key[-1] != "A" else "B")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys.sqlite3")
+
+
+def test_create_returns_a_well_formed_key_and_its_record(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg", "raw"}, 2.5, 1000)
+    m = KEY_RE.fullmatch(key)
+    assert m is not None
+    assert record.id == m.group(1)
+    assert record.name == "alice"
+    assert record.scopes == frozenset({"drbg", "raw"})
+    assert (record.rate, record.daily_bytes, record.revoked_at) == (2.5, 1000, None)
+    assert record.principal == f"key:{record.id}"
+
+
+def test_keys_are_distinct(store: KeyStore) -> None:
+    keys = {store.create(f"k{i}", {"drbg"}, None, None)[0] for i in range(20)}
+    assert len(keys) == 20
+    assert len({KEY_RE.fullmatch(k).group(2) for k in keys}) == 20  # type: ignore[union-attr]
+
+
+def test_zero_limits_are_stored_as_unlimited(store: KeyStore) -> None:
+    key, record = store.create("free", {"drbg"}, 0, 0, burst=5)
+    assert (record.rate, record.burst, record.daily_bytes) == (None, None, None)
+    assert store.verify(key) == record
+
+
+def test_verify_returns_the_record_only_for_the_exact_key(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg"}, None, None)
+    other, _ = store.create("bob", {"drbg"}, None, None)
+    assert store.verify(key) == record
+    flipped = _flip(key)
+    spliced = key[: len("qrng_") + 13] + KEY_RE.fullmatch(other).group(2)  # type: ignore[union-attr]
+    for bad in (flipped, spliced, key + "x", key[:-1], "", "qrng_", "Bearer " + key, "é" * 10):
+        assert store.verify(bad) is None, bad
+    assert store.verify("qrng_000000000000_" + "A" * 43) is None
+
+
+def test_verify_compares_hashes_in_constant_time(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, _ = store.create("alice", {"drbg"}, None, None)
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert store.verify(key) is not None
+    assert store.verify(_flip(key)) is None
+    assert store.verify("qrng_0123456789ab_" + "x" * 43) is None  # unknown id: compared too
+    assert len(calls) == 3
+    assert calls[0] == (hashlib.sha256(key.encode()).digest(),) * 2
+
+
+def test_revoke_by_id_and_by_name(store: KeyStore) -> None:
+    k1, r1 = store.create("alice", {"drbg"}, None, None)
+    k2, r2 = store.create("bob", {"drbg"}, None, None)
+    revoked = store.revoke(r1.id)
+    assert revoked.id == r1.id and revoked.revoked_at is not None and not revoked.active
+    assert store.verify(k1) is None
+    assert store.revoke("bob").id == r2.id
+    assert store.verify(k2) is None
+    assert store.revoke(r1.id) == revoked  # idempotent
+
+
+def test_revoke_unknown_raises_not_found(store: KeyStore) -> None:
+    with pytest.raises(NotFound, match="nobody"):
+        store.revoke("nobody")
+    with pytest.raises(NotFound):
+        store.revoke("0123456789ab")
+
+
+def test_active_names_are_unique_but_reusable_after_revoke(store: KeyStore) -> None:
+    _, first = store.create("ci", {"drbg"}, None, None)
+    with pytest.raises(ValidationError, match="exists"):
+        store.create("ci", {"drbg"}, None, None)
+    store.revoke("ci")
+    _, second = store.create("ci", {"raw"}, None, None)
+    assert second.id != first.id
+    assert store.get("ci") == second
+    assert [r.id for r in store.list()] == [first.id, second.id]
+
+
+def test_list_shows_records_without_hashes(store: KeyStore) -> None:
+    _, record = store.create("alice", {"drbg", "admin"}, 1.0, 10, burst=4)
+    store.revoke("alice")
+    [listed] = store.list()
+    assert isinstance(listed, KeyRecord)
+    assert listed.id == record.id and listed.burst == 4 and listed.revoked_at is not None
+    assert "hash" not in listed.to_dict()
+    assert set(listed.to_dict()) >= {"id", "name", "scopes", "rate", "daily_bytes", "created_at"}
+
+
+@pytest.mark.parametrize(
+    ("name", "scopes", "rate", "daily"),
+    [
+        ("", {"drbg"}, None, None),
+        ("a\nb", {"drbg"}, None, None),
+        ("0123456789ab", {"drbg"}, None, None),  # would shadow a key id
+        ("x" * 65, {"drbg"}, None, None),
+        ("ok", set(), None, None),
+        ("ok", {"root"}, None, None),
+        ("ok", {"drbg"}, -1.0, None),
+        ("ok", {"drbg"}, float("nan"), None),
+        ("ok", {"drbg"}, None, -5),
+    ],
+)
+def test_create_rejects_bad_input(
+    store: KeyStore, name: str, scopes: set[str], rate: float | None, daily: int | None
+) -> None:
+    with pytest.raises(ValidationError):
+        store.create(name, scopes, rate, daily)
+    assert store.list() == []
+
+
+def test_parse_scopes() -> None:
+    assert parse_scopes("drbg, RAW") == frozenset({"drbg", "raw"})
+    with pytest.raises(ValidationError, match="unknown scope 'x'"):
+        parse_scopes("drbg,x")
+    with pytest.raises(ValidationError):
+        parse_scopes(" , ")
+
+
+def test_only_the_hash_reaches_the_disk(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    made = [store.create(f"k{i}", {"drbg"}, None, None) for i in range(5)]
+    for key, record in made:
+        assert store.verify(key) == record
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("keys.sqlite3*"))
+    store.close()
+    raw += (tmp_path / "keys.sqlite3").read_bytes()
+    for key, _ in made:
+        secret = KEY_RE.fullmatch(key).group(2)  # type: ignore[union-attr]
+        assert key.encode() not in raw
+        assert secret.encode()[:16] not in raw
+        assert hashlib.sha256(key.encode()).digest() in raw  # the check can see stored bytes
+
+
+def test_records_never_show_a_secret(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg"}, None, None)
+    secret = KEY_RE.fullmatch(key).group(2)  # type: ignore[union-attr]
+    for text in (repr(record), str(record), repr(store), str(record.to_dict())):
+        assert secret not in text
+        assert hashlib.sha256(key.encode()).hexdigest() not in text
+
+
+def test_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "keys.sqlite3"
+    path.parent.mkdir()
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    KeyStore(path).create("a", {"drbg"}, None, None)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    fresh = tmp_path / "new" / "keys.sqlite3"
+    KeyStore(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    assert stat.S_IMODE(fresh.parent.stat().st_mode) & 0o077 == 0
+
+
+def test_threads_share_the_store(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg"}, None, None)
+    results: list[KeyRecord | None] = []
+
+    def work() -> None:
+        for _ in range(20):
+            results.append(store.verify(key))
+            store.consume("p", "2030-01-01", 1, 10**6)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [record] * 80
+    assert store.used("p", "2030-01-01") == 80
+
+
+def test_consume_counts_up_to_the_limit_and_no_further(store: KeyStore) -> None:
+    assert store.consume("p", "2030-01-01", 60, 100) == 60
+    assert store.consume("p", "2030-01-01", 50, 100) is None
+    assert store.used("p", "2030-01-01") == 60
+    assert store.consume("p", "2030-01-01", 40, 100) == 100
+    assert store.consume("p", "2030-01-01", 0, 100) == 100
+    assert store.consume("p", "2030-01-01", 1, 100) is None
+    assert store.consume("p", "2030-01-01", 101, 1000) is not None  # other limit, same row
+    assert store.consume("q", "2030-01-01", 101, 100) is None
+    assert store.used("q", "2030-01-01") == 0
+
+
+def test_a_new_day_starts_from_zero_and_drops_old_days(store: KeyStore) -> None:
+    store.consume("p", "2030-01-01", 100, 100)
+    assert store.consume("p", "2030-01-02", 100, 100) == 100
+    assert store.used("p", "2030-01-01") == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 500), st.lists(st.integers(0, 200), max_size=40))
+def test_consume_never_exceeds_the_limit(
+    tmp_path_factory: pytest.TempPathFactory, limit: int, asks: list[int]
+) -> None:
+    store = KeyStore(tmp_path_factory.mktemp("q") / "k.sqlite3")
+    accepted = 0
+    for n in asks:
+        got = store.consume("p", "2030-01-01", n, limit)
+        if got is None:
+            assert accepted + n > limit
+        else:
+            accepted += n
+            assert got == accepted
+    assert store.used("p", "2030-01-01") == accepted <= limit
+    store.close()
+
+
+def _hammer(
+    path: str,
+    principal: str,
+    limit: int,
+    tries: int,
+    go: multiprocessing.synchronize.Event,
+    out: multiprocessing.Queue[int],
+) -> None:
+    store = KeyStore(Path(path))
+    go.wait(30)
+    ok = sum(
+        7 for _ in range(tries) if store.consume(principal, "2030-01-01", 7, limit) is not None
+    )
+    out.put(ok)
+
+
+def test_daily_quota_holds_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite3"
+    store = KeyStore(path)
+    _, record = store.create("shared", {"drbg"}, None, 6999)
+    store.consume(record.principal, "2030-01-01", 0, 6999)  # a parent connection exists
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[int] = ctx.Queue()
+    go = ctx.Event()
+    procs = [
+        ctx.Process(target=_hammer, args=(str(path), record.principal, 6999, 600, go, out))
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    go.set()
+    got = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sum(got) == store.used(record.principal, "2030-01-01") == 6993
+    assert all(g > 0 for g in got)
+
+
+def _use_inherited(store: KeyStore, key: str, out: multiprocessing.Queue[str | None]) -> None:
+    record = store.verify(key)
+    out.put(None if record is None else record.id)
+
+
+def test_store_survives_fork(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg"}, None, None)
+    assert store.verify(key) == record  # the parent's connection is open
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[str | None] = ctx.Queue()
+    p = ctx.Process(target=_use_inherited, args=(store, key, out))
+    p.start()
+    assert out.get(timeout=30) == record.id
+    p.join(timeout=30)
+    assert p.exitcode == 0
+    assert store.verify(key) == record
+
+
+# -- qrng keys -----------------------------------------------------------------------
+
+
+def _cli(tmp_path: Path) -> click.Group:
+    """A stand-in for the ``qrng`` group: puts the settings in the context."""
+
+    @click.group()
+    @click.pass_context
+    def qrng(ctx: click.Context) -> None:
+        ctx.obj = make_settings(tmp_path)
+
+    qrng.add_command(keys_group)
+    return qrng
+
+
+def test_cli_create_list_revoke(tmp_path: Path) -> None:
+    cli, runner = _cli(tmp_path), CliRunner()
+    made = runner.invoke(
+        cli,
+        [
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--scopes",
+            "drbg,raw",
+            "--rate",
+            "5",
+            "--daily-bytes",
+            "1000000",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    assert KEY_RE.fullmatch(key)
+    assert "will not be shown again" in made.stderr
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    record = store.verify(key)
+    assert record is not None and record.scopes == frozenset({"drbg", "raw"})
+    assert (record.rate, record.daily_bytes) == (5.0, 1_000_000)
+
+    table = runner.invoke(cli, ["keys", "list"])
+    assert table.exit_code == 0
+    assert record.id in table.stdout and "ci" in table.stdout and "drbg,raw" in table.stdout
+    assert key not in table.output and KEY_RE.fullmatch(key).group(2) not in table.output  # type: ignore[union-attr]
+
+    revoked = runner.invoke(cli, ["keys", "revoke", "ci"])
+    assert revoked.exit_code == 0 and record.id in revoked.stdout
+    assert store.verify(key) is None
+
+    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"]).stdout)
+    assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [
+        (record.id, "ci", ["drbg", "raw"])
+    ]
+    assert listed[0]["revoked_at"] is not None and "hash" not in listed[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["keys", "revoke", "nobody"],
+        ["keys", "create", "--name", "bad\tname"],
+        ["keys", "create", "--name", "x", "--scopes", "drbg,root"],
+        ["keys", "create", "--name", "x", "--rate", "-1"],
+        ["keys", "create", "--name", "x", "--rate", "nan"],
+        ["keys", "create", "--name", "x", "--daily-bytes", "lots"],
+        ["keys", "create"],
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(_cli(tmp_path), args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+
+
+def test_cli_duplicate_name_is_a_clean_error(tmp_path: Path) -> None:
+    cli, runner = _cli(tmp_path), CliRunner()
+    assert runner.invoke(cli, ["keys", "create", "--name", "ci"]).exit_code == 0
+    again = runner.invoke(cli, ["keys", "create", "--name", "ci"])
+    assert again.exit_code == 2
+    assert again.output.strip() == "Error: an active key named 'ci' exists"

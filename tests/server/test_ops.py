@@ -1,0 +1,124 @@
+"""Operations: health, readiness, status, metrics, OpenAPI and docs; app lifespan."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from starlette.routing import Route
+
+from quantumrng.server import create_app
+from tests.conftest import make_blocks, make_settings
+from tests.server.support import TestClient, assert_error, serve_memory
+
+
+def test_health_is_always_200(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=0)
+    r = served.client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_ready_waits_for_seed_and_pool(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=0)
+    c = served.client
+    assert_error(c.get("/ready"), 503, "not_seeded")
+    served.node.pool.put(make_blocks(3, source="simulator", credited_bits=0))
+    r = c.get("/ready")
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == "simulator" and r.json()["pool_blocks"] == 2
+    served.node.pool.take(2, source="simulator")
+    assert served.node.engine.seeded
+    assert_error(c.get("/ready"), 503, "entropy_unavailable")
+
+
+def test_ready_counts_only_blocks_of_the_configured_source(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=0)
+    served.node.pool.put(make_blocks(5, source="os"))
+    assert_error(served.client.get("/ready"), 503)
+
+
+def _secret_texts(blocks: list[bytes]) -> list[str]:
+    out = []
+    for data in blocks:
+        out += [data.hex()[:32], base64.b64encode(data).decode()[:24]]
+    return out
+
+
+def test_status_and_metrics_carry_no_pool_bytes(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=0)
+    blocks = make_blocks(20, source="simulator", credited_bits=0)
+    served.node.pool.put(blocks)
+    c = served.client
+    assert c.get("/api/v2/bytes?n=64").status_code == 200
+    status = c.get("/api/v2/status")
+    metrics = c.get("/metrics")
+    assert status.status_code == 200 and metrics.status_code == 200
+    body = status.json()
+    assert body["source"] == "simulator"
+    assert body["pool"]["blocks"] == 19
+    assert body["engine"]["seeded"] is True
+    assert body["server"]["pid"] > 0
+    for text in _secret_texts([b.data for b in blocks]):
+        assert text not in status.text
+        assert text not in metrics.text
+
+
+def test_metrics_label_route_templates_not_values(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path)
+    c = served.client
+    c.get("/api/v1/qrng/get_num_bits/12345")
+    c.get("/api/v2/bytes?n=31337", headers={"X-API-Key": "qrng_deadbeef0000_s3cr3t"})
+    c.get("/no/such/path/777")
+    c.request("BREW", "/health")
+    text = c.get("/metrics").text
+    assert 'route="/api/v1/qrng/get_num_bits/{n}",status="200"' in text
+    assert 'route="unmatched",status="404"' in text
+    assert 'method="other"' in text
+    for leaked in ("12345", "31337", "s3cr3t", "777", "BREW"):
+        assert leaked not in text
+    assert "qrng_pool_blocks" in text
+    assert 'qrng_served_random_bytes_total{mode="drbg"}' in text
+
+
+def test_openapi_documents_every_public_route(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path)
+    doc = served.client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    served_paths = {r.path for r in served.app.routes if isinstance(r, Route)}
+    documented = set(doc["paths"])
+    assert documented == served_paths - {"/docs/docs.js", "/docs/docs.css"}
+    for path in ("/api/v1/qrng/get_bits", "/api/v2/integers", "/ready", "/metrics"):
+        assert path in documented
+    integers = doc["paths"]["/api/v2/integers"]["get"]
+    names = {p["name"] for p in integers["parameters"]}
+    assert names == {"n", "min", "max", "mode"}
+    assert {"200", "413", "429", "503"} <= set(integers["responses"])
+
+
+def test_docs_page_is_self_contained(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path)
+    c = served.client
+    page = c.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text
+    script = c.get("/docs/docs.js")
+    assert script.status_code == 200 and "openapi.json" in script.text
+    assert "innerHTML" not in script.text
+    assert c.get("/docs/docs.css").status_code == 200
+
+
+def test_an_app_without_a_node_harvests_seeds_and_stops(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pool="memory", source="os")
+    app = create_app(settings)
+    with TestClient(app) as c:
+        r = c.get("/ready")
+        assert r.status_code == 200, r.text
+        status = c.get("/api/v2/status").json()
+        assert status["harvester"]["running"] is True
+        assert c.get("/api/v2/bytes?n=16").json()["source"]["kind"] == "os"
+        assert "qrng_harvester_harvests_total" in c.get("/metrics").text
+    assert status["engine"]["seed"]["provenance"]["source"] == "os"
+    ctx = app.state.context
+    assert not ctx.node.harvester.running

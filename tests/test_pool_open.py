@@ -1,0 +1,62 @@
+"""``open_pool``: the engine named by the settings, with a private data directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from quantumrng.config import Settings, load_settings
+from quantumrng.errors import ConfigError
+from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool, open_pool
+
+from .pool_support import delete_prefix, harvest, new_prefix, redis_url
+
+
+def settings_for(data_dir: Path, **values: object) -> Settings:
+    return load_settings(overrides={"data_dir": data_dir, **values}, environ={})
+
+
+def test_sqlite_creates_a_private_data_dir_and_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "a" / "data"
+    settings = settings_for(data_dir, pool="sqlite")
+    old = os.umask(0o022)
+    try:
+        pool = open_pool(settings)
+    finally:
+        os.umask(old)
+    try:
+        assert isinstance(pool, SqlitePool) and isinstance(pool, Pool)
+        assert pool.path == settings.pool_path
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(settings.pool_path.stat().st_mode) == 0o600
+    finally:
+        pool.close()
+
+
+def test_sqlite_data_dir_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError):
+        open_pool(settings_for(blocker / "data", pool="sqlite"))
+
+
+def test_memory(tmp_path: Path) -> None:
+    pool = open_pool(settings_for(tmp_path, pool="memory"))
+    assert isinstance(pool, MemoryPool)
+    assert not any(tmp_path.iterdir())
+
+
+def test_redis_uses_url_and_key_prefix(tmp_path: Path) -> None:
+    prefix = new_prefix()
+    pool = open_pool(settings_for(tmp_path, pool="redis", redis_url=redis_url(), redis_key=prefix))
+    try:
+        assert isinstance(pool, RedisPool) and pool.prefix == prefix
+        pool.put(harvest(1))
+        assert pool.level().blocks == 1
+    finally:
+        pool.close()
+        delete_prefix(prefix)
+    assert not any(tmp_path.iterdir())

@@ -252,7 +252,7 @@ def test_monitor_fair_urandom_harvest_passes_and_credits() -> None:
     report = monitor.check(make_harvest(urandom_bits(4096, 8), h=0.5))
     assert report.passed and report.failures == [] and report.startup
     assert monitor.ready
-    assert all(0.9 < m <= 1.0 for m in report.min_entropy)
+    assert all(0.8 < m <= 1.0 for m in report.min_entropy)  # 4096 samples: UCB costs ~0.1
     assert all(0.45 < f < 0.55 for f in report.ones_fraction)
     assert report.credit_per_stream == [0.5] * 8
     assert report.credited_bits == 4096 * 8 * 0.5

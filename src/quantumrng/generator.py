@@ -19,6 +19,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from quantumrng.conditioning import BLOCK_BYTES, Block
 from quantumrng.drbg import MAX_BYTES_PER_REQUEST, CtrDrbg
@@ -30,10 +32,13 @@ __all__ = ["BUFFER_BYTES", "Engine", "SeedInfo"]
 
 BUFFER_BYTES = 1 << 16  # one DRBG request; small reads are served from it
 SMALL_REQUEST_BYTES = 4096  # requests up to this size come from the buffer
+SCRATCH_BYTES = 1 << 20  # larger requests up to this size are built in a reused buffer
 OS_ENTROPY_BYTES = 32  # security strength of AES-256 CTR_DRBG
 NONCE_BYTES = 16  # SP 800-90A §8.6.7: at least half the security strength
 
+_T = TypeVar("_T")
 _ZEROS = memoryview(bytes(BUFFER_BYTES))
+_SCRATCH_ZEROS = memoryview(bytes(SCRATCH_BYTES))
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -72,6 +77,8 @@ class Engine:
         self._lock = threading.Lock()
         self._buf = bytearray(BUFFER_BYTES)
         self._view = memoryview(self._buf)
+        self._scratch = memoryview(bytearray(SCRATCH_BYTES))
+        self._scratch_lock = threading.Lock()
         self._pos = BUFFER_BYTES  # empty: the first read refills
         self._drbg: CtrDrbg | None = None
         self._seed: SeedInfo | None = None
@@ -168,76 +175,81 @@ class Engine:
 
     def _due_locked(self) -> bool:
         return (
-            self._drbg is None
-            or self._since_reseed >= self._reseed_bytes
+            self._since_reseed >= self._reseed_bytes
             or time.monotonic() - self._seeded_mono >= self._reseed_seconds
         )
 
-    def _ready_drbg(self) -> CtrDrbg:
-        """Return the DRBG, reseeding first when it is missing or its budget is spent."""
-        with self._lock:
-            if not self._due_locked():
-                assert self._drbg is not None
-                return self._drbg
-        self.reseed()
-        with self._lock:
-            if self._drbg is None:  # wiped by a fork or another thread in between
-                raise NotSeeded("the DRBG lost its seed while reseeding; try again")
-            return self._drbg
+    def _request(self, fill: Callable[[CtrDrbg], _T], size: int) -> _T:
+        """Run one SP 800-90A generate request of ``size`` bytes, reseeding first
+        (outside the lock, since it may harvest) when the DRBG is missing or due."""
+        while True:
+            with self._lock:
+                drbg = self._drbg
+                if drbg is not None and not self._due_locked():
+                    result = fill(drbg)
+                    self._since_reseed += size
+                    self._bytes_out += size
+                    return result
+            self.reseed()
 
     # -- output ----------------------------------------------------------------
 
     def random_bytes(self, n: int, *, prediction_resistance: bool = False) -> bytes:
         """Return ``n`` bytes of DRBG output.
 
-        With ``prediction_resistance`` the DRBG is reseeded from a fresh pool
-        block and OS entropy first, and the buffer is bypassed.
+        Requests up to 4 KiB are cut from a 64 KiB buffer of DRBG output whose
+        bytes are zeroed as they are handed out. With ``prediction_resistance``
+        the DRBG is reseeded from a fresh pool block and OS entropy first, and
+        the buffer is bypassed.
         """
+        if 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
+            # the hot path: explicit acquire/release is measurably cheaper than
+            # `with`, and nothing between them raises short of MemoryError
+            lock = self._lock
+            lock.acquire()
+            pos = self._pos
+            end = pos + n
+            if end <= BUFFER_BYTES:
+                view = self._view
+                out = view[pos:end].tobytes()
+                view[pos:end] = _ZEROS[:n]
+                self._pos = end
+                lock.release()
+                return out
+            lock.release()
+            return self._request(partial(self._refill_locked, n=n), BUFFER_BYTES)
         if n < 0:
             raise ValueError("n must be non-negative")
         if prediction_resistance:
             self.reseed()
-        elif n <= SMALL_REQUEST_BYTES:
-            with self._lock:
-                pos = self._pos
-                end = pos + n
-                if end <= BUFFER_BYTES:
-                    out = bytes(self._view[pos:end])
-                    self._view[pos:end] = _ZEROS[:n]
-                    self._pos = end
-                    return out
-            return self._from_fresh_buffer(n)
-        buf = bytearray(n)
-        self.random_into(buf)
-        return bytes(buf)
+        if n > SCRATCH_BYTES:
+            buf = bytearray(n)
+            self.random_into(buf)
+            return bytes(buf)
+        with self._scratch_lock:  # one allocation, as os.urandom makes
+            view = self._scratch[:n]
+            try:
+                self.random_into(view)
+                return view.tobytes()
+            finally:
+                view[:] = _SCRATCH_ZEROS[:n]
 
-    def _from_fresh_buffer(self, n: int) -> bytes:
-        drbg = self._ready_drbg()
-        with self._lock:
-            if self._drbg is not drbg:
-                raise NotSeeded("the DRBG was reseeded concurrently; try again")
-            drbg.generate_into(self._view)
-            self._count_locked(BUFFER_BYTES)
-            out = bytes(self._view[:n])
-            self._view[:n] = _ZEROS[:n]
-            self._pos = n
-            return out
+    def _refill_locked(self, drbg: CtrDrbg, n: int) -> bytes:
+        view = self._view
+        drbg.generate_into(view)
+        out = view[:n].tobytes()
+        view[:n] = _ZEROS[:n]
+        self._pos = n
+        return out
 
     def random_into(self, out: bytearray | memoryview) -> None:
         """Fill ``out`` with DRBG output, one SP 800-90A request per 64 KiB."""
         view = memoryview(out).cast("B")
-        for start in range(0, len(view), MAX_BYTES_PER_REQUEST):
-            chunk = view[start : start + MAX_BYTES_PER_REQUEST]
-            drbg = self._ready_drbg()
-            with self._lock:
-                if self._drbg is not drbg:
-                    raise NotSeeded("the DRBG was reseeded concurrently; try again")
-                drbg.generate_into(chunk)
-                self._count_locked(len(chunk))
-
-    def _count_locked(self, n: int) -> None:
-        self._since_reseed += n
-        self._bytes_out += n
+        start = 0
+        for size in _request_sizes(len(view)):
+            chunk = view[start : start + size]
+            self._request(partial(CtrDrbg.generate_into, out=chunk), size)
+            start += size
 
     def stream(self, n: int, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
         """Yield ``n`` bytes of DRBG output in chunks of at most ``chunk_bytes``."""
@@ -268,9 +280,17 @@ class Engine:
         return data, list(seen.values()), sum(b.credited_bits for b in blocks)
 
 
+def _request_sizes(n: int) -> list[int]:
+    """Split ``n`` bytes into SP 800-90A requests of at most 64 KiB."""
+    full, rest = divmod(n, MAX_BYTES_PER_REQUEST)
+    return [MAX_BYTES_PER_REQUEST] * full + ([rest] if rest else [])
+
+
 def _after_fork_in_child() -> None:
     for engine in list(_engines):
         engine._lock = threading.Lock()
+        engine._scratch_lock = threading.Lock()
+        engine._scratch[:] = _SCRATCH_ZEROS
         engine._wipe_locked()
 
 

@@ -9,12 +9,19 @@ modes and source kinds: never a key, a token, a query string or pool bytes.
 
 from __future__ import annotations
 
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,32 +36,20 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class Metrics:
-    """The counters the app updates and the collector that reads the node."""
+    """Per-request counters (plain numbers, read at scrape time) and the node collector.
+
+    Requests are counted on the event loop's thread only, so no lock: the
+    per-request cost is a few dictionary updates, not prometheus-client's
+    locked children.
+    """
 
     def __init__(self, node: Node) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "qrng_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "qrng_http_request_duration_seconds",
-            "Time to answer an HTTP request (to the last body byte), by route template.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.bytes = Counter(
-            "qrng_served_random_bytes",
-            "Bytes of randomness drawn for answers, by mode (drbg or raw).",
-            ["mode"],
-            registry=self.registry,
-        )
-        self._served = {mode: self.bytes.labels(mode) for mode in ("drbg", "raw")}
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[str, list[float]] = {}  # bucket counts, then the sum
+        self._served = {"drbg": 0, "raw": 0}
         self._node = _NodeCollector(node)
+        self.registry.register(_TrafficCollector(self))
         self.registry.register(self._node)
 
     def watch(self, harvester: Harvester | None) -> None:
@@ -62,24 +57,62 @@ class Metrics:
         self._node.harvester = harvester
 
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request (label lookups cached: this runs per request)."""
+        """Count one answered request."""
         key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        counts = self._latency.get(route)
+        if counts is None:
+            counts = self._latency[route] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+        counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        counts[-1] += seconds
 
     def served(self, mode: str, nbytes: int) -> None:
         """Count ``nbytes`` of randomness drawn in ``mode``."""
-        self._served[mode].inc(nbytes)
+        self._served[mode] += nbytes
 
     def render(self) -> bytes:
         """Return the text exposition format (reads the pool: call off the event loop)."""
         return generate_latest(self.registry)
+
+
+class _TrafficCollector:
+    """Exposes the request, latency and served-bytes counters of one ``Metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        requests = CounterMetricFamily(
+            "qrng_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), count in sorted(dict(m._requests).items()):
+            requests.add_metric([route, method, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "qrng_http_request_duration_seconds",
+            "Time to answer an HTTP request (to the last body byte), by route template.",
+            labels=["route"],
+        )
+        for route, counts in sorted(dict(m._latency).items()):
+            snapshot = list(counts)
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, hits in zip((*_LATENCY_BUCKETS, math.inf), snapshot, strict=False):
+                cumulative += hits
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            latency.add_metric([route], buckets, sum_value=snapshot[-1])
+        yield latency
+        served = CounterMetricFamily(
+            "qrng_served_random_bytes",
+            "Bytes of randomness drawn for answers, by mode (drbg or raw).",
+            labels=["mode"],
+        )
+        for mode, nbytes in sorted(m._served.items()):
+            served.add_metric([mode], nbytes)
+        yield served
 
 
 class _NodeCollector:

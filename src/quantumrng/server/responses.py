@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-__all__ = ["NO_STORE", "JSONResponse", "json_response", "random_response"]
+__all__ = ["NO_STORE", "JSONResponse", "RandomJSONResponse", "json_response", "random_response"]
 
 NO_STORE: Mapping[str, str] = {"cache-control": "no-store"}
 
@@ -33,6 +33,28 @@ def json_response(
     return JSONResponse(content, status_code, headers)
 
 
+class RandomJSONResponse(JSONResponse):
+    """A 200 JSON answer carrying randomness, its headers encoded without Starlette's
+    general-purpose header merging (this is every randomness route's hot path)."""
+
+    def __init__(self, content: Any, headers: Mapping[str, str] | None = None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = orjson.dumps(content)
+        raw = [
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+        ]
+        if headers:
+            raw.extend(
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in headers.items()
+                if k.lower() != "cache-control"
+            )
+        self.raw_headers = raw
+
+
 def random_response(content: Any, headers: Mapping[str, str] | None = None) -> Response:
     """Return JSON that carries randomness: never cached."""
-    return JSONResponse(content, 200, {**headers, **NO_STORE} if headers else NO_STORE)
+    return RandomJSONResponse(content, headers)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import builtins
 import math
 import os
-import random as _random
 import ssl
 import threading
 import uuid
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from quantumrng import errors
 from quantumrng.errors import QuantumRNGError, Unavailable
+from quantumrng.formats import BytesRandom
 
 if TYPE_CHECKING:
     import httpx
@@ -365,7 +365,7 @@ def _mapping(body: object, what: str) -> dict[str, Any]:
     return body
 
 
-class RemoteRandom(_random.Random):
+class RemoteRandom(BytesRandom):
     """A ``random.Random`` drawing from a QuantumRNG server.
 
     Bytes are fetched ``chunk_bytes`` at a time from ``/api/v2/bytes``
@@ -391,7 +391,7 @@ class RemoteRandom(_random.Random):
     def __repr__(self) -> str:
         return f"RemoteRandom({self.client!r})"
 
-    def _take(self, n: int) -> builtins.bytes:
+    def _bytes(self, n: int) -> builtins.bytes:
         with self._buf_lock:
             if self._pid != os.getpid():
                 self._buf, self._pos, self._pid = bytearray(), 0, os.getpid()
@@ -408,29 +408,3 @@ class RemoteRandom(_random.Random):
             self._pos = end
             return out
 
-    def random(self) -> float:
-        """Return a random float in [0.0, 1.0) with 53 random bits."""
-        return (int.from_bytes(self._take(7), "big") >> 3) * 2.0**-53
-
-    def getrandbits(self, k: int) -> int:
-        """Return a non-negative int with ``k`` random bits."""
-        if k < 0:
-            raise ValueError("number of bits must be non-negative")
-        numbytes = (k + 7) // 8
-        x = int.from_bytes(self._take(numbytes), "big")
-        return x >> (numbytes * 8 - k)
-
-    def randbytes(self, n: int) -> builtins.bytes:
-        """Return ``n`` random bytes."""
-        return self._take(n)
-
-    def seed(self, a: Any = None, version: int = 2) -> None:
-        """Do nothing: the server's engine is seeded from its pool, not by callers."""
-
-    def getstate(self) -> NoReturn:
-        """Raise: there is no state to save."""
-        raise NotImplementedError("RemoteRandom has no state to save")
-
-    def setstate(self, state: Any) -> NoReturn:
-        """Raise: there is no state to restore."""
-        raise NotImplementedError("RemoteRandom has no state to restore")

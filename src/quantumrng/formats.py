@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import random as _random
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "BytesRandom",
     "ALPHABETS",
     "ByteReader",
     "RandomBytes",
@@ -412,3 +414,40 @@ class ByteReader:
 
     def __repr__(self) -> str:
         return f"ByteReader(buffered={self.buffered}, closed={self._read is None})"
+
+
+class BytesRandom(_random.Random):
+    """A ``random.Random`` whose every draw comes from ``_bytes``, which subclasses supply.
+
+    Like ``random.SystemRandom`` it has no state: ``seed`` does nothing and
+    ``getstate``/``setstate`` raise.
+    """
+
+    def _bytes(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def random(self) -> float:
+        """Return a random float in [0.0, 1.0) with 53 random bits."""
+        return (int.from_bytes(self._bytes(7), "big") >> 3) * 2.0**-53
+
+    def getrandbits(self, k: int) -> int:
+        """Return a non-negative int with ``k`` random bits."""
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        numbytes = (k + 7) // 8
+        return int.from_bytes(self._bytes(numbytes), "big") >> (numbytes * 8 - k)
+
+    def randbytes(self, n: int) -> bytes:
+        """Return ``n`` random bytes."""
+        return self._bytes(n)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """Do nothing: the byte source is seeded elsewhere, not by callers."""
+
+    def getstate(self) -> NoReturn:
+        """Raise: there is no state to save."""
+        raise NotImplementedError(f"{type(self).__name__} has no state to save")
+
+    def setstate(self, state: Any) -> NoReturn:
+        """Raise: there is no state to restore."""
+        raise NotImplementedError(f"{type(self).__name__} has no state to restore")

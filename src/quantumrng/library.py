@@ -8,10 +8,9 @@ config file). The pool is harvested on demand when it is empty.
 from __future__ import annotations
 
 import base64
-import random as _random
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TypeVar
 
 from quantumrng import formats
 from quantumrng.generator import Engine
@@ -74,7 +73,7 @@ def choice(seq: Sequence[T]) -> T:
     return seq[randbelow(len(seq))]
 
 
-class QuantumRandom(_random.Random):
+class QuantumRandom(formats.BytesRandom):
     """A ``random.Random`` whose every draw comes from the QuantumRNG engine.
 
     Like ``random.SystemRandom`` it has no state to seed, save or restore.
@@ -87,30 +86,3 @@ class QuantumRandom(_random.Random):
     def _bytes(self, n: int) -> bytes:
         engine = self._engine if self._engine is not None else default_engine()
         return engine.random_bytes(n)
-
-    def random(self) -> float:
-        """Return a random float in [0.0, 1.0) with 53 random bits."""
-        return (int.from_bytes(self._bytes(7), "big") >> 3) * 2.0**-53
-
-    def getrandbits(self, k: int) -> int:
-        """Return a non-negative int with ``k`` random bits."""
-        if k < 0:
-            raise ValueError("number of bits must be non-negative")
-        numbytes = (k + 7) // 8
-        x = int.from_bytes(self._bytes(numbytes), "big")
-        return x >> (numbytes * 8 - k)
-
-    def randbytes(self, n: int) -> bytes:
-        """Return ``n`` random bytes."""
-        return self._bytes(n)
-
-    def seed(self, a: Any = None, version: int = 2) -> None:
-        """Do nothing: the engine is seeded from the pool, not by callers."""
-
-    def getstate(self) -> NoReturn:
-        """Raise: there is no state to save."""
-        raise NotImplementedError("QuantumRandom has no state to save")
-
-    def setstate(self, state: Any) -> NoReturn:
-        """Raise: there is no state to restore."""
-        raise NotImplementedError("QuantumRandom has no state to restore")

@@ -172,13 +172,19 @@ def string_command(ctx: click.Context, count: int, length: int, alphabet: str) -
 
 
 @cli.command("harvest")
+@click.option("--source", type=click.Choice(SOURCE_KINDS), help="Source to harvest from.")
 @click.option("--until", "until_bytes", type=click.IntRange(min=1), help="Fill to this many bytes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def harvest_command(ctx: click.Context, until_bytes: int | None, quiet: bool) -> None:
+def harvest_command(
+    ctx: click.Context, source: str | None, until_bytes: int | None, quiet: bool
+) -> None:
     """Harvest from the source into the pool (default: up to the high-water mark)."""
     from quantumrng.conditioning import BLOCK_BYTES
 
+    if source is not None:
+        root = ctx.find_root()
+        root.obj = _settings(ctx).replace(source=source)
     node = _node(ctx)
     settings = node.settings
     target = settings.pool_high_water if until_bytes is None else -(-until_bytes // BLOCK_BYTES)
@@ -220,9 +226,10 @@ def pool_command(ctx: click.Context, as_json: bool) -> None:
     for h in status["recent_harvests"]:
         backend = h.get("backend") or "-"
         job = h.get("job_id") or "-"
+        circuit = f" {h['qubits']} qubits x {h['shots']} shots," if h["qubits"] else ""
         click.echo(
-            f"  harvest {h['harvest_id'][:12]} {h['source']} {backend} job {job} "
-            f"{h['qubits']}q x {h['shots']} shots, {h['blocks_left']} blocks left"
+            f"  harvest {h['harvest_id'][:12]} {h['source']} {backend} job {job},"
+            f"{circuit} {h['blocks_left']} blocks left"
         )
 
 

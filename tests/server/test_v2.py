@@ -337,3 +337,11 @@ def test_quota_counts_the_randomness_a_format_needs(tmp_path: Path) -> None:
     served = serve_memory(tmp_path, daily_bytes=1000)
     ok(served, "/api/v2/uuids?n=10")  # 160 bytes
     assert served.client.get("/api/v2/usage").json()["bytes_left"] == 840
+
+
+def test_an_answer_that_fails_closed_costs_no_quota(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=2, daily_bytes=1000)
+    ok(served, "/api/v2/bytes?n=64&mode=raw")
+    assert_error(served.client.get("/api/v2/bytes?n=128&mode=raw"), 503, "entropy_unavailable")
+    assert_error(served.client.get("/api/v2/integers?n=40&min=0&max=9&mode=raw"), 503)
+    assert served.client.get("/api/v2/usage").json()["bytes_left"] == 936

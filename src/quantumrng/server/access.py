@@ -38,7 +38,8 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +52,7 @@ from quantumrng.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    Unavailable,
 )
 from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore
 
@@ -100,6 +102,7 @@ class Admission:
     principal: str
     key: KeyRecord | None
     headers: dict[str, str]
+    charged: tuple[str, int] | None = None  # (UTC day, bytes) counted against a quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +262,29 @@ class Access:
             return Admission(principal, key, {})
         policies: list[tuple[int, int, float, int]] = []
         bucket = self._take_token(principal, limits, policies)
+        charged = None
         if limits.daily_bytes is not None:
             try:
-                await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
+                charged = await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
             except BaseException:
                 if bucket is not None:
                     bucket.tokens += 1.0  # refused or cancelled: the request never ran
                 raise
-        return Admission(principal, key, _headers(policies))
+        return Admission(principal, key, _headers(policies), charged)
+
+    @asynccontextmanager
+    async def admitted(
+        self, request: Request, *, scope: str, nbytes: int
+    ) -> AsyncIterator[Admission]:
+        """``admit``, and give the bytes back to the quota if nothing could be served (503)."""
+        admission = await self.admit(request, scope=scope, nbytes=nbytes)
+        try:
+            yield admission
+        except Unavailable:
+            if admission.charged is not None:
+                day, charged = admission.charged
+                await to_thread.run_sync(self.store.refund, admission.principal, day, charged)
+            raise
 
     def _take_token(
         self, principal: str, limits: Limits, policies: list[tuple[int, int, float, int]]
@@ -307,7 +325,7 @@ class Access:
         limit: int,
         nbytes: int,
         policies: list[tuple[int, int, float, int]],
-    ) -> None:
+    ) -> tuple[str, int]:
         now = self._now()
         reset = next_midnight(now) - now
         if nbytes > limit:
@@ -326,6 +344,7 @@ class Access:
                 headers=_headers([(limit, 0, reset, DAY_SECONDS)]),
             )
         policies.append((limit, limit - used, reset, DAY_SECONDS))
+        return _day(now), nbytes
 
     # -- usage -----------------------------------------------------------------------
 

@@ -353,6 +353,15 @@ class KeyStore:
         ).fetchall()
         return int(rows[0][0]) if rows else None
 
+    def refund(self, principal: str, day: str, nbytes: int) -> None:
+        """Give back ``nbytes`` counted by :meth:`consume` for a request that served nothing."""
+        if nbytes < 0:
+            raise ValueError("nbytes must be non-negative")
+        self._conn().execute(
+            "UPDATE usage SET bytes = MAX(0, bytes - ?) WHERE principal = ? AND day = ?",
+            (nbytes, principal, day),
+        )
+
     def used(self, principal: str, day: str) -> int:
         """Return the bytes counted for ``principal`` on ``day``."""
         row = (

@@ -47,15 +47,15 @@ def endpoints(ctx: Context) -> list[Endpoint]:
     )
 
     async def get_bits(request: Request) -> Response:
-        admission = await access.admit(request, scope="drbg", nbytes=GET_BITS_BYTES)
-        data, _ = await draw(ctx, "drbg", GET_BITS_BYTES, _read64)
+        async with access.admitted(request, scope="drbg", nbytes=GET_BITS_BYTES) as admission:
+            data, _ = await draw(ctx, "drbg", GET_BITS_BYTES, _read64)
         return random_response({"512_qrng_bits": _b64(data)}, admission.headers)
 
     async def get_num_bits(request: Request) -> Response:
         n = parse_path(request.path_params, (n_param,))["n"]
         nbytes = (n + 7) // 8
-        admission = await access.admit(request, scope="drbg", nbytes=nbytes)
-        data, _ = await draw(ctx, "drbg", nbytes, partial(formats.bits, n=n))
+        async with access.admitted(request, scope="drbg", nbytes=nbytes) as admission:
+            data, _ = await draw(ctx, "drbg", nbytes, partial(formats.bits, n=n))
         return random_response({"qrng_bits": _b64(data)}, admission.headers)
 
     b64 = {"type": "string", "contentEncoding": "base64"}

@@ -238,8 +238,10 @@ def format_endpoint(ctx: Context, fmt: Format) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         args = parse_query(request.query_params, params)
         nbytes = within(fmt.check(args), limit)
-        admission = await access.admit(request, scope=args["mode"], nbytes=nbytes)
-        data, source = await draw(ctx, args["mode"], nbytes, lambda read: fmt.produce(read, args))
+        async with access.admitted(request, scope=args["mode"], nbytes=nbytes) as admission:
+            data, source = await draw(
+                ctx, args["mode"], nbytes, lambda read: fmt.produce(read, args)
+            )
         return random_response(
             {"data": data, "mode": args["mode"], "source": source}, admission.headers
         )
@@ -290,10 +292,10 @@ def bytes_endpoint(ctx: Context) -> Endpoint:
         n, fmt, mode = a["n"], a["format"], a["mode"]
         streamed = fmt == "raw" and mode == "drbg"
         within(n, s.max_bytes if streamed else s.max_json_bytes)
-        admission = await ctx.access.admit(request, scope=mode, nbytes=n)
-        if streamed:
-            return await _stream(ctx, n, admission.headers)
-        data, source = await draw(ctx, mode, n, lambda read: read(n))
+        async with ctx.access.admitted(request, scope=mode, nbytes=n) as admission:
+            if streamed:
+                return await _stream(ctx, n, admission.headers)
+            data, source = await draw(ctx, mode, n, lambda read: read(n))
         if fmt == "raw":
             return _octets(data, mode, source["kind"], admission.headers)
         return random_response(

@@ -60,7 +60,9 @@ class Node:
                 low_water=s.pool_low_water,
                 high_water=s.pool_high_water,
                 backoff_max=s.harvest_backoff_max,
-                lock_path=s.data_dir / "harvester.lock" if s.pool == "sqlite" else None,
+                # one harvester per node (machine), however many workers share its
+                # pool; a memory pool is private to its process, so it needs its own
+                lock_path=None if s.pool == "memory" else s.data_dir / "harvester.lock",
             )
         return self._harvester
 

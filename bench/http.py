@@ -1,23 +1,30 @@
 """HTTP throughput of ``qrng serve`` against bare baselines run beside it (issue 3, "Benchmark").
 
-Run: ``python bench/http.py [SECONDS] [--rounds R] [--connections C]``.
+Run: ``python bench/http.py [SECONDS] [--rounds R] [--connections C] [--fastapi]``.
 
 1. Requests/s of ``GET /api/v1/qrng/get_bits`` with ``wrk`` (64 connections)
    on ``qrng serve`` (one worker) as a ratio to a bare Starlette endpoint that
    returns 64 ``os.urandom`` bytes in the same JSON, both on uvicorn with
    uvloop and httptools, one worker, measured alternately (a/b/a/b) so a noisy
-   shared machine slows both alike. Goal: >= 0.8.
+   shared machine slows both alike. Goal: >= 0.8. With ``--fastapi`` the same
+   bare endpoint written the usual FastAPI way (a path operation returning a
+   dict) runs as a third contender in the same rounds, as a ratio to bare
+   Starlette: the figure for choosing the framework (issue 3).
 2. Bulk ``raw`` streaming: MB/s of ``GET /api/v2/bytes?n=256MiB&format=raw``
    read with a plain socket, as a ratio to ``os.urandom`` in one process
    (1 MiB calls), alternately. Goal: >= 2.
 
-``wrk`` is installed from Debian's packages when missing. Every server the
-script starts runs in its own process group and is stopped on exit.
+``wrk`` is installed from Debian's packages when missing, and with
+``--fastapi`` FastAPI with pip into this interpreter, keeping its Starlette.
+Every server the script starts runs in its own process group and is stopped
+on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -30,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 GET_BITS = "/api/v1/qrng/get_bits"
@@ -38,6 +45,10 @@ BULK_BYTES = 256 << 20
 URANDOM_CALL = 1 << 20  # bytes per os.urandom call of the baseline
 RECV_BYTES = 1 << 20
 START_TIMEOUT = 300.0  # seconds; the simulator's first harvest imports Qiskit
+UVICORN_FLAGS = (
+    "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+    "--no-access-log", "--log-level", "warning",
+)  # fmt: skip
 
 BARE_APP = '''\
 """The baseline: the cheapest Starlette endpoint with get_bits' answer."""
@@ -54,6 +65,21 @@ async def get_bits(request):
 
 
 app = Starlette(routes=[Route("/api/v1/qrng/get_bits", get_bits)])
+'''
+
+FASTAPI_APP = '''\
+"""The same endpoint as an ordinary FastAPI path operation."""
+import base64
+import os
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/api/v1/qrng/get_bits")
+async def get_bits() -> dict[str, str]:
+    return {"512_qrng_bits": base64.b64encode(os.urandom(64)).decode("ascii")}
 '''
 
 
@@ -78,6 +104,20 @@ def ensure_wrk() -> str:
     if not found:
         sys.exit("bench/http.py: wrk is missing and apt-get could not install it")
     return found
+
+
+def ensure_fastapi() -> None:
+    """Make ``fastapi`` importable here, pip-installing it without moving Starlette."""
+    if importlib.util.find_spec("fastapi") is not None:
+        return
+    pin = f"starlette=={importlib.metadata.version('starlette')}"
+    print(f"installing fastapi (python -m pip install fastapi {pin}) ...", file=sys.stderr)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "fastapi", pin], check=False
+    )
+    importlib.invalidate_caches()
+    if done.returncode or importlib.util.find_spec("fastapi") is None:
+        sys.exit("bench/http.py: fastapi is missing and pip could not install it")
 
 
 def free_port() -> int:
@@ -142,6 +182,20 @@ def server(name: str, cmd: list[str], port: int, probe: str, log: Path) -> Itera
         yield
     finally:
         _stop(proc)
+
+
+@contextmanager
+def app_server(name: str, source: str, tmpdir: Path) -> Iterator[str]:
+    """Serve ``app`` of ``source`` (written to ``tmpdir``) on uvicorn; yield its base URL."""
+    module = re.sub(r"\W", "_", name.lower())
+    (tmpdir / f"{module}_app.py").write_text(source)
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "uvicorn", f"{module}_app:app", "--app-dir", str(tmpdir),
+        "--port", str(port), *UVICORN_FLAGS,
+    ]  # fmt: skip
+    with server(name, cmd, port, GET_BITS, tmpdir / f"{module}.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -247,58 +301,64 @@ def main() -> None:
     )
     ap.add_argument("--bulk-mib", type=int, default=BULK_BYTES >> 20)
     ap.add_argument("--source", default="os", help="entropy source of qrng serve")
+    ap.add_argument(
+        "--fastapi", action="store_true", help="also measure the bare endpoint in FastAPI"
+    )
     args = ap.parse_args()
     wrk = ensure_wrk()
+    if args.fastapi:
+        ensure_fastapi()
     bulk = args.bulk_mib << 20
 
-    with tempfile.TemporaryDirectory(prefix="qrng-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="qrng-bench-") as tmp, ExitStack() as stack:
         tmpdir = Path(tmp)
-        (tmpdir / "bare.py").write_text(BARE_APP)
-        qport, bport = free_port(), free_port()
+        qport = free_port()
         qrng_cmd = [
             sys.executable, "-m", "quantumrng", "serve", "--port", str(qport), "--workers", "1",
             "--data-dir", str(tmpdir / "data"), "--source", args.source, "--log-level", "warning",
         ]  # fmt: skip
-        bare_cmd = [
-            sys.executable, "-m", "uvicorn", "bare:app", "--app-dir", str(tmpdir),
-            "--port", str(bport), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        qurl, burl = f"http://127.0.0.1:{qport}", f"http://127.0.0.1:{bport}"
-        with (
-            server("qrng serve", qrng_cmd, qport, "/ready", tmpdir / "qrng.log"),
-            server("bare starlette", bare_cmd, bport, GET_BITS, tmpdir / "bare.log"),
-        ):
-            settle(qport)
-            print(f"get_bits, wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s")
-            for url in (qurl, burl):  # warm-up, not counted
-                run_wrk(wrk, url + GET_BITS, 2, args.connections, args.threads)
-            ours: list[float] = []
-            bare: list[float] = []
-            for r in range(args.rounds):
-                for label, url, into in (("qrng", qurl, ours), ("bare", burl, bare)):
-                    rps = run_wrk(wrk, url + GET_BITS, args.seconds, args.connections, args.threads)
-                    into.append(rps)
-                    print(f"  round {r + 1} {label:5s} {rps:10,.0f} req/s")
-            q, b = statistics.mean(ours), statistics.mean(bare)
-            print(f"  qrng serve     {q:10,.0f} req/s")
-            print(f"  bare Starlette {b:10,.0f} req/s")
-            print(f"  ratio          {q / b:10.2f}   (goal >= 0.8)")
+        stack.enter_context(server("qrng serve", qrng_cmd, qport, "/ready", tmpdir / "qrng.log"))
+        urls = {
+            "qrng": f"http://127.0.0.1:{qport}",
+            "bare": stack.enter_context(app_server("bare starlette", BARE_APP, tmpdir)),
+        }
+        if args.fastapi:
+            urls["fastapi"] = stack.enter_context(app_server("fastapi", FASTAPI_APP, tmpdir))
+        settle(qport)
+        print(f"get_bits, wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s")
+        for url in urls.values():  # warm-up, not counted
+            run_wrk(wrk, url + GET_BITS, 2, args.connections, args.threads)
+        rates: dict[str, list[float]] = {label: [] for label in urls}
+        width = max(5, *map(len, urls))
+        for r in range(args.rounds):
+            for label, url in urls.items():
+                rps = run_wrk(wrk, url + GET_BITS, args.seconds, args.connections, args.threads)
+                rates[label].append(rps)
+                print(f"  round {r + 1} {label:{width}s} {rps:10,.0f} req/s")
+        mean = {label: statistics.mean(rps) for label, rps in rates.items()}
+        q, b = mean["qrng"], mean["bare"]
+        print(f"  qrng serve     {q:10,.0f} req/s")
+        print(f"  bare Starlette {b:10,.0f} req/s")
+        print(f"  ratio          {q / b:10.2f}   (goal >= 0.8)")
+        if "fastapi" in mean:
+            f = mean["fastapi"]
+            print(f"  FastAPI        {f:10,.0f} req/s")
+            print(f"  FastAPI ratio  {f / b:10.2f}   (FastAPI / bare Starlette)")
 
-            print(f"bulk raw stream, {bulk >> 20} MiB, one connection")
-            path = f"/api/v2/bytes?n={bulk}&format=raw"
-            streams: list[float] = []
-            urandoms: list[float] = []
-            for r in range(args.rounds):
-                got, seconds = read_stream(qport, path)
-                streams.append(got / seconds / 1e6)
-                urandoms.append(urandom_rate(bulk))
-                print(f"  round {r + 1} stream {streams[-1]:8,.0f} MB/s   "
-                      f"os.urandom {urandoms[-1]:8,.0f} MB/s")  # fmt: skip
-            s, u = statistics.mean(streams), statistics.mean(urandoms)
-            print(f"  qrng stream    {s:10,.0f} MB/s")
-            print(f"  os.urandom     {u:10,.0f} MB/s")
-            print(f"  ratio          {s / u:10.2f}   (goal >= 2)")
+        print(f"bulk raw stream, {bulk >> 20} MiB, one connection")
+        path = f"/api/v2/bytes?n={bulk}&format=raw"
+        streams: list[float] = []
+        urandoms: list[float] = []
+        for r in range(args.rounds):
+            got, seconds = read_stream(qport, path)
+            streams.append(got / seconds / 1e6)
+            urandoms.append(urandom_rate(bulk))
+            print(f"  round {r + 1} stream {streams[-1]:8,.0f} MB/s   "
+                  f"os.urandom {urandoms[-1]:8,.0f} MB/s")  # fmt: skip
+        s, u = statistics.mean(streams), statistics.mean(urandoms)
+        print(f"  qrng stream    {s:10,.0f} MB/s")
+        print(f"  os.urandom     {u:10,.0f} MB/s")
+        print(f"  ratio          {s / u:10.2f}   (goal >= 2)")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,21 @@ def test_bytes_hex_base64_raw(tmp_path: Path) -> None:
     assert len(out.stdout) == 3_000_000
 
 
+def test_large_hex_and_base64_stream_across_chunks(tmp_path: Path) -> None:
+    n = (3 << 20) + 7  # more than one 3 MiB chunk
+    out = qrng(tmp_path, "bytes", str(n))
+    assert out.returncode == 0 and len(out.stdout) == 2 * n + 1
+    assert re.fullmatch(rb"[0-9a-f]+\n", out.stdout)
+    out = qrng(tmp_path, "bytes", str(n), "--base64")
+    assert len(base64.b64decode(out.stdout.strip(), validate=True)) == n
+
+
+def test_no_arguments_prints_help_and_exits_2(tmp_path: Path) -> None:
+    out = qrng(tmp_path)
+    assert out.returncode == 2
+    assert b"Usage:" in out.stderr and b"\n" in out.stderr.strip()
+
+
 def test_bits_keep_exact_length(tmp_path: Path) -> None:
     out = qrng(tmp_path, "bits", "13")
     assert re.fullmatch(rb"[01]{13}\n", out.stdout), out.stderr
@@ -80,6 +95,13 @@ def test_int_float_uuid_string(tmp_path: Path) -> None:
         ("string", "--alphabet", ""),
         ("nonsense",),
         ("--source", "dice", "bytes", "1"),
+        ("bits", "99999999999999999999999"),
+        ("int", "1", "6", "-n", "99999999999999999999"),
+        ("string", "--length", "99999999999999999"),
+        ("uuid", "-n", "99999999999999999999"),
+        ("float", "-n", "100001"),
+        ("harvest", "--until", "99999999999999999999"),
+        ("bits", "-3"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:

@@ -41,6 +41,14 @@ def test_config_file_found_in_data_dir(tmp_path: Path) -> None:
         ({"QRNG_POOL_LOW_WATER": "10", "QRNG_POOL_HIGH_WATER": "5"}, "water"),
         ({"QRNG_TLS_CERT": "/tmp/c.pem"}, "tls"),
         ({"QRNG_NO_SUCH_THING": "1"}, "no_such_thing"),
+        ({"QRNG_RESEED_SECONDS": "0"}, "reseed_seconds"),
+        ({"QRNG_RESEED_SECONDS": "-1"}, "reseed_seconds"),
+        ({"QRNG_RESEED_SECONDS": "nan"}, "reseed_seconds"),
+        ({"QRNG_RATE_LIMIT": "nan"}, "rate_limit"),
+        ({"QRNG_RATE_LIMIT": "-1"}, "rate_limit"),
+        ({"QRNG_IBM_TIMEOUT": "inf"}, "ibm_timeout"),
+        ({"QRNG_DATA_DIR": ""}, "data_dir"),
+        ({"QRNG_DATA_DIR": "  "}, "data_dir"),
     ],
 )
 def test_bad_settings_raise_config_error(env: dict[str, str], word: str) -> None:
@@ -48,11 +56,18 @@ def test_bad_settings_raise_config_error(env: dict[str, str], word: str) -> None
         load_settings(environ=env)
 
 
-def test_bad_config_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [b"port = [", b"\xff\xfe garbage", b"qubits = 1e400", b"max_bytes = 1.5", b"port = true"],
+)
+def test_bad_config_file(tmp_path: Path, text: bytes) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text("port = [")
-    with pytest.raises(ConfigError, match="TOML"):
+    bad.write_bytes(text)
+    with pytest.raises(ConfigError):
         load_settings(config_file=bad, environ={})
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(config_file=tmp_path / "missing.toml", environ={})
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import click
@@ -21,7 +22,13 @@ from quantumrng.provenance import SOURCE_KINDS
 
 __all__ = ["cli", "main"]
 
-STREAM_CHUNK = 1 << 20  # bytes written per chunk by `qrng bytes --raw`
+STREAM_CHUNK = 3 << 20  # bytes per chunk of `qrng bytes`; a multiple of 3 for base64
+MAX_HARVEST_BYTES = 1 << 36  # 64 GiB: `qrng harvest --until` beyond this is a typo
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "raw": bytes,
+    "hex": lambda chunk: chunk.hex().encode("ascii"),
+    "base64": base64.b64encode,
+}
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -36,6 +43,13 @@ def _node(ctx: click.Context) -> Any:
     node = Node(_settings(ctx))
     ctx.call_on_close(node.close)
     return node
+
+
+def _within(ctx: click.Context, name: str, value: int, setting: str, factor: int = 1) -> None:
+    """Refuse a size above a configured maximum, before any work is done."""
+    limit = getattr(_settings(ctx), setting) * factor
+    if value > limit:
+        raise click.BadParameter(f"at most {limit} (setting {setting})", param_hint=name)
 
 
 def _lines(values: Any, as_json: bool) -> None:
@@ -64,7 +78,7 @@ def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
     ctx.obj = load_settings(overrides=flags, config_file=config_file)
 
 
-@cli.command("bytes")
+@cli.command("bytes", context_settings={"ignore_unknown_options": True})
 @click.argument("n", type=click.IntRange(min=0))
 @click.option("--hex", "fmt", flag_value="hex", default=True, help="Hexadecimal (default).")
 @click.option("--base64", "fmt", flag_value="base64", help="Base64.")
@@ -72,21 +86,19 @@ def cli(ctx: click.Context, /, config_file: str | None, **flags: Any) -> None:
 @click.option("--mode", type=click.Choice(["drbg", "raw"]), default="drbg", show_default=True)
 @click.pass_context
 def bytes_command(ctx: click.Context, n: int, fmt: str, mode: str) -> None:
-    """Print N random bytes."""
+    """Print N random bytes, streamed in constant memory."""
     engine = _node(ctx).engine
     if mode == "raw":
-        data, _, _ = engine.raw_bytes(n)
-        chunks: Any = [data]
+        chunks: Iterable[bytes] = [engine.raw_bytes(n)[0]]
     else:
         chunks = engine.stream(n, STREAM_CHUNK)
-    if fmt == "raw":
-        out = sys.stdout.buffer
-        for chunk in chunks:
-            out.write(chunk)
-        out.flush()
-        return
-    data = b"".join(chunks)
-    click.echo(data.hex() if fmt == "hex" else base64.b64encode(data).decode("ascii"))
+    encode = ENCODERS[fmt]
+    out = sys.stdout.buffer
+    for chunk in chunks:
+        out.write(encode(chunk))
+    if fmt != "raw":
+        out.write(b"\n")
+    out.flush()
 
 
 def _draw(ctx: click.Context) -> Callable[[int], bytes]:
@@ -95,13 +107,14 @@ def _draw(ctx: click.Context) -> Callable[[int], bytes]:
     return read
 
 
-@cli.command("bits")
+@cli.command("bits", context_settings={"ignore_unknown_options": True})
 @click.argument("n", type=click.IntRange(min=0))
 @click.pass_context
 def bits_command(ctx: click.Context, n: int) -> None:
-    """Print a string of exactly N random bits."""
+    """Print a string of exactly N random bits (for more, `qrng bytes --raw`)."""
     from quantumrng import formats
 
+    _within(ctx, "N", n, "max_json_bytes", 8)
     click.echo(formats.bits_string(_draw(ctx), n))
 
 
@@ -117,6 +130,7 @@ def int_command(ctx: click.Context, low: int, high: int, count: int, as_json: bo
 
     if low > high:
         raise click.BadParameter("LOW must not exceed HIGH")
+    _within(ctx, "-n", count, "max_items")
     _lines(formats.integers(_draw(ctx), count, low, high), as_json)
 
 
@@ -128,6 +142,7 @@ def float_command(ctx: click.Context, count: int, as_json: bool) -> None:
     """Print random 53-bit floats in [0, 1)."""
     from quantumrng import formats
 
+    _within(ctx, "-n", count, "max_items")
     _lines([repr(x) for x in formats.floats(_draw(ctx), count)], as_json)
 
 
@@ -143,6 +158,7 @@ def gaussian_command(
     """Print normally distributed random floats."""
     from quantumrng import formats
 
+    _within(ctx, "-n", count, "max_items")
     _lines([repr(x) for x in formats.gaussians(_draw(ctx), count, mean, stddev)], as_json)
 
 
@@ -153,6 +169,7 @@ def uuid_command(ctx: click.Context, count: int) -> None:
     """Print random version-4 UUIDs."""
     from quantumrng import formats
 
+    _within(ctx, "-n", count, "max_items")
     _lines(formats.uuid4s(_draw(ctx), count), False)
 
 
@@ -167,13 +184,20 @@ def string_command(ctx: click.Context, count: int, length: int, alphabet: str) -
     """Print random strings over an alphabet (alnum, hex, base64url, ... or your own)."""
     from quantumrng import formats
 
+    _within(ctx, "-n", count, "max_items")
+    _within(ctx, "--length", length, "max_json_bytes")
     chars = formats.resolve_alphabet(alphabet)
     _lines(formats.strings(_draw(ctx), count, length, chars), False)
 
 
 @cli.command("harvest")
 @click.option("--source", type=click.Choice(SOURCE_KINDS), help="Source to harvest from.")
-@click.option("--until", "until_bytes", type=click.IntRange(min=1), help="Fill to this many bytes.")
+@click.option(
+    "--until",
+    "until_bytes",
+    type=click.IntRange(min=1, max=MAX_HARVEST_BYTES),
+    help="Fill to this many bytes.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def harvest_command(
@@ -273,10 +297,15 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; errors become one line on stderr and an exit status."""
+    # qiskit-ibm-runtime warns on stderr about account loading; our one error line says it
+    logging.getLogger("qiskit_ibm_runtime").setLevel(logging.ERROR)
     try:
         cli.main(args=argv, prog_name="qrng", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as exc:

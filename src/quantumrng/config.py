@@ -8,6 +8,7 @@ variables ``QRNG_<NAME>`` < command-line flags (``overrides``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -99,6 +100,14 @@ class Settings:
         for name in ("reseed_bytes", "max_bytes", "max_json_bytes", "max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
+        for name in ("reseed_seconds", "ibm_timeout", "harvest_backoff_max"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be a positive number of seconds")
+        for name in ("rate_limit", "rate_burst", "daily_bytes"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be zero (unlimited) or positive")
+        if str(self.data_dir) in ("", "."):
+            raise ConfigError("data_dir must name a directory")
 
     @property
     def pool_path(self) -> Path:
@@ -137,16 +146,21 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
                 return False
             raise ValueError(value)
         if hint is int:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if hint is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if hint is Path:
+            if not str(value).strip():
+                raise ValueError(value)
             return Path(value).expanduser()
         if hint is str:
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"setting {name!r} has an invalid value") from None
     raise ConfigError(f"setting {name!r} has an unsupported type")  # pragma: no cover
 
@@ -157,7 +171,7 @@ def _from_file(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     section = data.get("quantumrng", data)
     if not isinstance(section, dict):

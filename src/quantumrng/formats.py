@@ -300,7 +300,11 @@ def resolve_alphabet(name_or_chars: str) -> str:
     """Return the characters of a named alphabet, or check and return custom ones."""
     if isinstance(name_or_chars, str) and name_or_chars in ALPHABETS:
         return ALPHABETS[name_or_chars]
-    return _alphabet(name_or_chars)
+    try:
+        return _alphabet(name_or_chars)
+    except ValidationError as exc:
+        names = ", ".join(ALPHABETS)
+        raise ValidationError(f"{exc.message} (and it is not one of {names})") from None
 
 
 def strings(read: RandomBytes, count: int, length: int, alphabet: str) -> list[str]:

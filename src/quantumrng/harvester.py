@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,11 +27,27 @@ from quantumrng.health import HealthMonitor
 from quantumrng.pool.base import Pool
 from quantumrng.sources.base import Source
 
-__all__ = ["Harvester"]
+__all__ = ["Harvester", "describe_failures"]
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_SECONDS = 300.0  # harvest rate is averaged over this window
+
+
+def describe_failures(failures: Sequence[tuple[str, int]]) -> str:
+    """Summarise (test, stream) failures in one short line: "rct on 16 streams, bias on 3"."""
+    by_test: dict[str, list[int]] = {}
+    for test, stream in failures:
+        by_test.setdefault(test, []).append(stream)
+    parts = []
+    for test, streams in by_test.items():
+        if len(streams) > 3:
+            parts.append(f"{test} on {len(streams)} streams")
+        else:
+            parts.append(
+                f"{test} on stream{'s' if len(streams) > 1 else ''} " + ", ".join(map(str, streams))
+            )
+    return "; ".join(parts)
 
 
 class Harvester:
@@ -91,8 +107,10 @@ class Harvester:
             raise
         report = self.monitor.check(harvest)
         if not report.passed:
-            names = ", ".join(f"{test} on stream {stream}" for test, stream in report.failures)
-            message = f"{harvest.provenance.source} harvest failed health tests: {names}"
+            message = (
+                f"{harvest.provenance.source} harvest failed health tests: "
+                f"{describe_failures(report.failures)}"
+            )
             with self._mutex:
                 self.dropped += 1
                 self.last_error = message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import multiprocessing.synchronize
 import time
@@ -26,9 +27,17 @@ from quantumrng.errors import (
     QuantumRNGError,
     RateLimited,
 )
-from quantumrng.server.access import Access, client_principal, is_loopback, next_midnight
+from quantumrng.server.access import (
+    STORE_UNAVAILABLE,
+    Access,
+    client_principal,
+    is_loopback,
+    next_midnight,
+)
 from quantumrng.server.keys import KeyStore
 from tests.conftest import make_settings
+from tests.server.support import assert_error, serve_memory
+from tests.server.test_keys import damage
 
 NOON = datetime(2030, 1, 1, 12, 0, tzinfo=UTC).timestamp()
 
@@ -465,3 +474,47 @@ def test_statuses_and_headers_reach_the_client(tmp_path: Path) -> None:
         assert r.status_code == 429 and r.headers["retry-after"] == str(12 * 3600)
         assert r.headers["ratelimit-remaining"] == "0"
         assert key not in r.text
+
+
+# -- a key store that fails ------------------------------------------------------------------
+
+
+def assert_store_unavailable(r: Any, tmp_path: Path) -> None:
+    error = assert_error(r, 503, "unavailable")
+    assert error["message"] == STORE_UNAVAILABLE
+    assert str(tmp_path) not in r.text and "sqlite" not in r.text.lower()
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_a_corrupt_key_store_is_a_503_without_a_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve_memory(tmp_path, require_auth=True)
+    damage(served.node.settings.keys_path)
+    key = "qrng_0123456789ab_" + "A" * 43
+    with served.client as c, caplog.at_level(logging.ERROR, "quantumrng.server.access"):
+        for _ in range(3):
+            assert_store_unavailable(c.get("/api/v2/bytes", headers={"X-API-Key": key}), tmp_path)
+        assert_store_unavailable(c.get("/api/v2/usage", headers=dict([bearer(key)])), tmp_path)
+    details = [r.getMessage() for r in caplog.records if r.name == "quantumrng.server.access"]
+    assert len(details) == 1, details  # the detail is logged, not once per request
+    assert "not a database" in details[0] and key not in details[0]
+
+
+def test_a_key_store_failing_at_request_time_is_a_503(tmp_path: Path) -> None:
+    access = make_access(tmp_path, daily_bytes=1000)
+    key, _ = access.store.create("alice", {"drbg"}, None, None)
+    served = serve_memory(tmp_path, access=access)
+    access.store.close()
+    damage(access.store.path)
+    with served.client as c:
+        assert_store_unavailable(c.get("/api/v2/bytes", headers={"X-API-Key": key}), tmp_path)
+        assert_store_unavailable(c.get("/api/v2/bytes"), tmp_path)  # the anonymous quota
+        assert_store_unavailable(c.get("/api/v1/qrng/get_bits"), tmp_path)
+
+
+def test_without_keys_or_quotas_a_broken_store_is_never_read(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path)
+    damage(served.node.settings.keys_path)
+    with served.client as c:
+        assert c.get("/api/v2/bytes?n=8").status_code == 200

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantumrng.errors import NotFound, ValidationError
+from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.server.keys import KeyRecord, KeyStore, parse_scopes
 from quantumrng.server.keys_command import keys_group
 from tests.conftest import make_settings
@@ -388,3 +388,51 @@ def test_cli_duplicate_name_is_a_clean_error(tmp_path: Path) -> None:
     again = runner.invoke(cli, ["keys", "create", "--name", "ci"])
     assert again.exit_code == 2
     assert again.output.strip() == "Error: an active key named 'ci' exists"
+
+
+# -- a damaged file -------------------------------------------------------------------------
+
+
+def damage(path: Path) -> None:
+    """Overwrite a closed store's file (and drop its WAL) with bytes SQLite rejects."""
+    for extra in ("-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not an SQLite database " * 256)
+
+
+def test_opening_a_damaged_file_is_unavailable_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite3"
+    damage(path)
+    with pytest.raises(Unavailable, match="not a database") as err:
+        KeyStore(path)
+    assert str(path) in err.value.message and err.value.status == 503
+
+
+def test_sqlite_errors_after_opening_are_unavailable(store: KeyStore) -> None:
+    key, record = store.create("alice", {"drbg"}, None, 10)
+    store.check()
+    store.close()
+    damage(store.path)
+    calls = [
+        lambda: store.verify(key),
+        lambda: store.get(record.id),
+        store.list,
+        lambda: store.revoke(record.id),
+        lambda: store.consume(record.principal, "2030-01-01", 1, 10),
+        lambda: store.refund(record.principal, "2030-01-01", 1),
+        lambda: store.used(record.principal, "2030-01-01"),
+        lambda: store.create("bob", {"drbg"}, None, None),
+        store.check,
+    ]
+    for call in calls:
+        with pytest.raises(Unavailable, match="key store") as err:
+            call()
+        assert key not in err.value.message
+
+
+def test_cli_reports_a_damaged_store_in_one_line(tmp_path: Path) -> None:
+    damage(make_settings(tmp_path).keys_path)
+    result = CliRunner().invoke(_cli(tmp_path), ["keys", "list"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: cannot open the key store")
+    assert "not a database" in result.output and len(result.output.splitlines()) == 1

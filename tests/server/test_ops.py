@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import base64
+import fcntl
+import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
 from starlette.routing import Route
 
+from quantumrng.errors import ConfigError
+from quantumrng.node import Node
+from quantumrng.pool.base import Pool, PoolLevel
+from quantumrng.server import app as app_module
 from quantumrng.server import create_app
 from tests.conftest import make_blocks, make_settings
 from tests.server.support import TestClient, assert_error, serve_memory
@@ -122,3 +130,93 @@ def test_an_app_without_a_node_harvests_seeds_and_stops(tmp_path: Path) -> None:
     assert status["engine"]["seed"]["provenance"]["source"] == "os"
     ctx = app.state.context
     assert not ctx.node.harvester.running
+
+
+# -- readiness follows the pool -------------------------------------------------------------
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` in a checkpointed SQLite file."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))
+    finally:
+        conn.close()
+    with path.open("r+b") as fh:
+        fh.seek((root[0] - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+
+
+def test_ready_is_503_when_the_pool_file_is_damaged(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pool="sqlite", source="simulator")
+    node = Node(settings, harvest_on_demand=False)
+    node.pool.put(make_blocks(20, source="simulator", credited_bits=0))
+    node.engine.reseed()
+    client = TestClient(create_app(settings, node), raise_server_exceptions=False)
+    assert client.get("/ready").status_code == 200
+    damage_table(settings.pool_path, "harvests")  # the blocks table still counts fine
+    status = client.get("/api/v2/status")
+    ready = client.get("/ready")
+    assert_error(status, 503)
+    assert_error(ready, 503, "unavailable")
+    assert "malformed" in ready.json()["error"]["message"]
+    node.close()
+
+
+class BrokenPool:
+    """A pool whose reads fail with ``error``."""
+
+    def __init__(self, pool: Pool, error: Exception) -> None:
+        self._pool, self._error = pool, error
+
+    def level(self) -> PoolLevel:
+        raise self._error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+@pytest.mark.parametrize(
+    "error", [ConfigError("cannot open pool file /secret/path/pool.sqlite3"), OSError("disk")]
+)
+def test_ready_is_503_for_any_pool_error(tmp_path: Path, error: Exception) -> None:
+    served = serve_memory(tmp_path)
+    assert served.client.get("/ready").status_code == 200
+    served.node.pool = BrokenPool(served.node.pool, error)
+    r = served.client.get("/ready")
+    assert_error(r, 503, "unavailable")
+    assert "/secret" not in r.text
+
+
+# -- one startup harvest per node -------------------------------------------------------------
+
+
+def test_only_the_lock_holder_harvests_at_startup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "STARTUP_WAIT_SECONDS", 0.3)
+    settings = make_settings(tmp_path, pool="sqlite", source="os")
+    lock_path = settings.data_dir / "harvester.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("ab") as other_worker:  # another worker of this node holds the lock
+        fcntl.flock(other_worker.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        app = create_app(settings)
+        with TestClient(app, raise_server_exceptions=False) as c:
+            harvester = app.state.context.node.harvester
+            assert harvester.running and not harvester.active
+            assert harvester.harvests == 0 and harvester.level() == 0
+            assert_error(c.get("/ready"), 503, "not_seeded")
+            app.state.context.node.pool.put(make_blocks(4, source="os"))  # the holder's harvest
+            assert c.get("/ready").status_code == 200
+            assert harvester.harvests == 0
+
+
+def test_the_lock_holder_makes_the_startup_harvest(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pool="sqlite", source="os")
+    app = create_app(settings)
+    with TestClient(app) as c:
+        harvester = app.state.context.node.harvester
+        assert harvester.active and harvester.harvests >= 1
+        assert c.get("/ready").status_code == 200

@@ -1,10 +1,16 @@
-"""`qrng serve` wiring: flags to settings, uvicorn config, the TLS context."""
+"""`qrng serve` wiring: flags to settings, uvicorn config, the TLS context, startup
+failures as one line, the startup warning and the access log's redaction."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import socket
 import ssl
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +20,7 @@ from click.testing import CliRunner
 
 from quantumrng.cli import cli
 from quantumrng.config import Settings
-from quantumrng.errors import ConfigError
+from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.server import run
 from tests.conftest import make_settings
 
@@ -23,7 +29,12 @@ from tests.conftest import make_settings
 def served_settings(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
 
-    def fake_serve(settings: Settings, *, access_log: bool = False) -> None:
+    def fake_serve(
+        settings: Settings,
+        *,
+        access_log: bool = False,
+        announce: Callable[[Settings], None] | None = None,
+    ) -> None:
         calls.append(settings)
 
     monkeypatch.setattr(run, "serve", fake_serve)
@@ -92,3 +103,222 @@ def test_a_bad_certificate_is_one_config_error(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match="TLS certificate"):
         run.tls_context(str(bad), str(bad))
+
+
+# -- startup failures: one line, non-zero exit, no banner --------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def qrng_serve(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
+    return subprocess.run(
+        [sys.executable, "-m", "quantumrng", "serve", "--data-dir", str(tmp_path / "data"),
+         "--source", "os", "--pool", "memory", *flags],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    assert result.returncode == exit_code, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qrng: error: "), result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = qrng_serve(tmp_path, "--port", str(port))
+    assert "in use" in assert_one_error_line(result, 1)
+
+
+def test_an_invalid_host_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    line = assert_one_error_line(qrng_serve(tmp_path, "--host", "999.1.1.1"), 2)
+    assert "999.1.1.1" in line
+
+
+@pytest.mark.parametrize(
+    ("which", "expected"),
+    [("cert", "holds no PEM certificate"), ("key", "holds no usable PEM private key"),
+     ("other_key", "does not match")],
+)  # fmt: skip
+def test_a_bad_tls_file_is_one_clear_line_before_any_banner(
+    tmp_path: Path, cert_files: tuple[Path, Path], which: str, expected: str
+) -> None:
+    cert, key = cert_files
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    other = tmp_path / "other-key.pem"
+    trustme.CA().issue_cert("localhost").private_key_pem.write_to_path(str(other))
+    files = {"cert": (bad, key), "key": (cert, bad), "other_key": (cert, other)}[which]
+    result = qrng_serve(tmp_path, "--tls-cert", str(files[0]), "--tls-key", str(files[1]))
+    line = assert_one_error_line(result, 2)
+    assert expected in line and "PEM lib" not in line
+
+
+def test_a_corrupt_key_store_stops_a_server_that_needs_keys(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keys.sqlite3").write_bytes(b"garbage, not SQLite " * 100)
+    line = assert_one_error_line(
+        qrng_serve(tmp_path, "--require-auth", "--port", str(free_port())), 1
+    )
+    assert "key store" in line and "not a database" in line
+
+
+def test_a_healthy_or_missing_key_store_passes_the_check(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pool="memory", require_auth=True)
+    run._check_key_store(settings)  # no file: nothing to check, nothing created
+    assert not settings.keys_path.exists()
+    from quantumrng.server.keys import KeyStore
+
+    KeyStore(settings.keys_path).close()
+    run._check_key_store(settings)
+    settings.keys_path.write_bytes(b"\0" * 4096)
+    with pytest.raises(Unavailable, match="key store"):
+        run._check_key_store(settings)
+
+
+def test_bind_socket_errors_are_ours() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(Unavailable, match="in use"):
+            run.bind_socket("127.0.0.1", taken.getsockname()[1])
+    with pytest.raises(ConfigError, match="unknown host"):
+        run.bind_socket("999.1.1.1", 0)
+    sock = run.bind_socket("127.0.0.1", 0)
+    assert sock.get_inheritable()
+    sock.close()
+
+
+# -- serve(): order of checks, banner and warning -----------------------------------------
+
+
+@pytest.fixture
+def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> list[list[socket.socket]]:
+    """uvicorn's Server.run records the sockets it was given and returns at once."""
+    import uvicorn
+
+    runs: list[list[socket.socket]] = []
+
+    def fake_run(self: Any, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets is not None
+        runs.append(sockets)
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    return runs
+
+
+OPEN_WARNING = "authentication is disabled on the non-loopback address"
+
+
+def test_open_non_loopback_server_warns_once_at_startup(
+    tmp_path: Path, fake_uvicorn: list[list[socket.socket]], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        tmp_path, pool="memory", source="os", host="0.0.0.0", port=free_port(), require_auth=False
+    )
+    announced: list[Settings] = []
+    with caplog.at_level(logging.WARNING, logger="quantumrng.server.run"):
+        run.serve(settings, announce=announced.append)
+    warnings = [r for r in caplog.records if OPEN_WARNING in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "0.0.0.0" in warnings[0].getMessage()
+    assert announced == [settings]
+    (sockets,) = fake_uvicorn
+    assert sockets[0].fileno() == -1  # bound by serve(), closed when uvicorn returned
+
+
+@pytest.mark.parametrize(
+    ("host", "require_auth"), [("127.0.0.1", False), ("0.0.0.0", True), ("0.0.0.0", None)]
+)
+def test_no_warning_on_loopback_or_with_auth(
+    tmp_path: Path,
+    fake_uvicorn: list[list[socket.socket]],
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    require_auth: bool | None,
+) -> None:
+    settings = make_settings(
+        tmp_path, pool="memory", source="os", host=host, port=free_port(), require_auth=require_auth
+    )
+    with caplog.at_level(logging.WARNING, logger="quantumrng.server.run"):
+        run.serve(settings)
+    assert not [r for r in caplog.records if OPEN_WARNING in r.getMessage()]
+
+
+def test_nothing_is_announced_when_the_start_cannot_succeed(
+    tmp_path: Path, fake_uvicorn: list[list[socket.socket]]
+) -> None:
+    announced: list[Settings] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = make_settings(tmp_path, pool="memory", port=taken.getsockname()[1])
+        with pytest.raises(Unavailable):
+            run.serve(settings, announce=announced.append)
+    assert announced == [] and fake_uvicorn == []
+
+
+# -- access log: query values never logged -------------------------------------------------
+
+
+SECRET = "qrng_0123456789ab_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/api/v2/bytes", "/api/v2/bytes"),
+        ("/api/v2/bytes?n=16", "/api/v2/bytes?n=<redacted>"),
+        (f"/api/v2/bytes?api_key={SECRET}&n=1", "/api/v2/bytes?api_key=<redacted>&n=<redacted>"),
+        (f"/api/v2/bytes?{SECRET}", "/api/v2/bytes?<redacted>"),
+        (f"/x?{SECRET}=1", "/x?<redacted>"),
+        ("/x?a=1&&b", "/x?a=<redacted>&<redacted>&<redacted>"),
+    ],
+)
+def test_redact_query_keeps_names_and_drops_values(path: str, logged: str) -> None:
+    assert run.redact_query(path) == logged
+
+
+def _access_record(path: str) -> logging.LogRecord:
+    """A record shaped like uvicorn's access log line."""
+    return logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1,
+        '%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5555", "GET", path, "1.1", 200), None,
+    )  # fmt: skip
+
+
+def test_the_access_log_filter_hides_a_key_sent_in_the_url() -> None:
+    from uvicorn.logging import AccessFormatter
+
+    record = _access_record(f"/api/v2/bytes?n=8&api_key={SECRET}")
+    assert run.RedactQuery().filter(record) is True
+    formatted = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(
+        record
+    )
+    assert SECRET not in formatted and SECRET not in record.getMessage()
+    assert "GET /api/v2/bytes?n=<redacted>&api_key=<redacted> HTTP/1.1" in formatted
+    assert "200" in formatted
+    other = logging.LogRecord("x", logging.INFO, __file__, 1, "plain %s", ("a?b=c",), None)
+    assert run.RedactQuery().filter(other) and other.args == ("a?b=c",)
+
+
+def test_the_filter_is_installed_once_on_uvicorns_access_logger() -> None:
+    access = logging.getLogger("uvicorn.access")
+    before = list(access.filters)
+    try:
+        run.install_access_log_filter()
+        run.install_access_log_filter()
+        assert sum(isinstance(f, run.RedactQuery) for f in access.filters) == 1
+    finally:
+        access.filters[:] = before

@@ -84,3 +84,14 @@ def test_empty_pool_fails_closed_with_503_and_retry_after(tmp_path: Path) -> Non
     assert_error(r, 503, "not_seeded")
     assert int(r.headers["retry-after"]) >= 1
     assert "cache-control" not in r.headers or "512_qrng_bits" not in r.text
+
+
+@pytest.mark.parametrize("source", ["simulator", "os"])
+@pytest.mark.parametrize("url", ["/api/v1/qrng/get_bits", "/api/v1/qrng/get_num_bits/12"])
+def test_v1_answers_name_mode_and_source_in_headers(tmp_path: Path, source: str, url: str) -> None:
+    served = serve_memory(tmp_path, source=source)
+    r = served.client.get(url)
+    assert r.status_code == 200
+    assert r.headers["x-qrng-mode"] == "drbg"
+    assert r.headers["x-qrng-source"] == source
+    assert len(r.json()) == 1  # the body keeps the prototype's one key

@@ -18,7 +18,7 @@ from quantumrng.server.keys import KeyStore
 from tests.conftest import make_settings
 from tests.server.support import Served, assert_error, serve_memory
 
-LIMITS = {"max_json_bytes": 1 << 16, "max_items": 5000, "max_bytes": 8 << 20}
+LIMITS: dict[str, Any] = {"max_json_bytes": 1 << 16, "max_items": 5000, "max_bytes": 8 << 20}
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
@@ -343,5 +343,50 @@ def test_an_answer_that_fails_closed_costs_no_quota(tmp_path: Path) -> None:
     served = serve_memory(tmp_path, blocks=2, daily_bytes=1000)
     ok(served, "/api/v2/bytes?n=64&mode=raw")
     assert_error(served.client.get("/api/v2/bytes?n=128&mode=raw"), 503, "entropy_unavailable")
-    assert_error(served.client.get("/api/v2/integers?n=40&min=0&max=9&mode=raw"), 503)
+    # 200 digits need 100 bytes, two blocks: more than the one left, whatever the sampling
+    assert_error(served.client.get("/api/v2/integers?n=200&min=0&max=9&mode=raw"), 503)
     assert served.client.get("/api/v2/usage").json()["bytes_left"] == 936
+
+
+# --- raw requests the pool could never meet ---------------------------------------------------
+
+
+@pytest.fixture
+def small_pool(tmp_path: Path) -> Served:
+    """A pool of 64 blocks whose high-water mark is 4 blocks: raw answers stop at 256 bytes."""
+    return serve_memory(
+        tmp_path, blocks=64, pool_low_water=2, pool_high_water=4, daily_bytes=10_000, **LIMITS
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v2/bytes?n=257&mode=raw",
+        "/api/v2/bytes?n=257&mode=raw&format=raw",
+        "/api/v2/integers?n=300&min=0&max=255&mode=raw",
+        "/api/v2/uuids?n=17&mode=raw",
+    ],
+)
+def test_raw_beyond_the_high_water_mark_is_413_not_retry_later(
+    small_pool: Served, url: str
+) -> None:
+    before = small_pool.node.pool.level().blocks
+    r = small_pool.client.get(url)
+    error = assert_error(r, 413, "payload_too_large")
+    assert "high-water mark: 256 bytes" in error["message"]
+    assert "retry-after" not in r.headers
+    assert small_pool.node.pool.level().blocks == before
+    assert small_pool.client.get("/api/v2/usage").json()["bytes_left"] == 10_000
+
+
+def test_raw_up_to_the_high_water_mark_and_drbg_beyond_it_are_served(small_pool: Served) -> None:
+    assert len(base64.b64decode(ok(small_pool, "/api/v2/bytes?n=256&mode=raw")["data"])) == 256
+    assert len(base64.b64decode(ok(small_pool, "/api/v2/bytes?n=4096")["data"])) == 4096
+
+
+def test_openapi_documents_the_raw_limit(small_pool: Served) -> None:
+    doc = small_pool.client.get("/openapi.json").json()
+    for path in ("/api/v2/bytes", "/api/v2/integers"):
+        (mode,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "mode"]
+        assert "413" in mode["description"] and "256 bytes" in mode["description"]

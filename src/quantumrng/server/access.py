@@ -29,19 +29,27 @@ Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining``,
 headers) whenever a limit applies, for the policy nearest exhaustion. With
 no limit the path touches neither SQLite nor a lock: the defaults (all
 limits 0, auth off on loopback) never throttle anyone.
+
+A key store that cannot be opened or read answers 503 ``unavailable`` with
+the fixed message :data:`STORE_UNAVAILABLE`; the detail (file, SQLite error,
+never a key) goes to the server log, at most once per ``STORE_LOG_SECONDS``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
+import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -49,14 +57,19 @@ from starlette.requests import Request
 from quantumrng.config import Settings
 from quantumrng.errors import (
     AuthenticationError,
+    ConfigError,
     PayloadTooLarge,
     PermissionDenied,
+    QuantumRNGError,
     RateLimited,
     Unavailable,
 )
 from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore
 
-__all__ = ["ANONYMOUS_SCOPES", "Admission", "Access", "Limits", "is_loopback"]
+__all__ = ["ANONYMOUS_SCOPES", "STORE_UNAVAILABLE", "Admission", "Access", "Limits", "is_loopback"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: What a client without a key may do when auth is off: ``admin`` needs a key.
 ANONYMOUS_SCOPES = frozenset({"drbg", "raw"})
@@ -64,6 +77,8 @@ KEY_CACHE_SECONDS = 1.0  # seconds a verified key is trusted before it is read a
 MAX_CACHED_KEYS = 4096
 MAX_BUCKETS = 65_536  # principals whose buckets are kept; the oldest are forgotten
 DAY_SECONDS = 86_400
+STORE_LOG_SECONDS = 60.0  # a failing key store is logged at most this often
+STORE_UNAVAILABLE = "the key store is unavailable; try again later"
 
 _HOW_TO = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 _REALM = 'Bearer realm="quantumrng"'
@@ -186,13 +201,32 @@ class Access:
         )
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._keys: dict[bytes, tuple[KeyRecord, float]] = {}
+        self._store_lock = threading.Lock()
+        self._store_logged_at: float | None = None
 
     @property
     def store(self) -> KeyStore:
-        """The key store, opened on first need (a key presented, or a quota)."""
+        """The key store, opened on first need (a key presented, or a quota).
+
+        Raises ``ConfigError`` or ``Unavailable`` naming the file: for
+        operators. Requests go through :meth:`_stored` instead.
+        """
         if self._store is None:
-            self._store = KeyStore(self.settings.keys_path)
+            with self._store_lock:
+                if self._store is None:
+                    self._store = KeyStore(self.settings.keys_path)
         return self._store
+
+    def _stored(self, op: Callable[[KeyStore], T]) -> T:
+        """Run ``op`` on the key store; any failure of the store is a 503 with a fixed message."""
+        try:
+            return op(self.store)
+        except (ConfigError, Unavailable) as exc:
+            t = self._clock()
+            if self._store_logged_at is None or t - self._store_logged_at >= STORE_LOG_SECONDS:
+                self._store_logged_at = t
+                log.error("key store unavailable: %s", exc.message)
+            raise Unavailable(STORE_UNAVAILABLE) from None
 
     # -- who ---------------------------------------------------------------------
 
@@ -221,7 +255,7 @@ class Access:
         hit = self._keys.get(digest)
         if hit is not None and hit[1] > t:
             return hit[0]
-        record = self.store.verify(presented)
+        record = self._stored(lambda store: store.verify(presented))
         if record is None:
             self._keys.pop(digest, None)
             return None
@@ -276,14 +310,19 @@ class Access:
     async def admitted(
         self, request: Request, *, scope: str, nbytes: int
     ) -> AsyncIterator[Admission]:
-        """``admit``, and give the bytes back to the quota if nothing could be served (503)."""
+        """``admit``, and give the bytes back to the quota if the block raised one of our
+        errors (503, 413, ...): the answer then carries no randomness."""
         admission = await self.admit(request, scope=scope, nbytes=nbytes)
         try:
             yield admission
-        except Unavailable:
+        except QuantumRNGError:
             if admission.charged is not None:
                 day, charged = admission.charged
-                await to_thread.run_sync(self.store.refund, admission.principal, day, charged)
+                principal = admission.principal
+                with contextlib.suppress(Unavailable):  # logged; the first error is the answer
+                    await to_thread.run_sync(
+                        self._stored, lambda store: store.refund(principal, day, charged)
+                    )
             raise
 
     def _take_token(
@@ -333,10 +372,14 @@ class Access:
                 f"{nbytes} bytes is more than the daily quota of {limit} bytes",
                 headers=_headers([*policies, (limit, limit, reset, DAY_SECONDS)]),
             )
-        store = self.store
-        used = await to_thread.run_sync(store.consume, principal, _day(now), nbytes, limit)
+        day = _day(now)
+        used = await to_thread.run_sync(
+            self._stored, lambda store: store.consume(principal, day, nbytes, limit)
+        )
         if used is None:
-            left = limit - await to_thread.run_sync(store.used, principal, _day(now))
+            left = limit - await to_thread.run_sync(
+                self._stored, lambda store: store.used(principal, day)
+            )
             raise RateLimited(
                 f"over the daily quota of {limit} bytes ({max(0, left)} left, {nbytes} asked); "
                 "it resets at 00:00 UTC",
@@ -344,7 +387,7 @@ class Access:
                 headers=_headers([(limit, 0, reset, DAY_SECONDS)]),
             )
         policies.append((limit, limit - used, reset, DAY_SECONDS))
-        return _day(now), nbytes
+        return day, nbytes
 
     # -- usage -----------------------------------------------------------------------
 
@@ -365,7 +408,8 @@ class Access:
             requests_left = int(tokens)
         bytes_left: int | None = None
         if limits.daily_bytes is not None:
-            used = await to_thread.run_sync(self.store.used, principal, _day(now))
+            day = _day(now)
+            used = await to_thread.run_sync(self._stored, lambda store: store.used(principal, day))
             bytes_left = max(0, limits.daily_bytes - used)
         resets = datetime.fromtimestamp(next_midnight(now), UTC)
         return {

@@ -1,15 +1,17 @@
 """The ASGI app: the route table of v1, v2, operations and docs on Starlette.
 
 ``create_app(settings)`` builds its own node and, while it runs (lifespan),
-the node's harvester: a first synchronous harvest when the pool has nothing
-of the configured local source, then the background thread (one per node:
-the harvester's lock file keeps other workers idle), then the first seeding.
-An app given a ``node`` leaves harvesting to its caller.
+the node's harvester thread: one per node, since the harvester's lock file
+keeps the threads of other workers idle, so only the lock's holder makes the
+startup harvest. Every worker then waits (a bounded time, local sources only)
+for the first blocks and seeds its DRBG; one that is not seeded stays 503 on
+``/ready`` until it is. An app given a ``node`` leaves harvesting to its caller.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +23,7 @@ from starlette.routing import Route
 from quantumrng import __version__
 from quantumrng.config import Settings
 from quantumrng.errors import QuantumRNGError
+from quantumrng.harvester import Harvester
 from quantumrng.node import Node
 from quantumrng.server import ops, v1, v2
 from quantumrng.server.access import Access
@@ -34,6 +37,9 @@ __all__ = ["STARTUP_BLOCKS", "create_app", "route_table"]
 log = logging.getLogger(__name__)
 
 STARTUP_BLOCKS = 8  # blocks the startup harvest makes sure of before serving
+STARTUP_WAIT_SECONDS = 15.0  # longest a worker waits for them before serving anyway
+STARTUP_MAX_FAILURES = 3  # failed harvests after which a worker stops waiting
+_POLL_SECONDS = 0.05  # seconds between two reads of the pool level while waiting
 _LOCAL_SOURCES = ("simulator", "os", "file")  # quick enough to harvest before serving
 
 
@@ -51,17 +57,38 @@ def _route(e: Endpoint) -> Route:
     return route
 
 
-def _start(ctx: Context) -> None:
-    """Prime the pool, start the harvester thread and seed the DRBG (blocking)."""
-    node, harvester = ctx.node, ctx.node.harvester
-    if ctx.settings.source in _LOCAL_SOURCES and harvester.level() == 0:
+def _await_blocks(harvester: Harvester, target: int, timeout: float) -> None:
+    """Wait until the pool holds ``target`` blocks of the harvester's source.
+
+    Whichever process holds the node's lock harvests them (its thread fills
+    from empty at once); this one only reads the level. Gives up after
+    ``timeout`` seconds or ``STARTUP_MAX_FAILURES`` failed harvests here.
+    """
+    deadline = time.monotonic() + timeout
+    failures_before = harvester.source_errors + harvester.dropped
+    while True:
         try:
-            harvester.fill(STARTUP_BLOCKS)
+            if harvester.level() >= target:
+                return
         except QuantumRNGError as exc:
-            log.warning("startup harvest failed (%s); the harvester retries", exc.message)
+            log.warning("pool level unavailable at startup (%s)", exc.message)
+            return
+        failures = harvester.source_errors + harvester.dropped - failures_before
+        if failures >= STARTUP_MAX_FAILURES or time.monotonic() >= deadline:
+            why = harvester.last_error or "no blocks yet"
+            log.warning("startup harvest incomplete (%s); the harvester retries", why)
+            return
+        time.sleep(_POLL_SECONDS)
+
+
+def _start(ctx: Context) -> None:
+    """Start the harvester thread, wait for first blocks and seed the DRBG (blocking)."""
+    node, harvester = ctx.node, ctx.node.harvester
     harvester.start()
     ctx.harvester = harvester
     ctx.metrics.watch(harvester)
+    if ctx.settings.source in _LOCAL_SOURCES:
+        _await_blocks(harvester, STARTUP_BLOCKS, STARTUP_WAIT_SECONDS)
     try:
         node.engine.reseed()
     except QuantumRNGError as exc:

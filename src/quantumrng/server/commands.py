@@ -2,7 +2,9 @@
 
 Flags override the group's settings (``qrng --source os serve`` and
 ``qrng serve --source os`` agree); unset flags leave config file and
-``QRNG_*`` environment in force.
+``QRNG_*`` environment in force. A start that cannot succeed (address in
+use, bad TLS file, unreadable key store) is one ``qrng: error:`` line,
+printed before any banner.
 """
 
 from __future__ import annotations
@@ -51,10 +53,14 @@ def serve_command(ctx: click.Context, /, access_log: bool, **flags: Any) -> None
     settings = (
         root.replace(**flags) if isinstance(root, Settings) else load_settings(overrides=flags)
     )
+    serve(settings, access_log=access_log, announce=_announce)
+
+
+def _announce(settings: Settings) -> None:
+    """The one startup line, printed once the address and files are known to work."""
     scheme = "https" if settings.tls_cert is not None else "http"
     click.echo(
         f"qrng: serving {settings.source} entropy on {scheme}://{settings.host}:{settings.port} "
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); docs at /docs",
         err=True,
     )
-    serve(settings, access_log=access_log)

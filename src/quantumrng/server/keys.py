@@ -12,7 +12,8 @@ The same file keeps per-principal byte counters for the day, updated with one
 atomic ``UPDATE ... WHERE bytes + n <= limit``, so a daily quota holds across
 ``--workers N`` processes. The file is created with mode 0600 and opened in WAL
 mode; each thread of each process has its own connection (a connection never
-crosses a ``fork``).
+crosses a ``fork``). A damaged or unreadable file raises ``Unavailable`` (503)
+naming the file; the server's access gate shows clients a fixed message.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantumrng.errors import ConfigError, NotFound, ValidationError
+from quantumrng.errors import ConfigError, NotFound, Unavailable, ValidationError
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -192,8 +194,10 @@ class KeyStore:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise ConfigError(f"cannot open the key store {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open the key store {self.path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self.path)!r})"
@@ -218,6 +222,25 @@ class KeyStore:
                 # closing it in the child could checkpoint under the parent's feet
                 self._conns.append((pid, conn))
         return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate SQLite errors (which never quote bound values) to ``Unavailable``.
+
+        The message names the file, for operators; the server's access gate
+        answers clients with a fixed message instead.
+        """
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the key store {self.path} failed: {exc}") from None
+
+    def check(self) -> None:
+        """Read every page (``PRAGMA quick_check``); raise ``Unavailable`` if one is damaged."""
+        with self._errors():
+            rows = self._conn().execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise Unavailable(f"the key store {self.path} is damaged: {rows[0][0]}")
 
     # -- keys ------------------------------------------------------------------
 
@@ -251,32 +274,33 @@ class KeyStore:
         burst_v = (burst or None) if rate_v is not None else None
         daily_v = daily_bytes or None
         now = time.time()
-        conn = self._conn()
-        for _ in range(8):
-            key_id = secrets.token_hex(ID_HEX // 2)
-            secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES))
-            key = f"{KEY_PREFIX}{key_id}_{secret.rstrip(b'=').decode('ascii')}"
-            try:
-                conn.execute(
-                    "INSERT INTO keys (id, name, hash, scopes, rate, burst, daily_bytes, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        key_id,
-                        name,
-                        _hash(key),
-                        ",".join(sorted(scope_set)),
-                        rate_v,
-                        burst_v,
-                        daily_v,
-                        now,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                if self._find_active(conn, name) is not None:
-                    raise ValidationError(f"an active key named {name!r} exists") from None
-                continue  # id collision: draw another
-            record = KeyRecord(key_id, name, scope_set, rate_v, daily_v, now, None, burst_v)
-            return key, record
+        with self._errors():
+            conn = self._conn()
+            for _ in range(8):
+                key_id = secrets.token_hex(ID_HEX // 2)
+                secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES))
+                key = f"{KEY_PREFIX}{key_id}_{secret.rstrip(b'=').decode('ascii')}"
+                try:
+                    conn.execute(
+                        "INSERT INTO keys (id, name, hash, scopes, rate, burst, daily_bytes, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            key_id,
+                            name,
+                            _hash(key),
+                            ",".join(sorted(scope_set)),
+                            rate_v,
+                            burst_v,
+                            daily_v,
+                            now,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    if self._find_active(conn, name) is not None:
+                        raise ValidationError(f"an active key named {name!r} exists") from None
+                    continue  # id collision: draw another
+                record = KeyRecord(key_id, name, scope_set, rate_v, daily_v, now, None, burst_v)
+                return key, record
         raise ConfigError("could not draw an unused key id")  # pragma: no cover
 
     @staticmethod
@@ -288,9 +312,12 @@ class KeyStore:
 
     def get(self, id_or_name: str) -> KeyRecord:
         """Return the key with this id, else the active key with this name."""
-        conn = self._conn()
-        row = conn.execute(f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (id_or_name,)).fetchone()
-        record = _record(row) if row is not None else self._find_active(conn, id_or_name)
+        with self._errors():
+            conn = self._conn()
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (id_or_name,)
+            ).fetchone()
+            record = _record(row) if row is not None else self._find_active(conn, id_or_name)
         if record is None:
             raise NotFound(f"no API key with id or name {id_or_name!r}")
         return record
@@ -301,16 +328,21 @@ class KeyStore:
         if record.revoked_at is not None:
             return record
         now = time.time()
-        self._conn().execute(
-            "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, record.id)
-        )
+        with self._errors():
+            self._conn().execute(
+                "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, record.id),
+            )
         return self.get(record.id)
 
     def list(self) -> builtins.list[KeyRecord]:
         """Return every key, revoked ones included, oldest first."""
-        rows = (
-            self._conn().execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at, id").fetchall()
-        )
+        with self._errors():
+            rows = (
+                self._conn()
+                .execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at, id")
+                .fetchall()
+            )
         return [_record(r) for r in rows]
 
     def verify(self, presented: str) -> KeyRecord | None:
@@ -318,11 +350,12 @@ class KeyStore:
         key_id = _split(presented)
         if key_id is None:
             return None  # the format is public: rejecting it early leaks nothing
-        row = (
-            self._conn()
-            .execute(f"SELECT {_COLUMNS}, hash FROM keys WHERE id = ?", (key_id,))
-            .fetchone()
-        )
+        with self._errors():
+            row = (
+                self._conn()
+                .execute(f"SELECT {_COLUMNS}, hash FROM keys WHERE id = ?", (key_id,))
+                .fetchone()
+            )
         stored = bytes(row[-1]) if row is not None else _DUMMY_HASH
         if not hmac.compare_digest(stored, _hash(presented)) or row is None:
             return None
@@ -341,34 +374,39 @@ class KeyStore:
             raise ValueError("nbytes must be non-negative")
         if nbytes > limit:
             return None
-        conn = self._conn()
-        if self._cleaned_day != day:
-            conn.execute("DELETE FROM usage WHERE day < ?", (day,))
-            self._cleaned_day = day
-        rows = conn.execute(
-            "INSERT INTO usage (principal, day, bytes) VALUES (?, ?, ?) "
-            "ON CONFLICT (principal, day) DO UPDATE SET bytes = bytes + excluded.bytes "
-            "WHERE usage.bytes + excluded.bytes <= ? RETURNING bytes",
-            (principal, day, nbytes, limit),
-        ).fetchall()
+        with self._errors():
+            conn = self._conn()
+            if self._cleaned_day != day:
+                conn.execute("DELETE FROM usage WHERE day < ?", (day,))
+                self._cleaned_day = day
+            rows = conn.execute(
+                "INSERT INTO usage (principal, day, bytes) VALUES (?, ?, ?) "
+                "ON CONFLICT (principal, day) DO UPDATE SET bytes = bytes + excluded.bytes "
+                "WHERE usage.bytes + excluded.bytes <= ? RETURNING bytes",
+                (principal, day, nbytes, limit),
+            ).fetchall()
         return int(rows[0][0]) if rows else None
 
     def refund(self, principal: str, day: str, nbytes: int) -> None:
         """Give back ``nbytes`` counted by :meth:`consume` for a request that served nothing."""
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
-        self._conn().execute(
-            "UPDATE usage SET bytes = MAX(0, bytes - ?) WHERE principal = ? AND day = ?",
-            (nbytes, principal, day),
-        )
+        with self._errors():
+            self._conn().execute(
+                "UPDATE usage SET bytes = MAX(0, bytes - ?) WHERE principal = ? AND day = ?",
+                (nbytes, principal, day),
+            )
 
     def used(self, principal: str, day: str) -> int:
         """Return the bytes counted for ``principal`` on ``day``."""
-        row = (
-            self._conn()
-            .execute("SELECT bytes FROM usage WHERE principal = ? AND day = ?", (principal, day))
-            .fetchone()
-        )
+        with self._errors():
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT bytes FROM usage WHERE principal = ? AND day = ?", (principal, day)
+                )
+                .fetchone()
+            )
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Operations: liveness, readiness, status and Prometheus metrics.
 
 ``/ready`` is 200 only when this process's DRBG is seeded and the pool holds
-blocks of the configured source; a load balancer sends no traffic before.
+blocks of the configured source and answers every read a take makes; any
+pool failure is a 503, so a load balancer sends no traffic before or then.
 ``/api/v2/status`` and ``/metrics`` carry counters and provenance, never a
 secret (no key, token, pool byte or DRBG state).
 """
@@ -9,7 +10,9 @@ secret (no key, token, pool byte or DRBG state).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from anyio import to_thread
@@ -17,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quantumrng import __version__
-from quantumrng.errors import EntropyUnavailable, NotSeeded, Unavailable
+from quantumrng.errors import EntropyUnavailable, NotSeeded, QuantumRNGError, Unavailable
 from quantumrng.server.metrics import CONTENT_TYPE_LATEST
 from quantumrng.server.openapi import Endpoint
 from quantumrng.server.responses import json_response
@@ -25,21 +28,52 @@ from quantumrng.server.service import Context
 
 __all__ = ["endpoints", "ready_state"]
 
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _pool_errors() -> Iterator[None]:
+    """Turn any failure of the pool into ``Unavailable``: not ready is a 503, never a 500."""
+    try:
+        yield
+    except Unavailable:
+        raise
+    except Exception as exc:  # a pool's ConfigError or a driver's own error, as a 503
+        detail = exc.message if isinstance(exc, QuantumRNGError) else type(exc).__name__
+        log.warning("readiness: the entropy pool failed: %s", detail)
+        raise Unavailable("not ready: the entropy pool is unavailable") from None
+
+
+def _pool_blocks(ctx: Context) -> int:
+    """Return the pool's blocks of the configured source, reading what every take reads.
+
+    ``level`` counts the blocks table; ``recent`` joins the harvests table
+    that every take joins too, so a pool that answers one but not the other
+    (a damaged page) is not ready.
+    """
+    pool = ctx.node.pool
+    blocks = pool.level().by_source.get(ctx.settings.source, 0)
+    pool.recent(1)
+    return blocks
+
 
 def ready_state(ctx: Context) -> dict[str, Any]:
     """Return readiness facts, seeding the DRBG first if the pool allows.
 
-    Raises ``NotSeeded`` or ``EntropyUnavailable`` (503) when not ready.
-    Blocking (reads the pool): call it off the event loop.
+    Raises ``NotSeeded``, ``EntropyUnavailable`` or (any pool failure)
+    ``Unavailable``: all 503. Blocking (reads the pool): call it off the
+    event loop.
     """
     source = ctx.settings.source
     engine = ctx.engine
-    if not engine.seeded and ctx.node.pool.level().by_source.get(source, 0) > 0:
-        with contextlib.suppress(Unavailable):  # another worker may have taken the blocks
-            engine.reseed()
+    with _pool_errors():
+        blocks = _pool_blocks(ctx)
+        if not engine.seeded and blocks > 0:
+            with contextlib.suppress(NotSeeded):  # another worker may have taken the blocks
+                engine.reseed()
+            blocks = _pool_blocks(ctx)
     if not engine.seeded:
         raise NotSeeded(f"not ready: the DRBG has no seed yet (waiting for {source} entropy)")
-    blocks = ctx.node.pool.level().by_source.get(source, 0)
     if blocks == 0:
         raise EntropyUnavailable(f"not ready: the pool holds no {source} blocks")
     return {"status": "ready", "source": source, "seeded": True, "pool_blocks": blocks}

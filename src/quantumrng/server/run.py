@@ -8,24 +8,79 @@ HSTS (RFC 6797) is sent on every response when TLS is on.
 Workers are spawned processes: each builds its own app (and DRBG, seeded from
 its own pool blocks) from a picklable factory; the harvester's lock file
 makes one of them harvest for the node.
+
+Everything that would stop the server is checked before anything is printed
+or uvicorn starts, and raised as one error for the CLI's one line: the TLS
+files, the pool, the key store (when keys are needed), and the listening
+socket, which is bound here and handed to uvicorn. The access log shows
+query names, never their values (an API key may be sent as ``?api_key=``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import socket
 import ssl
 from collections.abc import Callable
 
 from quantumrng.config import Settings
-from quantumrng.errors import ConfigError
+from quantumrng.errors import ConfigError, Unavailable
 
-__all__ = ["HSTS", "TLS_CIPHERS", "AppFactory", "build_config", "serve", "tls_context"]
+__all__ = [
+    "HSTS",
+    "TLS_CIPHERS",
+    "AppFactory",
+    "RedactQuery",
+    "bind_socket",
+    "build_config",
+    "install_access_log_filter",
+    "redact_query",
+    "serve",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"  # TLS 1.2 suites; 1.3 suites are all AEAD
 HSTS = "max-age=63072000; includeSubDomains"  # two years, RFC 6797 §6.1
 GRACEFUL_SHUTDOWN_SECONDS = 10  # open streams get this long before they are cut
+REDACTED = "<redacted>"
+_QUERY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,31}")  # longer names may be a secret
+
+
+def redact_query(path: str) -> str:
+    """Return ``path`` with every query value replaced by ``<redacted>``; names stay."""
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    parts = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        keep = eq and _QUERY_NAME.fullmatch(name) and not name.startswith("qrng_")
+        parts.append(f"{name}={REDACTED}" if keep else REDACTED)
+    return f"{base}?{'&'.join(parts)}"
+
+
+class RedactQuery(logging.Filter):
+    """Redact query values in uvicorn's access lines.
+
+    uvicorn logs ``(client, method, path with query, http version, status)``
+    as the record's args; only the path is rewritten.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redact_query(args[2]), args[3], args[4])
+        return True
+
+
+def install_access_log_filter() -> None:
+    """Add :class:`RedactQuery` to the ``uvicorn.access`` logger of this process (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
 
 
 class AppFactory:
@@ -37,11 +92,40 @@ class AppFactory:
     def __call__(self) -> object:
         from quantumrng.server.app import create_app
 
+        install_access_log_filter()  # a spawned worker logs its own requests
         return create_app(self.settings)
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+
+
+def _check_tls_files(certfile: str, keyfile: str | None) -> None:
+    """Name the file at fault before OpenSSL's "PEM lib" would; never quote its contents."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        x509.load_pem_x509_certificates(_read_pem(certfile, "certificate"))
+    except ValueError:
+        raise ConfigError(f"the TLS certificate {certfile} holds no PEM certificate") from None
+    key_path = certfile if keyfile is None else keyfile
+    try:
+        load_pem_private_key(_read_pem(key_path, "key"), password=None)
+    except TypeError:
+        raise ConfigError(f"the TLS key {key_path} is encrypted; give an unencrypted key") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(f"the TLS key {key_path} holds no usable PEM private key") from None
 
 
 def tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
     """Return a server context: TLS 1.2 minimum, 1.3 preferred, strong ciphers only."""
+    _check_tls_files(certfile, keyfile)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS_CIPHERS)
@@ -49,8 +133,14 @@ def tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_RENEGOTIATION
     try:
         ctx.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"the TLS key does not match the certificate {certfile}") from None
+        raise ConfigError(
+            f"cannot load the TLS certificate or key: {exc.reason or exc.strerror}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot load the TLS certificate or key: {exc.strerror}") from None
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -89,6 +179,48 @@ def build_config(settings: Settings, *, access_log: bool = False) -> object:
     )
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket as uvicorn would; raise one error if it cannot.
+
+    An unresolvable or malformed host is a ``ConfigError``; an address
+    taken or refused (in use, not on this machine, privileged port) is
+    ``Unavailable``: the settings may be right, the machine is not ready.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid name"
+        raise ConfigError(f"cannot listen on {host}:{port}: unknown host ({reason})") from None
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_key_store(settings: Settings) -> None:
+    """Refuse to start when requests need the key store and it exists but cannot be read."""
+    from quantumrng.server.access import Access
+    from quantumrng.server.keys import KeyStore
+
+    access = Access(settings)
+    needed = access.auth_required or access.anonymous_limits.daily_bytes is not None
+    if not needed or not settings.keys_path.exists():
+        return
+    try:
+        store = KeyStore(settings.keys_path)
+        try:
+            store.check()
+        finally:
+            store.close()
+    except (ConfigError, Unavailable) as exc:
+        raise Unavailable(f"{exc.message} (restore it, or move it aside to start empty)") from None
+
+
 def _preflight(settings: Settings) -> None:
     """Fail in the parent, as one error, on what would crash every worker."""
     from quantumrng.node import Node
@@ -98,20 +230,50 @@ def _preflight(settings: Settings) -> None:
             str(settings.tls_cert), None if settings.tls_key is None else str(settings.tls_key)
         )
     Node(settings, harvest_on_demand=False).close()
+    _check_key_store(settings)
 
 
-def serve(settings: Settings, *, access_log: bool = False) -> None:
-    """Serve ``settings`` until interrupted (blocking)."""
+def _warn_if_open(settings: Settings) -> None:
+    """Warn when a non-loopback address serves without keys because auth was turned off."""
+    from quantumrng.server.access import is_loopback
+
+    if settings.require_auth is False and not is_loopback(settings.host):
+        log.warning(
+            "qrng: warning: authentication is disabled on the non-loopback address %s: "
+            "anyone who can reach it may draw randomness without a key",
+            settings.host,
+        )
+
+
+def serve(
+    settings: Settings,
+    *,
+    access_log: bool = False,
+    announce: Callable[[Settings], None] | None = None,
+) -> None:
+    """Serve ``settings`` until interrupted (blocking).
+
+    Checks everything that could stop the start (TLS, pool, key store,
+    address) first, then calls ``announce``, then runs uvicorn.
+    """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     _preflight(settings)
-    config = build_config(settings, access_log=access_log)
-    assert isinstance(config, uvicorn.Config)
-    if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return
-    server = uvicorn.Server(config)
-    server.run()
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        config = build_config(settings, access_log=access_log)
+        assert isinstance(config, uvicorn.Config)
+        install_access_log_filter()  # after uvicorn configured its loggers
+        _warn_if_open(settings)
+        if announce is not None:
+            announce(settings)
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
-        raise ConfigError(f"the server could not start on {settings.host}:{settings.port}")
+        raise Unavailable(f"the server could not start on {settings.host}:{settings.port}")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from quantumrng.server.access import Access
     from quantumrng.server.metrics import Metrics
 
-__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "describe", "draw", "within"]
+__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "describe", "draw", "raw_limit", "within"]
 
 MODES = ("drbg", "raw")
 OFFLOAD_BYTES = 1 << 16  # DRBG requests from this size run in a worker thread
@@ -56,6 +56,15 @@ def describe(kind: str, provenances: Iterable[Provenance], credited_bits: int) -
         "credited_bits": credited_bits,
         "harvests": harvests,
     }
+
+
+def raw_limit(settings: Settings) -> int:
+    """Return the most bytes one raw request may ask: the pool's high-water mark.
+
+    The harvester stops filling there, so a larger take could never be met:
+    it is refused (413) rather than told to retry (503).
+    """
+    return settings.pool_high_water * BLOCK_BYTES
 
 
 def within(nbytes: int, limit: int) -> int:
@@ -159,8 +168,16 @@ async def draw(
 
     ``nbytes`` is what ``produce`` is expected to read: it sizes the raw
     pool's first take and decides whether the work leaves the event loop.
+    A raw request for more blocks than the pool's high-water mark could
+    never be met and raises ``PayloadTooLarge`` (413), for every route.
     """
     if mode == "raw":
+        if -(-nbytes // BLOCK_BYTES) > ctx.settings.pool_high_water:
+            limit = raw_limit(ctx.settings)
+            raise PayloadTooLarge(
+                f"raw requests are limited to the pool's high-water mark: {limit} bytes "
+                f"(this one needs {nbytes}); mode=drbg has no such limit"
+            )
         value, reader = await to_thread.run_sync(_raw, ctx, nbytes, produce)
         if ctx.harvester is not None:
             ctx.harvester.wake()

@@ -2,12 +2,17 @@
 
 ``get_num_bits`` always answers exactly ``ceil(n/8)`` bytes with the unused
 top bits of the first byte zero (the prototype dropped leading zero bytes).
+The bodies keep the prototype's shape; where the bytes came from travels in
+``X-QRNG-Mode`` (always ``drbg``) and ``X-QRNG-Source`` (the seed's source
+kind), the headers of v2's raw octet answers.
 """
 
 from __future__ import annotations
 
 from base64 import b64encode
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +27,7 @@ from quantumrng.server.service import Context, draw
 __all__ = ["endpoints"]
 
 GET_BITS_BYTES = 64  # the prototype's 512 bits
+_DESCRIPTION = "The mode and source kind travel in `X-QRNG-Mode` and `X-QRNG-Source`."
 
 
 def _b64(data: bytes) -> str:
@@ -30,6 +36,10 @@ def _b64(data: bytes) -> str:
 
 def _read64(read: RandomBytes) -> bytes:
     return read(GET_BITS_BYTES)
+
+
+def _headers(admission: Mapping[str, str], source: Mapping[str, Any]) -> dict[str, str]:
+    return {**admission, "x-qrng-mode": "drbg", "x-qrng-source": str(source["kind"])}
 
 
 def endpoints(ctx: Context) -> list[Endpoint]:
@@ -48,15 +58,15 @@ def endpoints(ctx: Context) -> list[Endpoint]:
 
     async def get_bits(request: Request) -> Response:
         async with access.admitted(request, scope="drbg", nbytes=GET_BITS_BYTES) as admission:
-            data, _ = await draw(ctx, "drbg", GET_BITS_BYTES, _read64)
-        return random_response({"512_qrng_bits": _b64(data)}, admission.headers)
+            data, source = await draw(ctx, "drbg", GET_BITS_BYTES, _read64)
+        return random_response({"512_qrng_bits": _b64(data)}, _headers(admission.headers, source))
 
     async def get_num_bits(request: Request) -> Response:
         n = parse_path(request.path_params, (n_param,))["n"]
         nbytes = (n + 7) // 8
         async with access.admitted(request, scope="drbg", nbytes=nbytes) as admission:
-            data, _ = await draw(ctx, "drbg", nbytes, partial(formats.bits, n=n))
-        return random_response({"qrng_bits": _b64(data)}, admission.headers)
+            data, source = await draw(ctx, "drbg", nbytes, partial(formats.bits, n=n))
+        return random_response({"qrng_bits": _b64(data)}, _headers(admission.headers, source))
 
     b64 = {"type": "string", "contentEncoding": "base64"}
     return [
@@ -66,6 +76,7 @@ def endpoints(ctx: Context) -> list[Endpoint]:
             "v1_get_bits",
             "512 random bits, base64.",
             "v1",
+            description=_DESCRIPTION,
             content={
                 "application/json": {
                     "type": "object",
@@ -82,6 +93,7 @@ def endpoints(ctx: Context) -> list[Endpoint]:
             "v1_get_num_bits",
             "n random bits as ceil(n/8) bytes, base64, unused top bits zero.",
             "v1",
+            description=_DESCRIPTION,
             params=(n_param,),
             content={
                 "application/json": {

@@ -24,7 +24,7 @@ from quantumrng.formats import RandomBytes
 from quantumrng.server.openapi import RANDOM_ERRORS, Endpoint, envelope
 from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query
 from quantumrng.server.responses import NO_STORE, json_response, random_response
-from quantumrng.server.service import MODES, Context, draw, within
+from quantumrng.server.service import MODES, Context, draw, raw_limit, within
 
 __all__ = ["STREAM_CHUNK", "Format", "endpoints"]
 
@@ -34,14 +34,18 @@ MAX_ALPHABET = 1024  # characters of a custom alphabet
 
 Args = dict[str, Any]
 
-MODE = Param(
-    "mode",
-    "enum",
-    "`drbg`: the CTR_DRBG seeded from the pool (unlimited). "
-    "`raw`: conditioned pool entropy itself (rationed; 503 when the pool is dry).",
-    default="drbg",
-    choices=MODES,
-)
+
+def _mode(ctx: Context) -> Param:
+    """The ``mode`` parameter, documenting this server's raw limit."""
+    return Param(
+        "mode",
+        "enum",
+        "`drbg`: the CTR_DRBG seeded from the pool (unlimited). "
+        "`raw`: conditioned pool entropy itself (rationed; 503 when the pool is dry, "
+        f"413 beyond the pool's high-water mark of {raw_limit(ctx.settings)} bytes).",
+        default="drbg",
+        choices=MODES,
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,7 @@ def _formats(ctx: Context) -> list[Format]:
 
 def format_endpoint(ctx: Context, fmt: Format) -> Endpoint:
     """Return the route ``/api/v2/<name>`` serving ``fmt``."""
-    params = (*fmt.params, MODE)
+    params = (*fmt.params, _mode(ctx))
     access, limit = ctx.access, ctx.settings.max_json_bytes
 
     async def endpoint(request: Request) -> Response:
@@ -284,7 +288,7 @@ def bytes_endpoint(ctx: Context) -> Endpoint:
             default="base64",
             choices=("base64", "hex", "raw"),
         ),
-        MODE,
+        _mode(ctx),
     )
 
     async def endpoint(request: Request) -> Response:

@@ -232,7 +232,8 @@ def test_processes_and_threads_take_disjoint_sets_whose_union_is_what_was_put(
                 proc.wait()
     results = [out.read_text().split() for out in outs]
     taken = [h for r in results for h in r]
-    assert all(results), "every process took some blocks"
+    # concurrency happened (on a loaded machine one process may start too late to win any)
+    assert sum(1 for r in results if r) >= 2, "at least two processes took blocks"
     assert len(taken) == len(set(taken)), "a block was taken twice"
     assert set(taken) == set(put), "a block was lost"
     assert pool.level().blocks == 0

@@ -118,7 +118,9 @@ def test_node_lock_allows_one_harvester(memory_pool: Pool, tmp_path: Path) -> No
     second_source = ScriptedSource([])
     second = Harvester(second_source, memory_pool, high_water=100, lock_path=lock)
     first.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while not (first.active and first.harvests) and time.monotonic() < deadline:
+        time.sleep(0.01)
     second.start()
     time.sleep(0.3)
     try:

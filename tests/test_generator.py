@@ -82,8 +82,11 @@ def test_consumed_buffer_is_wiped(memory_pool: Pool) -> None:
     memory_pool.put(make_blocks(1))
     engine = Engine(memory_pool, source="os")
     engine.random_bytes(100)
-    assert bytes(engine._buf[:100]) == bytes(100)
-    assert bytes(engine._buf[100:200]) != bytes(100)
+    view = engine._local.buffer.view
+    assert bytes(view[:100]) == bytes(100)
+    assert bytes(view[100:200]) != bytes(100)
+    engine.wipe()
+    assert bytes(view) == bytes(len(view))
 
 
 def test_reseed_after_byte_budget(memory_pool: Pool) -> None:

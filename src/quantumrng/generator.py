@@ -75,11 +75,11 @@ class Engine:
         self._reseed_seconds = reseed_seconds
         self._refill = refill
         self._lock = threading.Lock()
-        self._buf = bytearray(BUFFER_BYTES)
-        self._view = memoryview(self._buf)
+        self._local = threading.local()  # each thread's _ThreadBuffer
+        self._buffers: weakref.WeakSet[_ThreadBuffer] = weakref.WeakSet()
+        self._generation = 0  # bumped at each seeding and wipe: older buffers are stale
         self._scratch = memoryview(bytearray(SCRATCH_BYTES))
         self._scratch_lock = threading.Lock()
-        self._pos = BUFFER_BYTES  # empty: the first read refills
         self._drbg: CtrDrbg | None = None
         self._seed: SeedInfo | None = None
         self._reseeds = 0
@@ -120,16 +120,23 @@ class Engine:
         }
 
     def wipe(self) -> None:
-        """Drop the DRBG state and buffered output; the next read reseeds."""
+        """Drop the DRBG state and make all buffered output stale; the next read reseeds.
+
+        The calling thread's buffer is zeroed now; another thread's is zeroed
+        when that thread next reads (zeroing it under its feet could hand out
+        zeros), or when the thread ends.
+        """
         with self._lock:
             self._wipe_locked()
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is not None:
+            buffer.clear()
 
     def _wipe_locked(self) -> None:
         if self._drbg is not None:
             self._drbg.wipe()
         self._drbg = None
-        self._view[:] = _ZEROS
-        self._pos = BUFFER_BYTES
+        self._generation += 1
 
     # -- seeding ---------------------------------------------------------------
 
@@ -170,8 +177,7 @@ class Engine:
         self._since_reseed = 0
         self._seeded_mono = time.monotonic()
         self._seed = SeedInfo(block.provenance, block.credited_bits, time.time(), self._reseeds)
-        self._view[:] = _ZEROS
-        self._pos = BUFFER_BYTES
+        self._generation += 1
 
     def _due_locked(self) -> bool:
         return (
@@ -197,27 +203,24 @@ class Engine:
     def random_bytes(self, n: int, *, prediction_resistance: bool = False) -> bytes:
         """Return ``n`` bytes of DRBG output.
 
-        Requests up to 4 KiB are cut from a 64 KiB buffer of DRBG output whose
-        bytes are zeroed as they are handed out. With ``prediction_resistance``
-        the DRBG is reseeded from a fresh pool block and OS entropy first, and
-        the buffer is bypassed.
+        Requests up to 4 KiB are cut from the calling thread's 64 KiB buffer
+        of DRBG output (no lock on this hot path), whose bytes are zeroed as
+        they are handed out; a buffer filled before the latest seeding is
+        not used. With ``prediction_resistance`` the DRBG is reseeded from a
+        fresh pool block and OS entropy first, and the buffer is bypassed.
         """
         if 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
-            # the hot path: explicit acquire/release is measurably cheaper than
-            # `with`, and nothing between them raises short of MemoryError
-            lock = self._lock
-            lock.acquire()
-            pos = self._pos
-            end = pos + n
-            if end <= BUFFER_BYTES:
-                view = self._view
-                out = view[pos:end].tobytes()
-                view[pos:end] = _ZEROS[:n]
-                self._pos = end
-                lock.release()
-                return out
-            lock.release()
-            return self._request(partial(self._refill_locked, n=n), BUFFER_BYTES)
+            buffer: _ThreadBuffer | None = getattr(self._local, "buffer", None)
+            if buffer is not None and buffer.generation == self._generation:
+                pos = buffer.pos
+                end = pos + n
+                if end <= BUFFER_BYTES:
+                    view = buffer.view
+                    out = view[pos:end].tobytes()
+                    view[pos:end] = _ZEROS[:n]
+                    buffer.pos = end
+                    return out
+            return self._from_fresh_buffer(n)
         if n < 0:
             raise ValueError("n must be non-negative")
         if prediction_resistance:
@@ -234,12 +237,22 @@ class Engine:
             finally:
                 view[:] = _SCRATCH_ZEROS[:n]
 
-    def _refill_locked(self, drbg: CtrDrbg, n: int) -> bytes:
-        view = self._view
+    def _from_fresh_buffer(self, n: int) -> bytes:
+        buffer: _ThreadBuffer | None = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = _ThreadBuffer()
+            with self._lock:
+                self._buffers.add(buffer)
+        buffer.clear()
+        return self._request(partial(self._refill_locked, buffer=buffer, n=n), BUFFER_BYTES)
+
+    def _refill_locked(self, drbg: CtrDrbg, buffer: _ThreadBuffer, n: int) -> bytes:
+        view = buffer.view
         drbg.generate_into(view)
+        buffer.generation = self._generation
         out = view[:n].tobytes()
         view[:n] = _ZEROS[:n]
-        self._pos = n
+        buffer.pos = n
         return out
 
     def random_into(self, out: bytearray | memoryview) -> None:
@@ -286,11 +299,33 @@ def _request_sizes(n: int) -> list[int]:
     return [MAX_BYTES_PER_REQUEST] * full + ([rest] if rest else [])
 
 
+class _ThreadBuffer:
+    """One thread's 64 KiB of DRBG output; bytes are zeroed as they are handed out."""
+
+    __slots__ = ("__weakref__", "generation", "pos", "view")
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(BUFFER_BYTES))
+        self.pos = BUFFER_BYTES  # empty: the first read refills
+        self.generation = -1
+
+    def clear(self) -> None:
+        """Zero what is left and mark the buffer empty."""
+        self.view[:] = _ZEROS
+        self.pos = BUFFER_BYTES
+
+    def __del__(self) -> None:  # the thread ended: leave no output behind
+        self.clear()
+
+
 def _after_fork_in_child() -> None:
+    # only the forking thread survives, so every buffer can be zeroed safely
     for engine in list(_engines):
         engine._lock = threading.Lock()
         engine._scratch_lock = threading.Lock()
         engine._scratch[:] = _SCRATCH_ZEROS
+        for buffer in list(engine._buffers):
+            buffer.clear()
         engine._wipe_locked()
 
 

@@ -204,3 +204,32 @@ def test_stats_hold_no_secret(memory_pool: Pool) -> None:
     for secret in (blocks[0].data, out):
         assert secret.hex() not in text
         assert repr(secret) not in text
+
+
+def test_buffered_output_is_not_served_after_a_reseed(memory_pool: Pool) -> None:
+    memory_pool.put(make_blocks(3))
+    engine = Engine(memory_pool, source="os")
+    engine.random_bytes(16)
+    before = engine._local.buffer.generation
+    engine.reseed()
+    engine.random_bytes(16)
+    assert engine._local.buffer.generation != before
+    assert engine._local.buffer.pos == 16  # refilled from the new seed
+
+
+def test_a_finished_threads_buffer_is_zeroed(memory_pool: Pool) -> None:
+    import gc
+
+    memory_pool.put(make_blocks(1))
+    engine = Engine(memory_pool, source="os")
+    views = []
+
+    def draw() -> None:
+        engine.random_bytes(8)
+        views.append(engine._local.buffer.view)
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert bytes(views[0]) == bytes(len(views[0]))

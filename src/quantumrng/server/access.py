@@ -45,10 +45,10 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import TypeVar
 
 from anyio import to_thread
@@ -171,6 +171,34 @@ def _headers(policies: list[tuple[int, int, float, int]]) -> dict[str, str]:
         "RateLimit-Reset": str(max(0, math.ceil(reset))),
         "RateLimit-Policy": ", ".join(f"{p[0]};w={p[3]}" for p in policies),
     }
+
+
+class Admitted:
+    """The context of :meth:`Access.admitted` (a plain class: this runs per request)."""
+
+    __slots__ = ("_access", "_admission", "_nbytes", "_request", "_scope")
+
+    def __init__(self, access: Access, request: Request, scope: str, nbytes: int) -> None:
+        self._access = access
+        self._request = request
+        self._scope = scope
+        self._nbytes = nbytes
+        self._admission: Admission | None = None
+
+    async def __aenter__(self) -> Admission:
+        self._admission = await self._access.admit(
+            self._request, scope=self._scope, nbytes=self._nbytes
+        )
+        return self._admission
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, QuantumRNGError) and self._admission is not None:
+            await self._access._refund(self._admission)
 
 
 class Access:
@@ -306,24 +334,20 @@ class Access:
                 raise
         return Admission(principal, key, _headers(policies), charged)
 
-    @asynccontextmanager
-    async def admitted(
-        self, request: Request, *, scope: str, nbytes: int
-    ) -> AsyncIterator[Admission]:
-        """``admit``, and give the bytes back to the quota if the block raised one of our
-        errors (503, 413, ...): the answer then carries no randomness."""
-        admission = await self.admit(request, scope=scope, nbytes=nbytes)
-        try:
-            yield admission
-        except QuantumRNGError:
-            if admission.charged is not None:
-                day, charged = admission.charged
-                principal = admission.principal
-                with contextlib.suppress(Unavailable):  # logged; the first error is the answer
-                    await to_thread.run_sync(
-                        self._stored, lambda store: store.refund(principal, day, charged)
-                    )
-            raise
+    def admitted(self, request: Request, *, scope: str, nbytes: int) -> Admitted:
+        """``async with``: ``admit``, and give the bytes back to the quota if the block
+        raised one of our errors (503, 413, ...): the answer then carries no randomness."""
+        return Admitted(self, request, scope, nbytes)
+
+    async def _refund(self, admission: Admission) -> None:
+        if admission.charged is None:
+            return
+        day, charged = admission.charged
+        principal = admission.principal
+        with contextlib.suppress(Unavailable):  # logged; the first error is the answer
+            await to_thread.run_sync(
+                self._stored, lambda store: store.refund(principal, day, charged)
+            )
 
     def _take_token(
         self, principal: str, limits: Limits, policies: list[tuple[int, int, float, int]]

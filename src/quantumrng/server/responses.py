@@ -6,7 +6,7 @@ proxy or browser cache ever hands the same bytes to a second reader.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -37,7 +37,12 @@ class RandomJSONResponse(JSONResponse):
     """A 200 JSON answer carrying randomness, its headers encoded without Starlette's
     general-purpose header merging (this is every randomness route's hot path)."""
 
-    def __init__(self, content: Any, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        content: Any,
+        headers: Mapping[str, str] | None = None,
+        raw_headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.body = orjson.dumps(content)
@@ -52,9 +57,15 @@ class RandomJSONResponse(JSONResponse):
                 for k, v in headers.items()
                 if k.lower() != "cache-control"
             )
+        raw.extend(raw_headers)
         self.raw_headers = raw
 
 
-def random_response(content: Any, headers: Mapping[str, str] | None = None) -> Response:
-    """Return JSON that carries randomness: never cached."""
-    return RandomJSONResponse(content, headers)
+def random_response(
+    content: Any,
+    headers: Mapping[str, str] | None = None,
+    raw_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> Response:
+    """Return JSON that carries randomness: never cached. ``raw_headers`` are
+    already encoded (lower-case names), for headers that repeat on every answer."""
+    return RandomJSONResponse(content, headers, raw_headers)

@@ -9,10 +9,9 @@ kind), the headers of v2's raw octet answers.
 
 from __future__ import annotations
 
+import functools
 from base64 import b64encode
-from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,8 +37,10 @@ def _read64(read: RandomBytes) -> bytes:
     return read(GET_BITS_BYTES)
 
 
-def _headers(admission: Mapping[str, str], source: Mapping[str, Any]) -> dict[str, str]:
-    return {**admission, "x-qrng-mode": "drbg", "x-qrng-source": str(source["kind"])}
+@functools.cache
+def _source_headers(kind: str) -> tuple[tuple[bytes, bytes], ...]:
+    """``X-QRNG-Mode`` and ``X-QRNG-Source``, encoded once per source kind."""
+    return ((b"x-qrng-mode", b"drbg"), (b"x-qrng-source", kind.encode("latin-1")))
 
 
 def endpoints(ctx: Context) -> list[Endpoint]:
@@ -59,14 +60,18 @@ def endpoints(ctx: Context) -> list[Endpoint]:
     async def get_bits(request: Request) -> Response:
         async with access.admitted(request, scope="drbg", nbytes=GET_BITS_BYTES) as admission:
             data, source = await draw(ctx, "drbg", GET_BITS_BYTES, _read64)
-        return random_response({"512_qrng_bits": _b64(data)}, _headers(admission.headers, source))
+        return random_response(
+            {"512_qrng_bits": _b64(data)}, admission.headers, _source_headers(source["kind"])
+        )
 
     async def get_num_bits(request: Request) -> Response:
         n = parse_path(request.path_params, (n_param,))["n"]
         nbytes = (n + 7) // 8
         async with access.admitted(request, scope="drbg", nbytes=nbytes) as admission:
             data, source = await draw(ctx, "drbg", nbytes, partial(formats.bits, n=n))
-        return random_response({"qrng_bits": _b64(data)}, _headers(admission.headers, source))
+        return random_response(
+            {"qrng_bits": _b64(data)}, admission.headers, _source_headers(source["kind"])
+        )
 
     b64 = {"type": "string", "contentEncoding": "base64"}
     return [

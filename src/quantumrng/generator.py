@@ -243,7 +243,8 @@ class Engine:
             buffer = self._local.buffer = _ThreadBuffer()
             with self._lock:
                 self._buffers.add(buffer)
-        buffer.clear()
+        elif buffer.generation != self._generation:
+            buffer.clear()  # output of an older seed: never served, not kept either
         return self._request(partial(self._refill_locked, buffer=buffer, n=n), BUFFER_BYTES)
 
     def _refill_locked(self, drbg: CtrDrbg, buffer: _ThreadBuffer, n: int) -> bytes:

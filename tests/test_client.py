@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from quantumrng.client import Client, RemoteRandom, error_from_response
 from quantumrng.errors import (
     AuthenticationError,
+    ConfigError,
     EntropyUnavailable,
     InvalidRequest,
     NotSeeded,
@@ -422,3 +423,8 @@ def _relay(asgi: TestClient, request: httpx.Request) -> httpx.Response:
         request.method, request.url.raw_path.decode("ascii"), headers=dict(request.headers)
     )
     return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+
+def test_a_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CA bundle"):
+        Client("https://127.0.0.1:5000", verify=str(tmp_path / "missing.pem"))

@@ -110,9 +110,7 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("QRNG_API_KEY")
         self._timeout = timeout
-        self._verify = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        )
+        self._verify = _tls(verify)
         self._transport = transport
         self._lock = threading.Lock()
         self._http_client: httpx.Client | None = None

@@ -82,7 +82,6 @@ class Harvester:
         self._failures_in_row = 0
         self._recent: deque[tuple[float, int, int]] = deque()  # (time, blocks, raw bits)
         self.harvests = 0
-        self.dropped = 0
         self.source_errors = 0
         self.blocks_added = 0
         self.credited_bits_added = 0
@@ -112,7 +111,6 @@ class Harvester:
                 f"{describe_failures(report.failures)}"
             )
             with self._mutex:
-                self.dropped += 1
                 self.last_error = message
             raise HealthTestFailure(message)
         blocks = condition(harvest, report.credit_per_stream)
@@ -129,6 +127,11 @@ class Harvester:
             while self._recent and now - self._recent[0][0] > RATE_WINDOW_SECONDS:
                 self._recent.popleft()
         return blocks
+
+    @property
+    def dropped(self) -> int:
+        """Harvests dropped for failing a health test (counted by the monitor)."""
+        return self.monitor.dropped
 
     def level(self) -> int:
         """Blocks of this harvester's source kind in the pool."""

@@ -329,6 +329,11 @@ class HealthMonitor:
         self._apt: list[tuple[int, int, int]] = [(0, 0, 0)] * self._width
 
     @property
+    def dropped(self) -> int:
+        """Harvests that failed a test (the caller drops them)."""
+        return self._dropped
+
+    @property
     def ready(self) -> bool:
         """True once the start-up test has passed."""
         with self._lock:

@@ -233,3 +233,11 @@ def test_a_finished_threads_buffer_is_zeroed(memory_pool: Pool) -> None:
     thread.join()
     gc.collect()
     assert bytes(views[0]) == bytes(len(views[0]))
+
+
+@pytest.mark.parametrize(
+    "budget", [{"reseed_bytes": 0}, {"reseed_seconds": 0.0}, {"reseed_seconds": float("nan")}]
+)
+def test_a_zero_reseed_budget_is_refused(memory_pool: Pool, budget: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        Engine(memory_pool, source="os", **budget)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ child. With no block of the configured source in the pool it raises
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -69,6 +70,9 @@ class Engine:
         reseed_seconds: float = 300.0,
         refill: Callable[[], object] | None = None,
     ) -> None:
+        if reseed_bytes < 1 or not 0 < reseed_seconds < math.inf:
+            # a zero budget would make every request reseed again, draining the pool
+            raise ValueError("reseed_bytes and reseed_seconds must be positive and finite")
         self._pool = pool
         self._source = source
         self._reseed_bytes = reseed_bytes

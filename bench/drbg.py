@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from quantumrng.conditioning import Block
-from quantumrng.generator import Engine
+from quantumrng.block import Block
+from quantumrng.engine import Engine
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.provenance import Provenance
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.config import Settings, load_settings
 from quantumrng.pool import open_pool
 from quantumrng.pool.base import Pool

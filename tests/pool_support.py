@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.provenance import Provenance
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

@@ -9,10 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.conditioning import (
-    BLOCK_BYTES,
     ZERO_CREDIT_INPUT_BYTES,
-    Block,
     condition,
     input_bytes_per_block,
 )

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from quantumrng import generator
+from quantumrng import engine as engine_module
+from quantumrng.engine import BUFFER_BYTES, Engine
 from quantumrng.errors import EntropyUnavailable, NotSeeded
-from quantumrng.generator import BUFFER_BYTES, Engine
 from quantumrng.pool.base import Pool
 
 from .conftest import make_blocks
@@ -101,7 +101,7 @@ def test_reseed_after_byte_budget(memory_pool: Pool) -> None:
 def test_reseed_after_time_budget(memory_pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
     memory_pool.put(make_blocks(3))
     now = [1000.0]
-    monkeypatch.setattr(generator.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: now[0])
     engine = Engine(memory_pool, source="os", reseed_seconds=60)
     engine.random_bytes(BUFFER_BYTES)
     now[0] += 61

@@ -10,7 +10,7 @@ import pytest
 
 import quantumrng
 from quantumrng import library
-from quantumrng.generator import Engine
+from quantumrng.engine import Engine
 from quantumrng.pool.base import Pool
 
 from .conftest import make_blocks

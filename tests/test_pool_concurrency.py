@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable
 from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool
 
@@ -92,7 +92,7 @@ PUT_LOOP = (
     _OPEN
     + """
 import hashlib
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.provenance import Provenance
 fd = os.open(sys.argv[4], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 for i in range(100_000):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool import MemoryPool, Pool, PoolLevel, RedisPool, SqlitePool
 from quantumrng.provenance import Provenance

@@ -204,7 +204,7 @@ def harvest_command(
     ctx: click.Context, source: str | None, until_bytes: int | None, quiet: bool
 ) -> None:
     """Harvest from the source into the pool (default: up to the high-water mark)."""
-    from quantumrng.conditioning import BLOCK_BYTES
+    from quantumrng.block import BLOCK_BYTES
 
     if source is not None:
         root = ctx.find_root()

@@ -35,42 +35,12 @@ READ_CHUNK = 1 << 16  # bytes per read of a raw stream
 _KEPT_HEADERS = ("www-authenticate", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
-def _error_classes() -> dict[str, type[QuantumRNGError]]:
-    """Every error class of :mod:`quantumrng.errors` by its code."""
-    found: dict[str, type[QuantumRNGError]] = {}
-    todo: builtins.list[type[QuantumRNGError]] = [QuantumRNGError]
-    while todo:
-        cls = todo.pop()
-        found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-_BY_CODE = _error_classes()
-_BY_STATUS: dict[int, type[QuantumRNGError]] = {
-    cls.status: cls
-    for cls in (
-        errors.InvalidRequest,
-        errors.ValidationError,
-        errors.AuthenticationError,
-        errors.PermissionDenied,
-        errors.NotFound,
-        errors.MethodNotAllowed,
-        errors.PayloadTooLarge,
-        errors.RateLimited,
-        errors.Unavailable,
-    )
-}
-
-
 def error_from_response(status: int, body: object, headers: Mapping[str, str]) -> QuantumRNGError:
     """Return the error a server's error answer stands for."""
     code = message = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code, message = body["error"].get("code"), body["error"].get("message")
-    cls = _BY_CODE.get(code) if isinstance(code, str) else None
-    if cls is None:
-        cls = _BY_STATUS.get(status, QuantumRNGError)
+    cls = errors.error_class(status, code)
     if not isinstance(message, str):
         message = f"the server answered HTTP {status}"
     retry_after: float | None = None

@@ -12,43 +12,23 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from quantumrng.provenance import Provenance
+from quantumrng.block import BLOCK_BYTES, Block
 
 if TYPE_CHECKING:
     from quantumrng.sources.base import Harvest
 
 __all__ = [
-    "BLOCK_BYTES",
     "FULL_ENTROPY_INPUT_BITS",
     "ZERO_CREDIT_INPUT_BYTES",
-    "Block",
     "condition",
     "input_bytes_per_block",
 ]
 
-BLOCK_BYTES = 64  # SHA-512 output, bytes
 FULL_ENTROPY_INPUT_BITS = 512 + 64  # SP 800-90B §3.1.5.1.2: n_out + 64 bits
 ZERO_CREDIT_INPUT_BYTES = 128  # input per block when nothing is credited, bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One conditioned 64-byte block with the provenance of its input.
-
-    ``credited_bits`` is 512 when the input carried at least 576 bits of
-    credited min-entropy, else 0 (e.g. simulator output).
-    """
-
-    data: bytes
-    credited_bits: int
-    provenance: Provenance
-
-    def __repr__(self) -> str:  # never show the secret bytes
-        return f"Block(credited_bits={self.credited_bits}, provenance={self.provenance!r})"
 
 
 def _chunk_bytes(nbits: int, total_credit: Fraction, target_bits: Fraction) -> int:

@@ -11,14 +11,13 @@ AES-256-CTR starting at V + 1 (Table 3 limits apply).
 from __future__ import annotations
 
 import operator
-import os
 import threading
-import weakref
 from types import TracebackType
 from typing import ClassVar, Final, NoReturn, Self, SupportsIndex
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
+from quantumrng import forksafe
 from quantumrng.errors import NotSeeded, ReseedRequired
 
 __all__ = [
@@ -166,7 +165,7 @@ class CtrDrbg:
             seed_material = _xor(entropy, pers.ljust(SEEDLEN, b"\x00"))
         self._key, self._v = _update(seed_material, bytes(KEYLEN), 0)
         self._reseed_counter = 1
-        _LIVE.add(self)
+        forksafe.register(self)
 
     @property
     def reseed_counter(self) -> int:
@@ -232,6 +231,12 @@ class CtrDrbg:
 
     close = wipe
 
+    def after_fork_in_child(self) -> None:
+        """Wipe in a forked child (``forksafe``): parent and child never repeat
+        each other. The lock is replaced first, since a parent thread may hold it."""
+        self._lock = threading.Lock()
+        self._drop()
+
     def __enter__(self) -> Self:
         return self
 
@@ -291,14 +296,3 @@ class CtrDrbg:
         self._key, self._v, self._reseed_counter = None, 0, 0
 
 
-_LIVE: Final[weakref.WeakSet[CtrDrbg]] = weakref.WeakSet()
-
-
-def _wipe_in_child() -> None:
-    """Wipe every instance in a forked child; its lock first, which a parent thread may hold."""
-    for drbg in list(_LIVE):
-        drbg._lock = threading.Lock()
-        drbg._drop()
-
-
-os.register_at_fork(after_in_child=_wipe_in_child)

@@ -13,6 +13,7 @@
      └── Unavailable               (503, Retry-After)
           ├── EntropyUnavailable   pool cannot supply what was asked
           ├── NotSeeded            DRBG has no seed material (fail closed)
+          │    └── ReseedRequired  DRBG reached its reseed interval
           ├── HealthTestFailure    SP 800-90B continuous test failed
           └── SourceError          entropy source failed
                ├── SourceAuthError
@@ -21,14 +22,19 @@
 
 Messages never carry secrets: no tokens, keys, pool bytes or DRBG state.
 One handler (``server.errors``) renders any of these as
-``{"error": {"code": ..., "message": ...}}``; the CLI prints the message.
+``{"error": {"code": ..., "message": ...}}``; the client turns such an answer
+back into the class (:func:`error_class`); the CLI prints the message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 __all__ = [
+    "BY_CODE",
+    "BY_STATUS",
     "AuthenticationError",
     "ConfigError",
     "EntropyUnavailable",
@@ -48,6 +54,7 @@ __all__ = [
     "SourceTimeout",
     "Unavailable",
     "ValidationError",
+    "error_class",
 ]
 
 
@@ -185,3 +192,43 @@ class SourceTimeout(SourceError):
     """Raised when a quantum job waits in the queue longer than allowed."""
 
     code = "source_timeout"
+
+
+def _by_code() -> dict[str, type[QuantumRNGError]]:
+    found: dict[str, type[QuantumRNGError]] = {}
+    todo: list[type[QuantumRNGError]] = [QuantumRNGError]
+    while todo:
+        cls = todo.pop(0)
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+#: Every error class by its ``code``: what an error answer's body names.
+BY_CODE: Mapping[str, type[QuantumRNGError]] = MappingProxyType(_by_code())
+
+#: The class an HTTP status stands for when nothing more specific is known
+#: (Starlette's own 404/405, an answer whose code this version does not know).
+BY_STATUS: Mapping[int, type[QuantumRNGError]] = MappingProxyType(
+    {
+        cls.status: cls
+        for cls in (
+            InvalidRequest,
+            ValidationError,
+            PayloadTooLarge,
+            AuthenticationError,
+            PermissionDenied,
+            NotFound,
+            MethodNotAllowed,
+            RateLimited,
+            Unavailable,
+        )
+    }
+)
+
+
+def error_class(status: int, code: object = None) -> type[QuantumRNGError]:
+    """Return the class of an error answer: by ``code``, else by ``status``."""
+    if isinstance(code, str) and code in BY_CODE:
+        return BY_CODE[code]
+    return BY_STATUS.get(status, QuantumRNGError)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from quantumrng.conditioning import Block, condition
+from quantumrng.block import Block
+from quantumrng.conditioning import condition
 from quantumrng.errors import HealthTestFailure, QuantumRNGError
 from quantumrng.health import HealthMonitor
 from quantumrng.pool.base import Pool

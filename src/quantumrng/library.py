@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from quantumrng import formats
-from quantumrng.generator import Engine
+from quantumrng.engine import Engine
 
 __all__ = [
     "QuantumRandom",

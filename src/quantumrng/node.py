@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from quantumrng.config import Settings, load_settings
-from quantumrng.generator import Engine
+from quantumrng.engine import Engine
 from quantumrng.harvester import Harvester
 from quantumrng.pool import open_pool
 from quantumrng.pool.base import Pool

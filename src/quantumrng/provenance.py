@@ -6,10 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SOURCE_KINDS", "Provenance"]
+__all__ = ["LOCAL_SOURCE_KINDS", "QUANTUM_SOURCE_KINDS", "SOURCE_KINDS", "Provenance"]
 
-#: The kinds of entropy source; ``simulator`` carries no quantum entropy.
+#: The kinds of entropy source, the one list settings, the CLI, the API
+#: schema and the source factory (``quantumrng.sources``) are checked against.
 SOURCE_KINDS = ("simulator", "ibm", "os", "file")
+#: Kinds that measure quantum hardware; ``simulator`` carries no quantum entropy.
+QUANTUM_SOURCE_KINDS = frozenset({"ibm"})
+#: Kinds whose harvest takes moments, so a server harvests before it answers.
+LOCAL_SOURCE_KINDS = frozenset({"simulator", "os", "file"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +32,7 @@ class Provenance:
     @property
     def quantum(self) -> bool:
         """True only for measurements of real quantum hardware."""
-        return self.source == "ibm"
+        return self.source in QUANTUM_SOURCE_KINDS
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of the fields."""

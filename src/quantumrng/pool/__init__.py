@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError
-from quantumrng.pool.base import Block, Pool, PoolLevel
+from quantumrng.pool.base import Pool, PoolLevel
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.pool.redis import RedisPool
 from quantumrng.pool.sqlite import SqlitePool
 
-__all__ = ["Block", "MemoryPool", "Pool", "PoolLevel", "RedisPool", "SqlitePool", "open_pool"]
+__all__ = ["MemoryPool", "Pool", "PoolLevel", "RedisPool", "SqlitePool", "open_pool"]
 
 DATA_DIR_MODE = 0o700  # the pool file holds secrets: owner only
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from quantumrng.conditioning import BLOCK_BYTES, Block
+from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.provenance import Provenance
 
 __all__ = [

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.provenance import Provenance
 
-__all__ = ["Block", "Pool", "PoolLevel"]
+__all__ = ["Pool", "PoolLevel"]
 
 
 @dataclass(frozen=True, slots=True)

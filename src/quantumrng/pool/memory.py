@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from quantumrng.conditioning import Block
+from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool._common import check_limit, check_take, group_harvests
 from quantumrng.pool.base import PoolLevel

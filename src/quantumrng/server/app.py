@@ -25,6 +25,7 @@ from quantumrng.config import Settings
 from quantumrng.errors import QuantumRNGError
 from quantumrng.harvester import Harvester
 from quantumrng.node import Node
+from quantumrng.provenance import LOCAL_SOURCE_KINDS
 from quantumrng.server import ops, v1, v2
 from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
@@ -40,7 +41,6 @@ STARTUP_BLOCKS = 8  # blocks the startup harvest makes sure of before serving
 STARTUP_WAIT_SECONDS = 15.0  # longest a worker waits for them before serving anyway
 STARTUP_MAX_FAILURES = 3  # failed harvests after which a worker stops waiting
 _POLL_SECONDS = 0.05  # seconds between two reads of the pool level while waiting
-_LOCAL_SOURCES = ("simulator", "os", "file")  # quick enough to harvest before serving
 
 
 def route_table(ctx: Context) -> list[Endpoint]:
@@ -87,7 +87,7 @@ def _start(ctx: Context) -> None:
     harvester.start()
     ctx.harvester = harvester
     ctx.metrics.watch(harvester)
-    if ctx.settings.source in _LOCAL_SOURCES:
+    if ctx.settings.source in LOCAL_SOURCE_KINDS:
         _await_blocks(harvester, STARTUP_BLOCKS, STARTUP_WAIT_SECONDS)
     try:
         node.engine.reseed()

@@ -17,39 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from quantumrng.errors import (
-    AuthenticationError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    QuantumRNGError,
-    RateLimited,
-    Unavailable,
-    ValidationError,
-)
+from quantumrng.errors import BY_STATUS, QuantumRNGError
 from quantumrng.server.responses import json_response
 
 __all__ = ["EXCEPTION_HANDLERS", "error_body", "error_response", "handle_error"]
 
 log = logging.getLogger(__name__)
 
-#: Starlette ``HTTPException`` statuses translated to our error classes.
-_BY_STATUS: Mapping[int, type[QuantumRNGError]] = {
-    cls.status: cls
-    for cls in (
-        InvalidRequest,
-        AuthenticationError,
-        PermissionDenied,
-        NotFound,
-        MethodNotAllowed,
-        PayloadTooLarge,
-        ValidationError,
-        RateLimited,
-        Unavailable,
-    )
-}
 _KEPT_HEADERS = ("allow", "www-authenticate")  # from Starlette's HTTPException
 DEFAULT_RETRY_AFTER = 5.0  # seconds, for a 429/503 whose error names no better time
 
@@ -75,7 +49,7 @@ def error_response(
 
 
 def _from_http(exc: HTTPException) -> Response:
-    cls = _BY_STATUS.get(exc.status_code)
+    cls = BY_STATUS.get(exc.status_code)
     code = cls.code if cls is not None else f"http_{exc.status_code}"
     message = {404: "no such resource", 405: "method not allowed"}.get(exc.status_code)
     if message is None:

@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from quantumrng.provenance import SOURCE_KINDS
 from quantumrng.server.params import Param
 
 __all__ = [
@@ -62,7 +63,7 @@ SOURCE_SCHEMA: dict[str, Any] = {
     "description": "Provenance of the entropy behind the answer; `simulator` carries none.",
     "required": ["kind", "quantum", "credited_bits", "harvests"],
     "properties": {
-        "kind": {"type": "string", "enum": ["simulator", "ibm", "os", "file"]},
+        "kind": {"type": "string", "enum": list(SOURCE_KINDS)},
         "quantum": {"type": "boolean"},
         "credited_bits": {"type": "integer", "minimum": 0},
         "seeded_at": {"type": "number"},

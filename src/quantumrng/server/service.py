@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyio import to_thread
 
-from quantumrng.conditioning import BLOCK_BYTES
+from quantumrng.block import BLOCK_BYTES
 from quantumrng.config import Settings
+from quantumrng.engine import Engine, SeedInfo
 from quantumrng.errors import NotSeeded, PayloadTooLarge
 from quantumrng.formats import RandomBytes
-from quantumrng.generator import Engine, SeedInfo
 from quantumrng.provenance import Provenance
 
 if TYPE_CHECKING:

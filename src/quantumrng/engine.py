@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from quantumrng.conditioning import BLOCK_BYTES, Block
+from quantumrng import forksafe
+from quantumrng.block import BLOCK_BYTES, Block
+from quantumrng.buffer import ZeroingBuffer
 from quantumrng.drbg import MAX_BYTES_PER_REQUEST, CtrDrbg
 from quantumrng.errors import EntropyUnavailable, NotSeeded
 from quantumrng.pool.base import Pool
@@ -40,7 +42,6 @@ NONCE_BYTES = 16  # SP 800-90A §8.6.7: at least half the security strength
 _T = TypeVar("_T")
 _ZEROS = memoryview(bytes(BUFFER_BYTES))
 _SCRATCH_ZEROS = memoryview(bytes(SCRATCH_BYTES))
-_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class Engine:
         self._seeded_mono = 0.0
         self._bytes_out = 0
         self._raw_out = 0
-        _engines.add(self)
+        forksafe.register(self)
 
     # -- state ---------------------------------------------------------------
 
@@ -141,6 +142,16 @@ class Engine:
             self._drbg.wipe()
         self._drbg = None
         self._generation += 1
+
+    def after_fork_in_child(self) -> None:
+        """Wipe the DRBG and every buffer: only the forking thread survives a fork,
+        so zeroing other threads' buffers is safe here (``forksafe``)."""
+        self._lock = threading.Lock()
+        self._scratch_lock = threading.Lock()
+        self._scratch[:] = _SCRATCH_ZEROS
+        for buffer in list(self._buffers):
+            buffer.clear()
+        self._wipe_locked()
 
     # -- seeding ---------------------------------------------------------------
 
@@ -304,34 +315,11 @@ def _request_sizes(n: int) -> list[int]:
     return [MAX_BYTES_PER_REQUEST] * full + ([rest] if rest else [])
 
 
-class _ThreadBuffer:
-    """One thread's 64 KiB of DRBG output; bytes are zeroed as they are handed out."""
+class _ThreadBuffer(ZeroingBuffer):
+    """One thread's 64 KiB of DRBG output, tagged with the seeding it came from."""
 
-    __slots__ = ("__weakref__", "generation", "pos", "view")
+    __slots__ = ("generation",)
 
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(BUFFER_BYTES))
-        self.pos = BUFFER_BYTES  # empty: the first read refills
+        super().__init__(BUFFER_BYTES)
         self.generation = -1
-
-    def clear(self) -> None:
-        """Zero what is left and mark the buffer empty."""
-        self.view[:] = _ZEROS
-        self.pos = BUFFER_BYTES
-
-    def __del__(self) -> None:  # the thread ended: leave no output behind
-        self.clear()
-
-
-def _after_fork_in_child() -> None:
-    # only the forking thread survives, so every buffer can be zeroed safely
-    for engine in list(_engines):
-        engine._lock = threading.Lock()
-        engine._scratch_lock = threading.Lock()
-        engine._scratch[:] = _SCRATCH_ZEROS
-        for buffer in list(engine._buffers):
-            buffer.clear()
-        engine._wipe_locked()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

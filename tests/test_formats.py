@@ -12,7 +12,7 @@ import pytest
 
 from quantumrng import formats
 from quantumrng.errors import InvalidRequest, QuantumRNGError, ValidationError
-from quantumrng.formats import ALPHABETS, ByteReader
+from quantumrng.formats import ALPHABETS
 
 
 def zeros(n: int) -> bytes:
@@ -375,7 +375,6 @@ def test_sample_huge_range_without_materialising_it() -> None:
         (lambda: formats.sample(no_reads, [1, 2], 3), ValidationError, "population size"),
         (lambda: formats.sample(no_reads, [1, 2], -1), ValidationError, "k must be"),
         (lambda: formats.sample(no_reads, {1, 2}, 1), InvalidRequest, "sequence"),  # type: ignore[arg-type]
-        (lambda: ByteReader(no_reads, 0), ValidationError, "chunk_size"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(
@@ -396,41 +395,3 @@ def test_short_read_from_the_source_fails_closed() -> None:
         formats.integers(lambda n: b"", 10, 1, 6)
 
 
-# --- ByteReader ------------------------------------------------------------
-
-
-def test_byte_reader_serves_the_source_stream_in_order() -> None:
-    data = random.Random(16).randbytes(10_000)
-    reader = ByteReader(Script(data), chunk_size=64)
-    sizes = [0, 1, 63, 64, 65, 200, 3, 1000, 7]
-    out = b"".join(reader(n) for n in sizes)
-    assert out == data[: sum(sizes)]
-
-
-def test_byte_reader_batches_small_reads() -> None:
-    source = Script(bytes(range(256)) * 16)
-    reader = ByteReader(source, chunk_size=256)
-    for _ in range(1000):
-        reader(1)
-    assert source.calls == [256] * 4
-    assert reader.buffered == 24
-
-
-def test_byte_reader_zeroes_served_bytes_and_wipes_on_close() -> None:
-    reader = ByteReader(ones, chunk_size=16)
-    assert reader(5) == b"\xff" * 5
-    assert bytes(reader._buf) == b"\x00" * 5 + b"\xff" * 11
-    assert repr(reader) == "ByteReader(buffered=11, closed=False)"
-    buffer = reader._buf
-    with reader:
-        pass
-    assert bytes(buffer) == b"\x00" * 16
-    assert repr(reader) == "ByteReader(buffered=0, closed=True)"
-    with pytest.raises(QuantumRNGError, match="closed"):
-        reader(1)
-
-
-def test_byte_reader_is_a_byte_source_for_the_formats() -> None:
-    reader = ByteReader(seeded(17), chunk_size=32)
-    values = [formats.randint(reader, 1, 6) for _ in range(500)]
-    assert set(values) == {1, 2, 3, 4, 5, 6}

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from quantumrng import errors
+from quantumrng.buffer import ZeroingBuffer
 from quantumrng.errors import QuantumRNGError, Unavailable
 from quantumrng.formats import BytesRandom
 
@@ -351,8 +352,7 @@ class RemoteRandom(BytesRandom):
         self._chunk = chunk_bytes
         self._mode = mode
         self._buf_lock = threading.Lock()
-        self._buf = bytearray()
-        self._pos = 0
+        self._buf = ZeroingBuffer()
         self._pid = os.getpid()
         super().__init__()
 
@@ -362,17 +362,12 @@ class RemoteRandom(BytesRandom):
     def _bytes(self, n: int) -> builtins.bytes:
         with self._buf_lock:
             if self._pid != os.getpid():
-                self._buf, self._pos, self._pid = bytearray(), 0, os.getpid()
+                self._buf, self._pid = ZeroingBuffer(), os.getpid()
             if n > self._chunk:
                 return self.client.bytes(n, self._mode)
-            if len(self._buf) - self._pos < n:
-                fresh = bytearray(self.client.bytes(self._chunk, self._mode))
-                self._buf[: self._pos] = b""
-                self._buf += fresh
-                self._pos = 0
-            end = self._pos + n
-            out = builtins.bytes(self._buf[self._pos : end])
-            self._buf[self._pos : end] = bytes(n)
-            self._pos = end
-            return out
+            head = self._buf.take(n)
+            if len(head) == n:
+                return head
+            self._buf.load(self.client.bytes(self._chunk, self._mode))
+            return head + self._buf.take(n - len(head))
 

@@ -5,6 +5,12 @@ returning exactly ``n`` random bytes (the DRBG, the raw pool, a test stream),
 and turns them without bias into bits, integers, floats, gaussians, UUIDs,
 strings and shuffles.
 
+Beside each format stands its cost (``bits_cost``, ``integers_cost``, ...):
+the bytes the function reads when no draw is rejected. It is the one source
+of truth for what a request reads from the generator, which sizes limits,
+quotas and the raw pool's first take; a rejected draw reads more (fewer than
+twice as much is expected).
+
 Integers use the simple discard method of SP 800-90A Rev. 1 Appendix A.5.1:
 draw the fewest bits that cover the range and keep a draw only when it falls
 inside, so fewer than two draws are expected and no value is favoured. Bits
@@ -21,7 +27,7 @@ import operator
 import random as _random
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import numpy as np
@@ -34,21 +40,27 @@ if TYPE_CHECKING:
 __all__ = [
     "BytesRandom",
     "ALPHABETS",
-    "ByteReader",
     "RandomBytes",
     "bits",
+    "bits_cost",
     "bits_string",
     "floats",
+    "floats_cost",
     "gaussians",
+    "gaussians_cost",
     "integers",
+    "integers_cost",
     "permutation",
+    "permutation_cost",
     "randbelow",
     "randint",
     "resolve_alphabet",
     "sample",
     "shuffle",
     "strings",
+    "strings_cost",
     "uuid4s",
+    "uuid4s_cost",
 ]
 
 #: A byte source: ``read(n)`` returns exactly ``n`` random bytes.
@@ -213,6 +225,31 @@ def _fisher_yates(read: RandomBytes, n: int, k: int) -> list[int]:
     return _below_array(read, highs).tolist()  # type: ignore[no-any-return]
 
 
+def _words_cost(m: int, k: int) -> int:
+    """Bytes :func:`_words` reads for ``m`` words of ``k`` bits (batches are whole bytes)."""
+    return -(-m * k // 8)
+
+
+def _below_list_cost(highs: Iterable[int]) -> int:
+    return sum((high.bit_length() + 7) // 8 for high in highs if high)
+
+
+def _below_same_cost(count: int, high: int) -> int:
+    """Bytes :func:`_below_same` reads on its first pass."""
+    if count == 0 or high == 0:
+        return 0
+    if count <= _SMALL or high >= _U64:
+        return count * ((high.bit_length() + 7) // 8)
+    return _words_cost(count, high.bit_length())
+
+
+def _fisher_yates_cost(n: int, k: int) -> int:
+    """Bytes :func:`_fisher_yates` reads on its first pass."""
+    if k <= _SMALL:
+        return _below_list_cost(range(n - 1, n - 1 - k, -1))
+    return _words_cost(k, (n - 1).bit_length())
+
+
 # --- public formats --------------------------------------------------------
 
 
@@ -224,6 +261,11 @@ def bits(read: RandomBytes, n: int) -> bytes:
     if data:
         data[0] &= 0xFF >> (8 * size - n)
     return bytes(data)
+
+
+def bits_cost(n: int) -> int:
+    """Bytes :func:`bits` and :func:`bits_string` read."""
+    return (_int("n", n, 0) + 7) // 8
 
 
 def bits_string(read: RandomBytes, n: int) -> str:
@@ -258,10 +300,22 @@ def integers(read: RandomBytes, count: int, lo: int, hi: int) -> list[int]:
     return [lo + r for r in _below_same(read, count, high)]
 
 
+def integers_cost(count: int, lo: int, hi: int) -> int:
+    """Bytes :func:`integers` reads when no draw is rejected."""
+    count = _int("count", count, 0)
+    lo, hi = _bounds(lo, hi)
+    return _below_same_cost(count, hi - lo)
+
+
 def floats(read: RandomBytes, count: int) -> list[float]:
     """Return count random floats k / 2**53 in the range [0.0, 1.0)."""
     count = _int("count", count, 0)
     return (_words(read, count, _FLOAT_BITS) * _FLOAT_ULP).tolist()  # type: ignore[no-any-return]
+
+
+def floats_cost(count: int) -> int:
+    """Bytes :func:`floats` reads: 53 bits a float."""
+    return _words_cost(_int("count", count, 0), _FLOAT_BITS)
 
 
 def gaussians(read: RandomBytes, count: int, mean: float = 0.0, stddev: float = 1.0) -> list[float]:
@@ -283,6 +337,12 @@ def gaussians(read: RandomBytes, count: int, mean: float = 0.0, stddev: float = 
     return (mu + sigma * z[:count]).tolist()  # type: ignore[no-any-return]
 
 
+def gaussians_cost(count: int) -> int:
+    """Bytes :func:`gaussians` reads: two 53-bit uniforms per pair of samples."""
+    pairs = (_int("count", count, 0) + 1) // 2
+    return _words_cost(2 * pairs, _FLOAT_BITS)
+
+
 def uuid4s(read: RandomBytes, count: int) -> list[str]:
     """Return count random version 4 UUIDs in canonical form (RFC 9562 §5.4)."""
     count = _int("count", count, 0)
@@ -294,6 +354,11 @@ def uuid4s(read: RandomBytes, count: int) -> list[str]:
         h = raw[i : i + 16].hex()
         out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return out
+
+
+def uuid4s_cost(count: int) -> int:
+    """Bytes :func:`uuid4s` reads: 16 a UUID."""
+    return 16 * _int("count", count, 0)
 
 
 def resolve_alphabet(name_or_chars: str) -> str:
@@ -320,6 +385,13 @@ def strings(read: RandomBytes, count: int, length: int, alphabet: str) -> list[s
     return [flat[i : i + length] for i in range(0, n, length)]
 
 
+def strings_cost(count: int, length: int, alphabet: str) -> int:
+    """Bytes :func:`strings` reads when no draw is rejected."""
+    count = _int("count", count, 0)
+    length = _int("length", length, 0)
+    return _below_same_cost(count * length, len(_alphabet(alphabet)) - 1)
+
+
 def shuffle(read: RandomBytes, items: Iterable[_T]) -> list[_T]:
     """Return a new list of the items in random order (Fisher-Yates, TAOCP §3.4.2 P)."""
     out = list(items)
@@ -338,6 +410,13 @@ def permutation(read: RandomBytes, lo: int, hi: int) -> list[int]:
     return shuffle(read, range(lo, hi + 1))
 
 
+def permutation_cost(lo: int, hi: int) -> int:
+    """Bytes :func:`permutation` reads when no draw is rejected."""
+    lo, hi = _bounds(lo, hi)
+    n = hi - lo + 1
+    return 0 if n < 2 else _fisher_yates_cost(n, n - 1)
+
+
 def sample(read: RandomBytes, population: Sequence[_T], k: int) -> list[_T]:
     """Return k distinct elements chosen from population (partial Fisher-Yates)."""
     if not isinstance(population, Sequence):
@@ -353,71 +432,6 @@ def sample(read: RandomBytes, population: Sequence[_T], k: int) -> list[_T]:
         picks.append(moved.get(j, j))
         moved[j] = moved.get(i, i)
     return [population[p] for p in picks]
-
-
-class ByteReader:
-    """Serve many small reads from fewer large reads of a byte source.
-
-    The buffer holds future output, so every byte is zeroed as it is served
-    and all of them on :meth:`close`. Not thread-safe: use one per thread.
-    Buffering reads ahead: over a rationed source (the raw pool) up to
-    ``chunk_size`` bytes may be drawn and never used.
-    """
-
-    __slots__ = ("_buf", "_chunk", "_pos", "_read")
-
-    def __init__(self, read: RandomBytes, chunk_size: int = 4096) -> None:
-        self._chunk = _int("chunk_size", chunk_size, 1)
-        self._read: RandomBytes | None = read
-        self._buf = bytearray()
-        self._pos = 0
-
-    def __call__(self, n: int) -> bytes:
-        """Return exactly n random bytes."""
-        n = _int("n", n, 0)
-        if self._read is None:
-            raise QuantumRNGError("byte reader is closed")
-        head = self._take(min(n, len(self._buf) - self._pos))
-        rest = n - len(head)
-        if rest == 0:
-            return head
-        if rest >= self._chunk:
-            return head + _read(self._read, rest)
-        self._buf = bytearray(_read(self._read, self._chunk))
-        self._pos = 0
-        return head + self._take(rest)
-
-    def _take(self, n: int) -> bytes:
-        start, self._pos = self._pos, self._pos + n
-        out = bytes(self._buf[start : self._pos])
-        self._buf[start : self._pos] = bytes(n)
-        return out
-
-    @property
-    def buffered(self) -> int:
-        """Number of bytes read ahead and not yet served."""
-        return len(self._buf) - self._pos
-
-    def close(self) -> None:
-        """Zero the buffered bytes and refuse further reads."""
-        self._buf[:] = bytes(len(self._buf))
-        self._buf = bytearray()
-        self._pos = 0
-        self._read = None
-
-    def __enter__(self) -> ByteReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"ByteReader(buffered={self.buffered}, closed={self._read is None})"
 
 
 class BytesRandom(_random.Random):

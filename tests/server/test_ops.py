@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import fcntl
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from quantumrng.errors import ConfigError
 from quantumrng.node import Node
@@ -88,11 +89,20 @@ def test_metrics_label_route_templates_not_values(tmp_path: Path) -> None:
     assert 'qrng_served_random_bytes_total{mode="drbg"}' in text
 
 
+def _route_paths(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[str]:
+    """Every served path, mounted families' prefixes included."""
+    for r in routes:
+        if isinstance(r, Mount):
+            yield from _route_paths(r.routes, prefix + r.path)
+        elif isinstance(r, Route):
+            yield prefix + r.path
+
+
 def test_openapi_documents_every_public_route(tmp_path: Path) -> None:
     served = serve_memory(tmp_path)
     doc = served.client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    served_paths = {r.path for r in served.app.routes if isinstance(r, Route)}
+    served_paths = set(_route_paths(served.app.routes))
     documented = set(doc["paths"])
     assert documented == served_paths - {"/docs/docs.js", "/docs/docs.css"}
     for path in ("/api/v1/qrng/get_bits", "/api/v2/integers", "/ready", "/metrics"):

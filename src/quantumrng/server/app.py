@@ -1,4 +1,4 @@
-"""The ASGI app: the route table of v1, v2, operations and docs on Starlette.
+"""The ASGI app: the API families v1, v2, operations and docs on Starlette.
 
 ``create_app(settings)`` builds its own node and, while it runs (lifespan),
 the node's harvester thread: one per node, since the harvester's lock file
@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
 
 from quantumrng import __version__
 from quantumrng.config import Settings
@@ -30,10 +29,11 @@ from quantumrng.server import ops, v1, v2
 from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
 from quantumrng.server.metrics import Metrics, MetricsMiddleware
-from quantumrng.server.openapi import Endpoint, docs_endpoints
+from quantumrng.server.openapi import docs_api
+from quantumrng.server.routing import Api, starlette_routes
 from quantumrng.server.service import Context
 
-__all__ = ["STARTUP_BLOCKS", "create_app", "route_table"]
+__all__ = ["STARTUP_BLOCKS", "apis", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,10 @@ STARTUP_MAX_FAILURES = 3  # failed harvests after which a worker stops waiting
 _POLL_SECONDS = 0.05  # seconds between two reads of the pool level while waiting
 
 
-def route_table(ctx: Context) -> list[Endpoint]:
-    """Return every route of the app, documented ones first."""
-    table = [*v1.endpoints(ctx), *v2.endpoints(ctx), *ops.endpoints(ctx)]
-    return [*table, *docs_endpoints(table, __version__)]
-
-
-def _route(e: Endpoint) -> Route:
-    """A Starlette route; randomness answers no HEAD (it would draw bytes to discard)."""
-    route = Route(e.path, e.handler, methods=list(e.methods), name=e.operation_id)
-    if e.secured and route.methods is not None:
-        route.methods.discard("HEAD")
-    return route
+def apis(ctx: Context) -> list[Api]:
+    """Return every API family of the app, the documentation last."""
+    served = [v1.api(ctx), v2.api(ctx), ops.api(ctx)]
+    return [*served, docs_api(served, __version__)]
 
 
 def _await_blocks(harvester: Harvester, target: int, timeout: float) -> None:
@@ -118,9 +110,8 @@ def create_app(
                 ctx.harvester = None
                 await to_thread.run_sync(node.close)
 
-    routes = [_route(e) for e in route_table(ctx)]
     app = Starlette(
-        routes=routes,
+        routes=starlette_routes(apis(ctx)),
         middleware=[Middleware(MetricsMiddleware, metrics=ctx.metrics)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,

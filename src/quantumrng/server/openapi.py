@@ -1,15 +1,14 @@
-"""The route table and the OpenAPI 3.1 document built from it.
+"""The OpenAPI 3.1 document, built from the same API families the app serves.
 
-Every route is one :class:`Endpoint`: the app turns the table into Starlette
-routes and this module turns the same table into ``/openapi.json``, so the
-document cannot drift from what is served. ``/docs`` is a self-contained
-page (no CDN) that lists the operations and can try them.
+``/openapi.json`` documents every :class:`~quantumrng.server.routing.Endpoint`
+of the families (``routing``), so it cannot drift from what is served.
+``/docs`` is a self-contained page (no CDN) that lists the operations and
+can try them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -18,18 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quantumrng.provenance import SOURCE_KINDS
-from quantumrng.server.params import Param
+from quantumrng.server.routing import Api, Endpoint, Handler
 
-__all__ = [
-    "ERROR_SCHEMA",
-    "SOURCE_SCHEMA",
-    "Endpoint",
-    "build_document",
-    "docs_endpoints",
-    "envelope",
-]
-
-Handler = Callable[[Request], Awaitable[Response]]
+__all__ = ["ERROR_SCHEMA", "SOURCE_SCHEMA", "build_document", "docs_api", "envelope"]
 
 _DESCRIPTIONS = {
     400: "Malformed parameter.",
@@ -41,9 +31,6 @@ _DESCRIPTIONS = {
     429: "Over the rate limit or the daily byte quota; see Retry-After.",
     503: "No randomness can be served now (fail closed); see Retry-After.",
 }
-#: The errors any randomness route may answer.
-RANDOM_ERRORS = (400, 401, 403, 413, 422, 429, 503)
-
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -100,23 +87,6 @@ def envelope(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One route: where, what it takes and answers, and the handler."""
-
-    path: str
-    handler: Handler
-    operation_id: str
-    summary: str
-    tag: str
-    params: tuple[Param, ...] = ()
-    content: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # 200: type → schema
-    errors: tuple[int, ...] = ()
-    description: str = ""
-    secured: bool = False  # takes an API key (randomness, usage)
-    documented: bool = True
-    methods: tuple[str, ...] = ("GET",)
-
 
 def _operation(e: Endpoint) -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -143,13 +113,14 @@ def _operation(e: Endpoint) -> dict[str, Any]:
     return op
 
 
-def build_document(table: Sequence[Endpoint], version: str) -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of the documented routes of ``table``."""
+def build_document(apis: Sequence[Api], version: str) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the documented routes of ``apis``."""
     paths: dict[str, dict[str, Any]] = {}
-    for e in table:
-        if e.documented:
-            for method in e.methods:
-                paths.setdefault(e.path, {})[method.lower()] = _operation(e)
+    for api in apis:
+        for path, e in api.paths():
+            if e.documented:
+                for method in e.methods:
+                    paths.setdefault(path, {})[method.lower()] = _operation(e)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -191,8 +162,8 @@ def _static(name: str, media_type: str) -> Handler:
     return asset
 
 
-def docs_endpoints(table: Sequence[Endpoint], version: str) -> list[Endpoint]:
-    """Return ``/openapi.json``, ``/docs`` and its assets, documenting ``table`` and them."""
+def docs_api(apis: Sequence[Api], version: str) -> Api:
+    """Return ``/openapi.json``, ``/docs`` and its assets, documenting ``apis`` and them."""
     spec = b""
 
     async def openapi(request: Request) -> Response:
@@ -232,5 +203,6 @@ def docs_endpoints(table: Sequence[Endpoint], version: str) -> list[Endpoint]:
             documented=False,
         ),
     ]
-    spec = orjson.dumps(build_document([*table, *mine], version))
-    return mine
+    docs = Api("", tuple(mine))
+    spec = orjson.dumps(build_document([*apis, docs], version))
+    return docs

@@ -1,17 +1,16 @@
-"""Operations: liveness, readiness, status and Prometheus metrics.
+"""Operations: liveness, readiness and Prometheus metrics (status is v2's ``/status``).
 
 ``/ready`` is 200 only when this process's DRBG is seeded and the pool holds
 blocks of the configured source and answers every read a take makes; any
 pool failure is a 503, so a load balancer sends no traffic before or then.
-``/api/v2/status`` and ``/metrics`` carry counters and provenance, never a
-secret (no key, token, pool byte or DRBG state).
+``/metrics`` carries counters, never a secret (no key, token, pool byte or
+DRBG state).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,14 +18,13 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
-from quantumrng import __version__
 from quantumrng.errors import EntropyUnavailable, NotSeeded, QuantumRNGError, Unavailable
 from quantumrng.server.metrics import CONTENT_TYPE_LATEST
-from quantumrng.server.openapi import Endpoint
 from quantumrng.server.responses import json_response
+from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context
 
-__all__ = ["endpoints", "ready_state"]
+__all__ = ["api", "ready_state"]
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,8 @@ def ready_state(ctx: Context) -> dict[str, Any]:
     return {"status": "ready", "source": source, "seeded": True, "pool_blocks": blocks}
 
 
-def endpoints(ctx: Context) -> list[Endpoint]:
-    """Return the operations routes over ``ctx``."""
-    tls = ctx.settings.tls_cert is not None
+def api(ctx: Context) -> Api:
+    """Return the operations routes over ``ctx``, at the root."""
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -89,23 +86,12 @@ def endpoints(ctx: Context) -> list[Endpoint]:
     async def ready(request: Request) -> Response:
         return json_response(await to_thread.run_sync(ready_state, ctx))
 
-    async def status(request: Request) -> Response:
-        data = await to_thread.run_sync(ctx.node.status)
-        data["server"] = {
-            "version": __version__,
-            "pid": os.getpid(),
-            "workers": ctx.settings.workers,
-            "tls": tls,
-            "auth_required": ctx.access.auth_required,
-        }
-        return json_response(data)
-
     async def metrics(request: Request) -> Response:
         body = await to_thread.run_sync(ctx.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     obj = {"type": "object"}
-    return [
+    endpoints = (
         Endpoint(
             "/health",
             health,
@@ -124,14 +110,6 @@ def endpoints(ctx: Context) -> list[Endpoint]:
             errors=(503,),
         ),
         Endpoint(
-            "/api/v2/status",
-            status,
-            "v2_status",
-            "Pool levels, harvest rate, health-test failures, per-qubit bias, reseeds.",
-            "ops",
-            content={"application/json": {**obj, "required": ["source", "pool"]}},
-        ),
-        Endpoint(
             "/metrics",
             metrics,
             "metrics",
@@ -139,4 +117,5 @@ def endpoints(ctx: Context) -> list[Endpoint]:
             "ops",
             content={"text/plain": {"type": "string"}},
         ),
-    ]
+    )
+    return Api("", endpoints)

@@ -1,9 +1,9 @@
 """What every route shares: the node, the access gate, and drawing randomness.
 
-``draw`` runs a format function over one of the two byte sources of DESIGN.md
-"Two modes of output" and returns the result with the provenance of the
-entropy behind it: for ``drbg`` the provenance of the DRBG's seed block, for
-``raw`` the harvests whose conditioned blocks were taken. Pool reads and
+``draw`` runs a format function over one of the two byte sources (the two
+modes of docs/ARCHITECTURE.md) and returns the result with the provenance of
+the entropy behind it: for ``drbg`` the provenance of the DRBG's seed block,
+for ``raw`` the harvests whose conditioned blocks were taken. Pool reads and
 large requests run in a worker thread so the event loop never waits on them.
 """
 
@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from anyio import to_thread
 
 from quantumrng.block import BLOCK_BYTES
+from quantumrng.buffer import ZeroingBuffer
 from quantumrng.config import Settings
 from quantumrng.engine import Engine, SeedInfo
 from quantumrng.errors import NotSeeded, PayloadTooLarge
 from quantumrng.formats import RandomBytes
-from quantumrng.provenance import Provenance
+from quantumrng.provenance import QUANTUM_SOURCE_KINDS, Provenance
 
 if TYPE_CHECKING:
     from quantumrng.harvester import Harvester
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from quantumrng.server.access import Access
     from quantumrng.server.metrics import Metrics
 
-__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "describe", "draw", "raw_limit", "within"]
+__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "draw", "raw_limit", "source_json", "within"]
 
 MODES = ("drbg", "raw")
 OFFLOAD_BYTES = 1 << 16  # DRBG requests from this size run in a worker thread
@@ -37,7 +38,7 @@ REFILL_BYTES = 4 * BLOCK_BYTES  # raw pool bytes taken per read beyond the expec
 T = TypeVar("T")
 
 
-def describe(kind: str, provenances: Iterable[Provenance], credited_bits: int) -> dict[str, Any]:
+def source_json(kind: str, provenances: Iterable[Provenance], credited_bits: int) -> dict[str, Any]:
     """Return the JSON ``source`` of an answer: kind, harvests, entropy credit."""
     harvests = [
         {
@@ -52,7 +53,7 @@ def describe(kind: str, provenances: Iterable[Provenance], credited_bits: int) -
     ]
     return {
         "kind": kind,
-        "quantum": kind == "ibm",
+        "quantum": kind in QUANTUM_SOURCE_KINDS,
         "credited_bits": credited_bits,
         "harvests": harvests,
     }
@@ -103,7 +104,7 @@ class Context:
                 raise NotSeeded("the DRBG lost its seed; try again")
         if seed is not self._seed:
             prov = seed.provenance
-            source = describe(prov.source, [prov], seed.credited_bits)
+            source = source_json(prov.source, [prov], seed.credited_bits)
             source["seeded_at"] = seed.seeded_at
             source["reseeds"] = seed.reseeds
             self._seed, self._seed_source = seed, source
@@ -121,8 +122,7 @@ class _RawReader:
     def __init__(self, engine: Engine, expected: int) -> None:
         self._engine = engine
         self._next = max(expected, 1)
-        self._buf = bytearray()
-        self._pos = 0
+        self._buf = ZeroingBuffer()
         self.harvests: dict[str, Provenance] = {}
         self.credited_bits = 0
         self.nbytes = 0
@@ -130,12 +130,9 @@ class _RawReader:
     def __call__(self, n: int) -> bytes:
         out = bytearray()
         while len(out) < n:
-            if self._pos == len(self._buf):
+            if not self._buf.left:
                 self._fill(n - len(out))
-            end = min(len(self._buf), self._pos + n - len(out))
-            out += self._buf[self._pos : end]
-            self._buf[self._pos : end] = bytes(end - self._pos)
-            self._pos = end
+            out += self._buf.take(n - len(out))
         return bytes(out)
 
     def _fill(self, need: int) -> None:
@@ -146,11 +143,11 @@ class _RawReader:
             self.harvests.setdefault(p.harvest_id, p)
         self.credited_bits += credited
         self.nbytes += size
-        self._buf, self._pos = bytearray(data), 0
+        self._buf.load(data)
 
     def close(self) -> None:
         """Zero what was taken and not used."""
-        self._buf[:] = bytes(len(self._buf))
+        self._buf.clear()
 
 
 def _raw(ctx: Context, nbytes: int, produce: Callable[[RandomBytes], T]) -> tuple[T, _RawReader]:
@@ -184,7 +181,7 @@ async def draw(
         ctx.metrics.served("raw", reader.nbytes)
         harvests = reader.harvests.values()
         kind = next(iter(harvests)).source if harvests else ctx.settings.source
-        return value, describe(kind, harvests, reader.credited_bits)
+        return value, source_json(kind, harvests, reader.credited_bits)
     read = ctx.engine.random_bytes
     if nbytes < OFFLOAD_BYTES:
         value = produce(read)

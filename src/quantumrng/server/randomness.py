@@ -1,0 +1,209 @@
+"""The one randomness endpoint: every route that serves random values is an instance.
+
+A request travels parse → cost → admit (key, scope, rate limit, quota) →
+draw → respond, the same for every API family (docs/ARCHITECTURE.md, "How a
+request travels"). What differs is data, not code:
+
+- a :class:`Format`: the route's parameters, the bytes a request reads
+  (its cost, from the ``*_cost`` function beside the format function in
+  ``quantumrng.formats``) and the value it produces from a byte source;
+- a :class:`Shape`: how the family answers (its JSON body around the value,
+  the modes it offers, its OpenAPI schema).
+
+A new API family is a table of formats plus a shape. Answers that are the
+bytes themselves (``application/octet-stream``) carry their provenance in
+``X-QRNG-Mode`` and ``X-QRNG-Source``, built once by :func:`provenance_headers`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from quantumrng.formats import RandomBytes
+from quantumrng.server.params import Param, parse_path, parse_query
+from quantumrng.server.responses import random_response
+from quantumrng.server.routing import RANDOM_ERRORS, Endpoint
+from quantumrng.server.service import Context, draw, raw_limit, within
+
+__all__ = [
+    "STREAM_CHUNK",
+    "Args",
+    "Format",
+    "Shape",
+    "octet_response",
+    "provenance_headers",
+    "random_endpoint",
+]
+
+STREAM_CHUNK = 1 << 20  # bytes per DRBG call and per body message of a streamed answer
+
+Args = dict[str, Any]
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+def _never(args: Args) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Format:
+    """One randomness route of a family: parameters, cost and the value they produce.
+
+    ``cost`` validates the arguments together and returns the bytes
+    ``produce`` reads when no draw is rejected: what limits and quotas
+    count and what the raw pool's first take is sized by. With ``octets``
+    true for the arguments, the answer is the produced bytes themselves
+    (``application/octet-stream``); in DRBG mode those are streamed in
+    constant memory and ``produce`` is not called.
+    """
+
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    cost: Callable[[Args], int]
+    produce: Callable[[RandomBytes, Args], Any]
+    data: Mapping[str, Any]  # JSON Schema of the value
+    description: str = ""
+    octets: Callable[[Args], bool] = _never
+
+    @property
+    def path(self) -> str:
+        """The path below the family's prefix: the name, then the path parameters."""
+        return f"/{self.name}" + "".join(f"/{{{p.name}}}" for p in self.path_params)
+
+    @property
+    def path_params(self) -> tuple[Param, ...]:
+        """Parameters carried in the path."""
+        return tuple(p for p in self.params if p.location == "path")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How an API family answers: its JSON body around the value, and the modes it offers.
+
+    ``modes`` lists the byte sources the family serves, the default first;
+    more than one adds the ``mode`` parameter. ``body(value, mode, source)``
+    is the JSON answer and ``schema(data)`` its JSON Schema. With
+    ``source_headers`` JSON answers carry ``X-QRNG-Mode``/``X-QRNG-Source``
+    too. ``strict_query`` refuses unknown query parameters (the prototype's
+    v1 ignored them).
+    """
+
+    tag: str
+    modes: tuple[str, ...]
+    body: Callable[[Any, str, dict[str, Any]], Any]
+    schema: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+    source_headers: bool = False
+    strict_query: bool = True
+    description: str = ""
+
+
+@functools.cache
+def provenance_headers(mode: str, kind: str) -> RawHeaders:
+    """``X-QRNG-Mode`` and ``X-QRNG-Source``, encoded once per mode and source kind."""
+    return ((b"x-qrng-mode", mode.encode("latin-1")), (b"x-qrng-source", kind.encode("latin-1")))
+
+
+def octet_response(body: bytes, mode: str, kind: str, headers: Mapping[str, str]) -> Response:
+    """Return random bytes as ``application/octet-stream``: never cached, provenance
+    in headers."""
+    response = Response(body, media_type="application/octet-stream", headers=headers)
+    response.raw_headers.append((b"cache-control", b"no-store"))
+    response.raw_headers.extend(provenance_headers(mode, kind))
+    return response
+
+
+def mode_param(ctx: Context, modes: Sequence[str]) -> Param:
+    """The ``mode`` parameter, documenting this server's raw limit."""
+    return Param(
+        "mode",
+        "enum",
+        "`drbg`: the CTR_DRBG seeded from the pool (unlimited). "
+        "`raw`: conditioned pool entropy itself (rationed; 503 when the pool is dry, "
+        f"413 beyond the pool's high-water mark of {raw_limit(ctx.settings)} bytes).",
+        default=modes[0],
+        choices=tuple(modes),
+    )
+
+
+async def _stream(ctx: Context, n: int, headers: Mapping[str, str]) -> Response:
+    """Stream ``n`` DRBG bytes; the first chunk is drawn before the headers go out."""
+    engine = ctx.engine
+
+    def chunk(size: int) -> memoryview:
+        buf = bytearray(size)
+        engine.random_into(buf)
+        return memoryview(buf)
+
+    first = await to_thread.run_sync(chunk, min(STREAM_CHUNK, n))
+    kind = ctx.drbg_source()["kind"]
+
+    async def body() -> AsyncIterator[memoryview]:
+        yield first
+        left = n - len(first)
+        while left > 0:
+            size = min(STREAM_CHUNK, left)
+            yield await to_thread.run_sync(chunk, size)
+            ctx.metrics.served("drbg", size)
+            left -= size
+
+    ctx.metrics.served("drbg", len(first))
+    response = StreamingResponse(
+        body(),
+        media_type="application/octet-stream",
+        headers={**headers, "content-length": str(n)},
+    )
+    response.raw_headers.append((b"cache-control", b"no-store"))
+    response.raw_headers.extend(provenance_headers("drbg", kind))
+    return response
+
+
+def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
+    """Return the route serving ``fmt`` in the family answering as ``shape``."""
+    s, access = ctx.settings, ctx.access
+    modes = shape.modes
+    params = fmt.params if len(modes) == 1 else (*fmt.params, mode_param(ctx, modes))
+    query = tuple(p for p in params if p.location == "query")
+    in_path = fmt.path_params
+    default_mode = modes[0]
+
+    async def endpoint(request: Request) -> Response:
+        args = parse_query(request.query_params, query, strict=shape.strict_query)
+        if in_path:
+            args.update(parse_path(request.path_params, in_path))
+        mode: str = args.get("mode", default_mode)
+        nbytes = fmt.cost(args)
+        octets = fmt.octets(args)
+        streamed = octets and mode == "drbg"
+        within(nbytes, s.max_bytes if streamed else s.max_json_bytes)
+        async with access.admitted(request, scope=mode, nbytes=nbytes) as admission:
+            if streamed:
+                return await _stream(ctx, nbytes, admission.headers)
+            value, source = await draw(ctx, mode, nbytes, lambda read: fmt.produce(read, args))
+        if octets:
+            return octet_response(value, mode, source["kind"], admission.headers)
+        extra = provenance_headers(mode, source["kind"]) if shape.source_headers else ()
+        return random_response(shape.body(value, mode, source), admission.headers, extra)
+
+    content: dict[str, Mapping[str, Any]] = {"application/json": shape.schema(fmt.data)}
+    if fmt.octets is not _never:
+        content["application/octet-stream"] = {}
+    return Endpoint(
+        fmt.path,
+        endpoint,
+        f"{shape.tag}_{fmt.name}",
+        fmt.summary,
+        shape.tag,
+        params=params,
+        content=content,
+        errors=(*RANDOM_ERRORS, 404) if in_path else RANDOM_ERRORS,
+        secured=True,
+        description=fmt.description or shape.description,
+    )

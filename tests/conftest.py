@@ -1,20 +1,68 @@
-"""Shared fixtures: isolated settings, in-memory pools and blocks to fill them."""
+"""Shared fixtures: an isolated environment, settings, in-memory pools and blocks."""
 
 from __future__ import annotations
 
-import hashlib
-import time
-import uuid
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from quantumrng.block import Block
-from quantumrng.config import Settings, load_settings
+from quantumrng.config import ENV_PREFIX, Settings, load_settings
 from quantumrng.pool import open_pool
 from quantumrng.pool.base import Pool
-from quantumrng.provenance import Provenance
+from tests.pool_support import harvest
+
+#: XDG base directories, each pointed at its usual place under the tests' HOME.
+XDG_DIRS = {
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_STATE_HOME": ".local/state",
+}
+
+_session_env = pytest.MonkeyPatch()
+_session_home: Path | None = None
+
+
+def isolate_environment(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point HOME and the XDG base directories under ``home``; drop every ``QRNG_*`` variable."""
+    mp.setenv("HOME", str(home))
+    for name, sub in XDG_DIRS.items():
+        mp.setenv(name, str(home / sub))
+    for name in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        mp.delenv(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the whole session, collection and wide-scoped fixtures included."""
+    global _session_home
+    _session_home = Path(tempfile.mkdtemp(prefix="qrng-test-home-"))
+    isolate_environment(_session_env, _session_home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Give the process its environment back and remove the session's home."""
+    _session_env.undo()
+    if _session_home is not None:
+        shutil.rmtree(_session_home, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Each test gets its own empty HOME/XDG directories and no ``QRNG_*`` variables.
+
+    ``os.environ`` itself is changed, so subprocesses given ``os.environ`` (or a
+    copy) inherit the isolation.
+    """
+    home = tmp_path_factory.mktemp("home")
+    isolate_environment(monkeypatch, home)
+    return home
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -25,12 +73,11 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def make_blocks(n: int, source: str = "os", credited_bits: int = 512) -> list[Block]:
-    """Blocks with distinct, recognisable (not random) contents, one harvest."""
-    prov = Provenance(source=source, harvest_id=uuid.uuid4().hex, harvested_at=time.time())
-    return [
-        Block(hashlib.sha512(f"{prov.harvest_id}/{i}".encode()).digest(), credited_bits, prov)
-        for i in range(n)
-    ]
+    """Blocks with distinct, recognisable (not random) contents, one harvest.
+
+    Kept for its callers; the one block factory is ``tests.pool_support.harvest``.
+    """
+    return harvest(n, source=source, credited_bits=credited_bits)
 
 
 @pytest.fixture

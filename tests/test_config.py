@@ -17,7 +17,7 @@ def test_defaults_match_the_prototype() -> None:
 
 def test_precedence(tmp_path: Path) -> None:
     cfg = tmp_path / "qrng.toml"
-    cfg.write_text('[quantumrng]\nport = 6000\nshots = 100\nqubits = 4\n')
+    cfg.write_text("[quantumrng]\nport = 6000\nshots = 100\nqubits = 4\n")
     env = {"QRNG_CONFIG": str(cfg), "QRNG_SHOTS": "200", "QRNG_QUBITS": "5"}
     s = load_settings({"qubits": 6, "source": None}, environ=env)
     assert (s.port, s.shots, s.qubits, s.source) == (6000, 200, 6, "simulator")
@@ -84,3 +84,22 @@ def test_replace_validates() -> None:
     assert s.replace(port=8080).port == 8080
     with pytest.raises(ConfigError):
         s.replace(workers=0)
+
+
+def test_default_data_dir_is_under_xdg_data_home_else_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_settings(environ={}).data_dir == tmp_path / "xdg" / "quantumrng"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings(environ={}).data_dir == tmp_path / "home/.local/share/quantumrng"
+
+
+def test_config_file_found_in_default_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    (tmp_path / "quantumrng").mkdir()
+    (tmp_path / "quantumrng" / "qrng.toml").write_text("port = 6001\n")
+    assert load_settings(environ={}).port == 6001

@@ -6,13 +6,13 @@ import math
 import random
 import uuid
 from collections import Counter
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantumrng import formats
 from quantumrng.errors import ValidationError
-from quantumrng.formats import ByteReader
 
 relaxed = settings(deadline=None)  # first numpy calls can be slow on a shared machine
 
@@ -168,13 +168,72 @@ def test_uuid4s_are_version_4(seed: int, count: int) -> None:
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
 
 
-@relaxed
-@given(
-    seeds,
-    st.integers(min_value=1, max_value=300),
-    st.lists(st.integers(min_value=0, max_value=700), max_size=40),
+# --- declared costs: the bytes each format reads --------------------------------
+
+
+class _Counting:
+    """A byte source that counts what it hands out: zeros (no draw is rejected) or noise."""
+
+    def __init__(self, zeros: bool, seed: int = 0) -> None:
+        self.read = 0
+        self._zeros = zeros
+        self._rng = random.Random(seed)
+
+    def __call__(self, n: int) -> bytes:
+        self.read += n
+        return bytes(n) if self._zeros else self._rng.randbytes(n)
+
+
+_COUNTS = st.integers(min_value=0, max_value=3000)
+_BOUNDS = st.integers(min_value=-(2**80), max_value=2**80)
+_SPANS = st.one_of(
+    st.integers(min_value=0, max_value=300),
+    st.integers(min_value=0, max_value=2**64 + 5),
+    st.integers(min_value=0, max_value=2**90),
 )
-def test_byte_reader_serves_the_stream_in_order(seed: int, chunk: int, sizes: list[int]) -> None:
-    data = random.Random(seed).randbytes(sum(sizes) + chunk)
-    reader = ByteReader(Stream(data), chunk_size=chunk)
-    assert b"".join(reader(n) for n in sizes) == data[: sum(sizes)]
+_ALPHABETS = st.text(min_size=1, max_size=300).map(lambda t: "".join(dict.fromkeys(t)))
+
+_COST_CASES = st.one_of(
+    st.tuples(st.just("bits"), st.tuples(st.integers(0, 5000))),
+    st.tuples(st.just("integers"), st.tuples(_COUNTS, _BOUNDS, _SPANS)),
+    st.tuples(st.just("floats"), st.tuples(_COUNTS)),
+    st.tuples(st.just("gaussians"), st.tuples(_COUNTS)),
+    st.tuples(st.just("uuid4s"), st.tuples(_COUNTS)),
+    st.tuples(st.just("strings"), st.tuples(st.integers(0, 200), st.integers(0, 20), _ALPHABETS)),
+    st.tuples(st.just("permutation"), st.tuples(_BOUNDS, st.integers(0, 600))),
+)
+
+
+def _call(name: str, args: tuple[Any, ...], read: _Counting) -> int:
+    """Run format ``name`` over ``read``; return its declared cost."""
+    if name == "integers":
+        count, lo, span = args
+        formats.integers(read, count, lo, lo + span)
+        return formats.integers_cost(count, lo, lo + span)
+    if name == "permutation":
+        lo, span = args
+        formats.permutation(read, lo, lo + span)
+        return formats.permutation_cost(lo, lo + span)
+    getattr(formats, name)(read, *args)
+    cost: int = getattr(formats, f"{name}_cost")(*args)
+    return cost
+
+
+@settings(max_examples=300, deadline=None)
+@given(_COST_CASES)
+def test_declared_cost_is_exactly_what_the_format_reads_without_rejection(
+    case: tuple[str, tuple[Any, ...]],
+) -> None:
+    name, args = case
+    read = _Counting(zeros=True)  # an all-zero draw is always inside the range
+    assert _call(name, args, read) == read.read
+
+
+@settings(max_examples=200, deadline=None)
+@given(_COST_CASES, st.integers(0, 2**32))
+def test_declared_cost_bounds_what_the_format_reads_from_below(
+    case: tuple[str, tuple[Any, ...]], seed: int
+) -> None:
+    name, args = case
+    read = _Counting(zeros=False, seed=seed)
+    assert _call(name, args, read) <= read.read

@@ -7,7 +7,7 @@ Qiskit is imported on a source's first harvest, never on import.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError
@@ -18,6 +18,7 @@ from quantumrng.sources.osrandom import OSSource
 from quantumrng.sources.simulator import SimulatorSource
 
 __all__ = [
+    "FACTORIES",
     "FileSource",
     "Harvest",
     "IBMSource",
@@ -27,7 +28,8 @@ __all__ = [
     "open_source",
 ]
 
-_KINDS: dict[str, Callable[[Settings], Source]] = {
+#: The factory of each kind of :data:`quantumrng.provenance.SOURCE_KINDS`, and no other.
+FACTORIES: Mapping[str, Callable[[Settings], Source]] = {
     "simulator": SimulatorSource,
     "ibm": IBMSource,
     "os": OSSource,
@@ -38,7 +40,7 @@ _KINDS: dict[str, Callable[[Settings], Source]] = {
 def open_source(settings: Settings) -> Source:
     """Return the source named by ``settings.source``, configured by ``settings``."""
     try:
-        factory = _KINDS[settings.source]
+        factory = FACTORIES[settings.source]
     except KeyError:
         raise ConfigError(f"unknown source {settings.source!r}") from None
     return factory(settings)

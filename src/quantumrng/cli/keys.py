@@ -2,7 +2,7 @@
 
 The plaintext key is printed once, by ``create``, alone on standard output
 (so ``KEY=$(qrng keys create --name ci)`` works); everything else goes to
-standard error. Settings come from the parent command's context object.
+standard error. Settings come from ``command_settings``, as for every command.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import click
 
-from quantumrng.config import Settings, load_settings
+from quantumrng.cli.options import command_settings, json_option
 from quantumrng.errors import QuantumRNGError
 from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore, parse_scopes
 
-__all__ = ["keys_group"]
+__all__ = ["COMMANDS", "keys_group"]
 
 
 class _Failure(click.ClickException):
@@ -27,17 +27,11 @@ class _Failure(click.ClickException):
     exit_code = 2
 
 
-def _settings() -> Settings:
-    ctx = click.get_current_context()
-    found = ctx.find_object(Settings)
-    return found if found is not None else load_settings()
-
-
 @contextmanager
 def _store() -> Iterator[KeyStore]:
     """Open the key store; any QuantumRNG error inside becomes a one-line failure."""
     try:
-        store = KeyStore(_settings().keys_path)
+        store = KeyStore(command_settings().keys_path)
         try:
             yield store
         finally:
@@ -115,11 +109,11 @@ def create_command(
 
 
 @keys_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@json_option(help="One JSON array instead of a table.")
 def list_command(as_json: bool) -> None:
     """List keys (never their secrets), revoked ones included."""
     with _store() as store:
-        records = store.list()
+        records = store.records()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -158,3 +152,6 @@ def revoke_command(id_or_name: str) -> None:
     with _store() as store:
         record = store.revoke(id_or_name)
     click.echo(f"revoked key {record.name!r} (id {record.id}) at {_when(record.revoked_at)}")
+
+
+COMMANDS: tuple[click.Command, ...] = (keys_group,)

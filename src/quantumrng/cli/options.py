@@ -1,0 +1,102 @@
+"""The options several ``qrng`` commands share, and the one way a command gets its settings.
+
+A :class:`SettingOption` overrides the setting of its name when given and
+leaves it alone when not, so the same flag can sit on the group and on a
+command (``qrng --source os serve`` and ``qrng serve --source os`` agree,
+and the command's flag wins over the group's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from quantumrng.config import POOL_BACKENDS, Settings, load_settings
+from quantumrng.provenance import SOURCE_KINDS
+
+if TYPE_CHECKING:
+    from quantumrng.node import Node
+
+__all__ = [
+    "COUNT",
+    "SHARED_SETTINGS",
+    "SettingOption",
+    "command_node",
+    "command_settings",
+    "json_option",
+    "setting_option",
+    "shared_settings",
+    "source_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[F], F]
+
+
+class SettingOption(click.Option):
+    """An option whose value, when given, overrides the setting of the same name."""
+
+
+def setting_option(*decls: str, **attrs: Any) -> Decorator[Any]:
+    """Declare a :class:`SettingOption` (``click.option`` with that class)."""
+    return click.option(*decls, cls=SettingOption, **attrs)
+
+
+def source_option(help: str = "Entropy source.") -> Decorator[Any]:
+    """``--source``: the entropy source kind, one of ``SOURCE_KINDS``."""
+    return setting_option("--source", type=click.Choice(SOURCE_KINDS), help=help)
+
+
+POOL = setting_option("--pool", type=click.Choice(POOL_BACKENDS), help="Pool backend.")
+DATA_DIR = setting_option(
+    "--data-dir", type=click.Path(file_okay=False), help="Where the pool and keys live."
+)
+REDIS_URL = setting_option("--redis-url", help="Redis URL for --pool redis.")
+
+SHARED_SETTINGS: tuple[Decorator[Any], ...] = (DATA_DIR, source_option(), POOL, REDIS_URL)
+"""The setting flags accepted both by the ``qrng`` group and by ``qrng serve``."""
+
+COUNT = click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True)
+
+
+def json_option(help: str | None = "One JSON array.") -> Decorator[Any]:
+    """``--json``: print one JSON document instead of lines or a table."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def shared_settings(f: F) -> F:
+    """Apply every option of ``SHARED_SETTINGS`` to a command."""
+    for option in reversed(SHARED_SETTINGS):
+        f = option(f)
+    return f
+
+
+def command_settings(ctx: click.Context | None = None) -> Settings:
+    """The settings a command runs with: the enclosing command's, under its own setting flags.
+
+    The outermost command (no settings above it) loads them: defaults < config
+    file < ``QRNG_*`` environment < its flags.
+    """
+    ctx = ctx if ctx is not None else click.get_current_context()
+    flags = {
+        param.name: ctx.params[param.name]
+        for param in ctx.command.params
+        if isinstance(param, SettingOption)
+        and param.name is not None
+        and ctx.params.get(param.name) is not None
+    }
+    base = ctx.find_object(Settings)
+    if base is None:
+        return load_settings(overrides=flags, config_file=ctx.params.get("config_file"))
+    return base.replace(**flags) if flags else base
+
+
+def command_node(ctx: click.Context) -> Node:
+    """A node built from the command's settings, closed when the command ends."""
+    from quantumrng.node import Node
+
+    node = Node(command_settings(ctx))
+    ctx.call_on_close(node.close)
+    return node

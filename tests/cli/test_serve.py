@@ -1,0 +1,59 @@
+"""``qrng serve``: its setting flags and the group's agree, and its own win."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from quantumrng.cli import cli
+from quantumrng.config import Settings
+from quantumrng.server import run
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings ``serve`` would run with; nothing is served."""
+    for key in [k for k in os.environ if k.startswith("QRNG_")]:
+        monkeypatch.delenv(key)
+    calls: list[Settings] = []
+
+    def fake_serve(
+        settings: Settings,
+        *,
+        access_log: bool = False,
+        announce: Callable[[Settings], None] | None = None,
+    ) -> None:
+        calls.append(settings)
+
+    monkeypatch.setattr(run, "serve", fake_serve)
+    return calls
+
+
+def _serve(tmp_path: Path, served: list[Settings], *args: str) -> Settings:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 0, result.output
+    return served.pop()
+
+
+@pytest.mark.parametrize("flag", [("--source", "os"), ("--pool", "memory")])
+def test_a_shared_flag_on_the_group_or_on_serve_agrees(
+    tmp_path: Path, served: list[Settings], flag: tuple[str, str]
+) -> None:
+    assert _serve(tmp_path, served, *flag, "serve") == _serve(tmp_path, served, "serve", *flag)
+
+
+def test_serve_flags_override_the_group_and_unset_ones_keep_it(
+    tmp_path: Path, served: list[Settings]
+) -> None:
+    other = tmp_path / "other"
+    s = _serve(
+        tmp_path, served,
+        "--source", "file", "--pool", "memory", "--redis-url", "redis://a/0",
+        "serve", "--source", "os", "--data-dir", str(other), "--port", "6123",
+    )  # fmt: skip
+    assert (s.source, s.pool, s.redis_url, s.data_dir) == ("os", "memory", "redis://a/0", other)
+    assert (s.port, s.host, s.require_auth) == (6123, "127.0.0.1", None)

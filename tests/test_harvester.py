@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import random
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from quantumrng.block import Block
 from quantumrng.errors import HealthTestFailure, SourceNetworkError
 from quantumrng.harvester import Harvester
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import Provenance
 from quantumrng.sources._common import NOMINAL_ENTROPY
 from quantumrng.sources.base import Harvest
+
+WAIT_SECONDS = 30.0  # generous: a busy machine is slow, never wrong
+
+
+class Beacon:
+    """Counts events from another thread; a test waits for a condition, not a fixed time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+
+    def hit(self) -> None:
+        with self._cond:
+            self.count += 1
+            self._cond.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> bool:
+        """Wait until ``predicate()`` holds, re-checking it at each hit."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def wait_count(self, n: int, timeout: float = WAIT_SECONDS) -> bool:
+        """Wait until at least ``n`` hits."""
+        return self.wait_until(lambda: self.count >= n, timeout)
 
 
 class ScriptedSource:
@@ -26,9 +56,18 @@ class ScriptedSource:
         self.script = list(script)
         self.nbytes = nbytes
         self.calls = 0
+        self.called_at: list[float] = []
+        self.called = Beacon()
 
     def harvest(self) -> Harvest:
         self.calls += 1
+        self.called_at.append(time.monotonic())
+        try:
+            return self._play()
+        finally:
+            self.called.hit()
+
+    def _play(self) -> Harvest:
         step = self.script.pop(0) if self.script else "ok"
         if isinstance(step, Exception):
             raise step
@@ -83,22 +122,39 @@ def test_fill_gives_up_after_repeated_failures(memory_pool: Pool) -> None:
     assert source.calls == 3
 
 
+def _watch(harvester: Harvester, method: str) -> tuple[Beacon, list[Any]]:
+    """Wrap ``harvester.<method>`` so each call is counted and its result kept."""
+    beacon, results = Beacon(), []
+    real = getattr(harvester, method)
+
+    def watched() -> Any:
+        result = real()
+        results.append(result)
+        beacon.hit()
+        return result
+
+    setattr(harvester, method, watched)
+    return beacon, results
+
+
 def test_background_thread_keeps_pool_between_water_marks(memory_pool: Pool) -> None:
-    harvester = Harvester(ScriptedSource([]), memory_pool, low_water=50, high_water=100)
+    source = ScriptedSource([])
+    harvester = Harvester(source, memory_pool, low_water=50, high_water=100)
+    looks, _ = _watch(harvester, "level")  # the thread looks at the level each round
     harvester.start()
     try:
-        deadline = time.monotonic() + 20
-        while memory_pool.level().blocks < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert looks.wait_until(lambda: memory_pool.level().blocks >= 100)
         level = memory_pool.level().blocks
         assert 100 <= level < 100 + 64  # stops within one harvest of the high mark
-        time.sleep(0.3)
-        assert memory_pool.level().blocks == level  # idle above the low mark
+        calls, seen = source.calls, looks.count
+        for more in (1, 2):  # two more rounds, each after a look at the level
+            harvester.wake()
+            assert looks.wait_count(seen + more)
+        assert source.calls == calls  # idle above the low mark
+        assert memory_pool.level().blocks == level
         memory_pool.take(level - 40)
         harvester.wake()
-        deadline = time.monotonic() + 20
-        while memory_pool.level().blocks < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert looks.wait_until(lambda: memory_pool.level().blocks >= 100)
         assert memory_pool.level().blocks >= 100
     finally:
         harvester.stop()
@@ -108,27 +164,35 @@ def test_background_thread_keeps_pool_between_water_marks(memory_pool: Pool) -> 
 
 def test_background_thread_backs_off_on_errors(memory_pool: Pool) -> None:
     source = ScriptedSource([SourceNetworkError("down")] * 100)
-    harvester = Harvester(source, memory_pool, backoff_base=0.05, backoff_max=0.2)
+    base, most = 0.05, 0.2
+    harvester = Harvester(source, memory_pool, backoff_base=base, backoff_max=most)
     harvester.start()
-    time.sleep(0.5)
-    harvester.stop()
-    # with backoff 0.05, 0.1, 0.2, 0.2 ... (jittered by up to half) only a few tries fit
-    assert 2 <= source.calls <= 12
-    assert harvester.snapshot()["source_errors"] == source.calls
+    try:
+        assert source.called.wait_count(5)
+    finally:
+        harvester.stop()
+    assert harvester.snapshot()["source_errors"] == source.calls >= 5
+    # each retry waits its backoff, 0.05, 0.1, 0.2, 0.2 ..., jittered down by at most half
+    gaps = [b - a for a, b in zip(source.called_at, source.called_at[1:], strict=False)]
+    for failures, gap in enumerate(gaps, start=1):
+        assert gap >= 0.5 * min(most, base * 2 ** (failures - 1)) * 0.99, gaps
 
 
 def test_node_lock_allows_one_harvester(memory_pool: Pool, tmp_path: Path) -> None:
     lock = tmp_path / "harvester.lock"
-    first = Harvester(ScriptedSource([]), memory_pool, high_water=100, lock_path=lock)
+    first_source = ScriptedSource([])
+    first = Harvester(first_source, memory_pool, high_water=100, lock_path=lock)
     second_source = ScriptedSource([])
     second = Harvester(second_source, memory_pool, high_water=100, lock_path=lock)
+    tries, got_lock = _watch(second, "_acquire_lock")
     first.start()
-    deadline = time.monotonic() + 10
-    while not (first.active and first.harvests) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    second.start()
-    time.sleep(0.3)
     try:
+        assert first_source.called.wait_until(lambda: first.active and first.harvests > 0)
+        second.start()
+        assert tries.wait_count(1)
+        second.wake()  # and once more: it keeps refusing while the first holds the lock
+        assert tries.wait_count(2)
+        assert got_lock[:2] == [False, False]
         assert first.active and not second.active
         assert second_source.calls == 0
     finally:
@@ -136,8 +200,104 @@ def test_node_lock_allows_one_harvester(memory_pool: Pool, tmp_path: Path) -> No
         second.stop()
 
 
-def test_snapshot_has_no_pool_bytes(memory_pool: Pool) -> None:
+# -- no pool bytes in the snapshot --------------------------------------------------------
+
+
+def _leaves(value: object) -> Iterator[object]:
+    """Every key and scalar of a nested snapshot."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _encodings(data: bytes) -> set[str]:
+    """Text forms of ``data``: hex, base64 (both alphabets), repr and latin-1."""
+    b64 = base64.b64encode(data).decode()
+    return {
+        data.hex(),
+        b64.rstrip("="),
+        b64.replace("+", "-").replace("/", "_").rstrip("="),
+        repr(data)[2:-1],
+        data.decode("latin-1"),
+    }
+
+
+def block_leaks(snapshot: object, blocks: Sequence[Block]) -> list[str]:
+    """Where a block's bytes, or any 8 bytes of one, appear in ``snapshot``, in any encoding.
+
+    Searched: ``repr`` and the JSON dump of the snapshot and its string values
+    (hex case-insensitively), and the raw bytes of its bytes and string values
+    (latin-1). Base64 is
+    searched by 9-byte windows, which a base64 run of 11 bytes or more contains
+    whatever its alignment.
+    """
+    leaves = list(_leaves(snapshot))
+    texts = [repr(snapshot), json.dumps(snapshot, default=repr)]
+    texts += [leaf for leaf in leaves if isinstance(leaf, str)]
+    texts += [t.lower() for t in texts]
+    raws = [
+        bytes(leaf) if isinstance(leaf, bytes | bytearray | memoryview)
+        else str(leaf).encode("latin-1", errors="replace")
+        for leaf in leaves
+    ]  # fmt: skip
+    found = []
+    for number, block in enumerate(blocks):
+        data = block.data
+        needles = set(_encodings(data))
+        needles |= {data[i : i + 8].hex() for i in range(len(data) - 7)}
+        needles |= {repr(data[i : i + 8])[2:-1] for i in range(len(data) - 7)}
+        needles |= {base64.b64encode(data[i : i + 9]).decode() for i in range(len(data) - 8)}
+        needles |= {
+            base64.urlsafe_b64encode(data[i : i + 9]).decode() for i in range(len(data) - 8)
+        }
+        found += [f"block {number}: {n!r}" for n in needles if any(n in t for t in texts)]
+        windows = {data[i : i + 8] for i in range(len(data) - 7)}
+        found += [f"block {number}: raw {w!r}" for w in windows if any(w in r for r in raws)]
+    return found
+
+
+@pytest.fixture
+def harvested(memory_pool: Pool) -> tuple[Harvester, list[Block]]:
     harvester = Harvester(ScriptedSource(["ok"]), memory_pool)
-    blocks = harvester.harvest_once()
-    text = repr(harvester.snapshot())
-    assert blocks[0].data.hex() not in text
+    return harvester, harvester.harvest_once()
+
+
+def test_snapshot_has_no_pool_bytes(harvested: tuple[Harvester, list[Block]]) -> None:
+    harvester, blocks = harvested
+    snapshot = harvester.snapshot()
+    assert len(blocks) > 1
+    json.dumps(snapshot)  # plain JSON, no bytes
+    assert blocks[0].data.hex() not in repr(snapshot)
+    assert block_leaks(snapshot, blocks) == []
+
+
+_LEAKS: dict[str, Callable[[bytes], object]] = {
+    "hex": lambda d: d.hex(),
+    "upper-case hex": lambda d: d.hex().upper(),
+    "base64": lambda d: base64.b64encode(d).decode(),
+    "url-safe base64": lambda d: base64.urlsafe_b64encode(d).decode(),
+    "base64 of 11 bytes": lambda d: base64.b64encode(d[7:18]).decode(),
+    "raw bytes": lambda d: d,
+    "bytearray in a list": lambda d: [bytearray(d)],
+    "bytes repr": lambda d: repr(d),
+    "latin-1 string": lambda d: d.decode("latin-1"),
+    "8 raw bytes": lambda d: b"<" + d[20:28] + b">",
+    "8 bytes in hex": lambda d: "id-" + d[40:48].hex(),
+    "as a key": lambda d: {d[3:11].hex(): 1},
+}
+
+
+@pytest.mark.parametrize("encode", _LEAKS.values(), ids=_LEAKS.keys())
+def test_leak_check_finds_a_block_in_any_encoding(
+    harvested: tuple[Harvester, list[Block]], encode: Callable[[bytes], object]
+) -> None:
+    harvester, blocks = harvested
+    flawed = harvester.snapshot()
+    flawed["health"] = {"debug": {"last": encode(blocks[-1].data)}}  # the last block, nested
+    assert block_leaks(flawed, blocks) != []

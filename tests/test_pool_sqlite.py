@@ -135,11 +135,11 @@ def test_each_thread_gets_its_own_connection_closed_after_it_ends(pool: SqlitePo
     for t in threads:
         t.join()
     assert len({id(c) for c in seen}) == 4
-    assert len(pool._opened) == 5  # the four and this thread's
+    assert len(pool._connections) == 5  # the four and this thread's
     worker = threading.Thread(target=pool.level)
     worker.start()
     worker.join()  # opening its connection closed the four of the ended threads
-    assert len(pool._opened) == 2
+    assert len(pool._connections) == 2
 
 
 def test_unopenable_path_is_a_config_error(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from quantumrng.pool._common import (
 )
 from quantumrng.pool.base import PoolLevel
 from quantumrng.provenance import Provenance
+from quantumrng.storage.errors import translate_errors
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -212,7 +213,6 @@ class RedisPool:
         redis = _import_redis()
         retry = importlib.import_module("redis.retry").Retry
         no_backoff = importlib.import_module("redis.backoff").NoBackoff
-        self._error: type[Exception] = redis.RedisError
         self._url = _redacted(url)
         self._prefix = prefix
         self._closed = False
@@ -241,13 +241,11 @@ class RedisPool:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """Fail closed on any Redis error, naming only its class (no URL, no data)."""
+        """Fail closed when closed, or on any Redis error (named by its class only)."""
         if self._closed:
             raise Unavailable("the entropy pool is closed")
-        try:
+        with translate_errors("the Redis pool"):
             yield
-        except self._error as exc:
-            raise Unavailable(f"Redis pool error: {type(exc).__name__}") from None
 
     def put(self, blocks: Sequence[Block]) -> None:
         """Add blocks in one atomic script."""

@@ -18,22 +18,17 @@ Guarantees and the choices behind them:
 - **Provenance history.** A harvest row is deleted with its last block, so
   the table only describes blocks still in the pool; consumed provenance
   travels with the taken blocks, not in the file.
-- **Threads and forks.** One connection per thread (``threading.local``),
-  re-opened when ``os.getpid()`` changes. Connections inherited through
-  ``fork`` are never used *or closed* in the child (SQLite forbids carrying a
-  connection across fork; closing one could checkpoint the WAL from a stale
-  view): an at-fork hook parks them in :data:`_INHERITED` for the child's life.
+- **Threads and forks.** One connection per thread of each process, never
+  one inherited through ``fork``
+  (:class:`~quantumrng.storage.sqlite.ThreadConnections`).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from quantumrng.block import Block
@@ -47,11 +42,14 @@ from quantumrng.pool._common import (
 )
 from quantumrng.pool.base import PoolLevel
 from quantumrng.provenance import Provenance
+from quantumrng.storage.errors import translate_errors
+from quantumrng.storage.sqlite import ThreadConnections, connect
 
 __all__ = ["DEFAULT_TIMEOUT", "SqlitePool"]
 
 DEFAULT_TIMEOUT = 10.0  # seconds a writer waits for the lock before Unavailable
 SCHEMA_VERSION = 1
+_STORE = "the SQLite pool"
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS harvests (
@@ -70,30 +68,6 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS blocks_by_harvest ON blocks(harvest_id)",
 )
 
-#: Connections inherited through fork: kept referenced, never closed (see module doc).
-_INHERITED: list[sqlite3.Connection] = []
-_registry_lock = threading.Lock()
-_POOLS: weakref.WeakSet[SqlitePool] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """Park every inherited connection so the child never uses or closes one."""
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for pool in list(_POOLS):
-        _INHERITED.extend(entry.conn for entry in pool._opened)
-        pool._opened = []
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@dataclass(slots=True)
-class _Opened:
-    pid: int
-    thread: weakref.ref[threading.Thread]
-    conn: sqlite3.Connection
-
 
 class SqlitePool:
     """A :class:`~quantumrng.pool.base.Pool` in one SQLite file."""
@@ -101,13 +75,11 @@ class SqlitePool:
     def __init__(self, path: Path | str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._path = Path(path)
         self._timeout = timeout
-        self._local = threading.local()
-        self._opened: list[_Opened] = []
         self._closed = False
-        _POOLS.add(self)
+        self._connections = ThreadConnections(self._path, self._connect)
         self._create_file()
         try:
-            with self._errors(), self._transaction() as conn:
+            with translate_errors(_STORE), self._transaction() as conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -137,11 +109,8 @@ class SqlitePool:
         os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = connect(self._path, timeout=self._timeout)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             if conn.execute("PRAGMA secure_delete = ON").fetchone()[0] != 1:
@@ -158,29 +127,7 @@ class SqlitePool:
         """Return this thread's connection, opening one in a new thread or process."""
         if self._closed:
             raise Unavailable("the entropy pool is closed")
-        pid = os.getpid()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == pid:
-            return conn
-        conn = self._connect()
-        with _registry_lock:
-            self._prune(pid)
-            self._opened.append(_Opened(pid, weakref.ref(threading.current_thread()), conn))
-        self._local.conn, self._local.pid = conn, pid
-        return conn
-
-    def _prune(self, pid: int) -> None:
-        """Park connections of another process; close those of threads that ended."""
-        keep: list[_Opened] = []
-        for entry in self._opened:
-            thread = entry.thread()
-            if entry.pid != pid:
-                _INHERITED.append(entry.conn)
-            elif thread is None or not thread.is_alive():
-                entry.conn.close()
-            else:
-                keep.append(entry)
-        self._opened = keep
+        return self._connections.get()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -195,14 +142,6 @@ class SqlitePool:
                 conn.execute("ROLLBACK")
             raise
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Translate SQLite errors (which never quote bound values) to ``Unavailable``."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise Unavailable(f"SQLite pool error: {exc}") from exc
-
     # --- Pool -----------------------------------------------------------------
 
     def put(self, blocks: Sequence[Block]) -> None:
@@ -210,7 +149,7 @@ class SqlitePool:
         groups = group_harvests(blocks)
         if not groups:
             return
-        with self._errors(), self._transaction() as conn:
+        with translate_errors(_STORE), self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO harvests (harvest_id, source, provenance) VALUES (?, ?, ?)"
                 " ON CONFLICT (harvest_id) DO NOTHING",
@@ -240,7 +179,7 @@ class SqlitePool:
         check_take(n, source)
         only = "" if source is None else " AND b.source = ?"
         params: tuple[str, ...] = () if source is None else (source,)
-        with self._errors(), self._transaction() as conn:
+        with translate_errors(_STORE), self._transaction() as conn:
             rows = conn.execute(
                 "SELECT b.id, b.harvest_id, b.data, b.credited_bits, h.provenance"
                 " FROM blocks AS b JOIN harvests AS h ON h.harvest_id = b.harvest_id"
@@ -271,7 +210,7 @@ class SqlitePool:
 
     def level(self) -> PoolLevel:
         """Return blocks, credited bits and blocks per source kind, from one snapshot."""
-        with self._errors():
+        with translate_errors(_STORE):
             rows = (
                 self._conn()
                 .execute("SELECT source, count(*), sum(credited_bits) FROM blocks GROUP BY source")
@@ -289,7 +228,7 @@ class SqlitePool:
         check_limit(limit)
         if limit == 0:
             return []
-        with self._errors():
+        with translate_errors(_STORE):
             rows = (
                 self._conn()
                 .execute(
@@ -308,12 +247,4 @@ class SqlitePool:
         Call it when no other thread is using the pool.
         """
         self._closed = True
-        pid = os.getpid()
-        with _registry_lock:
-            for entry in self._opened:
-                if entry.pid == pid:
-                    entry.conn.close()
-                else:
-                    _INHERITED.append(entry.conn)
-            self._opened = []
-        self._local = threading.local()
+        self._connections.close()

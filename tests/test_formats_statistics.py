@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from quantumrng import formats
-from quantumrng.formats import ALPHABETS, ByteReader
+from quantumrng.formats import ALPHABETS
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_die_rolls_are_uniform_and_modulo_bias_is_caught() -> None:
 
 
 def test_single_randint_calls_are_uniform() -> None:
-    reader = ByteReader(source(2))
+    reader = source(2)
     assert chi2_p([formats.randint(reader, 1, 6) - 1 for _ in range(60_000)], 6) > ALPHA
 
 
@@ -149,19 +149,19 @@ def naive_shuffle(read: formats.RandomBytes, items: list[int]) -> list[int]:
 def test_shuffles_give_every_order_and_position_equally() -> None:
     count, items = 12_000, [0, 1, 2, 3]
     orders = {p: i for i, p in enumerate(itertools.permutations(items))}
-    reader = ByteReader(source(11))
+    reader = source(11)
     shuffles = [tuple(formats.shuffle(reader, items)) for _ in range(count)]
     assert chi2_p([orders[s] for s in shuffles], len(orders)) > ALPHA
     for position in range(len(items)):
         assert chi2_p([s[position] for s in shuffles], len(items)) > ALPHA
-    naive_reader = ByteReader(source(11))
+    naive_reader = source(11)
     naive = [orders[tuple(naive_shuffle(naive_reader, items))] for _ in range(count)]
     assert chi2_p(naive, len(orders)) < BIASED
 
 
 def test_long_shuffles_move_every_item_everywhere_equally() -> None:
     n, count, buckets = 200, 2_000, 10  # n > 128 takes the vectorised path
-    reader = ByteReader(source(14))
+    reader = source(14)
     shuffles = [formats.shuffle(reader, range(n)) for _ in range(count)]
     for position in (0, 100, n - 1):
         column = [s[position] * buckets // n for s in shuffles]
@@ -172,12 +172,12 @@ def test_samples_give_every_ordered_pair_equally() -> None:
     pairs: dict[tuple[int, ...], int] = {
         p: i for i, p in enumerate(itertools.permutations(range(6), 2))
     }
-    reader = ByteReader(source(12))
+    reader = source(12)
     picks = Counter(tuple(formats.sample(reader, range(6), 2)) for _ in range(9_000))
     assert chi2_p([pairs[p] for p in picks.elements()], len(pairs)) > ALPHA
 
 
 def test_permutations_put_every_value_everywhere_equally() -> None:
-    reader = ByteReader(source(13))
+    reader = source(13)
     first = [formats.permutation(reader, 10, 16)[0] - 10 for _ in range(7_000)]
     assert chi2_p(first, 7) > ALPHA

@@ -28,7 +28,7 @@ def test_open_source_by_kind(kind: str, cls: type) -> None:
     assert type(source) is cls
     assert source.kind == kind
     assert isinstance(source, Source)
-    info = source.describe()  # type: ignore[attr-defined]
+    info = source.info()  # type: ignore[attr-defined]
     assert info["kind"] == kind
     json.dumps(info, default=str)
 
@@ -42,7 +42,7 @@ def test_import_and_construction_do_not_load_qiskit() -> None:
         "import sys, quantumrng.sources as s\n"
         "from quantumrng.config import Settings\n"
         "for kind in ('simulator', 'ibm', 'os', 'file'):\n"
-        "    s.open_source(Settings(source=kind)).describe()\n"
+        "    s.open_source(Settings(source=kind)).info()\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in\n"
         "                ('qiskit', 'qiskit_aer', 'qiskit_ibm_runtime'))\n"
         "assert not loaded, loaded\n"

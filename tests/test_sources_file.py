@@ -102,8 +102,8 @@ def test_rejects_nonpositive_size(tmp_path: Path) -> None:
         _source(tmp_path / "x", 0)
 
 
-def test_describe(tmp_path: Path) -> None:
-    info = _source(tmp_path / "hwrng", 16, entropy=0.25).describe()
+def test_info_names_the_device_and_its_claim(tmp_path: Path) -> None:
+    info = _source(tmp_path / "hwrng", 16, entropy=0.25).info()
     assert info == {
         "kind": "file",
         "backend": str(tmp_path / "hwrng"),

@@ -130,7 +130,7 @@ def test_named_backend_and_cached_transpilation(manila: Any) -> None:
     assert first.provenance.harvest_id != second.provenance.harvest_id
     assert first.assessed_entropy == 0.3
     assert first.width == 3
-    assert source.describe()["backend"] == "fake_manila"
+    assert source.info()["backend"] == "fake_manila"
 
 
 def test_shots_are_capped_by_the_backend_maximum() -> None:
@@ -432,7 +432,7 @@ def test_token_never_in_errors_logs_or_reprs(
     err = info.value
     assert "RuntimeJobFailureError" in err.message
     assert "<secret>" in err.message
-    texts = [err.message, str(err), repr(err), repr(source), str(source.describe()), caplog.text]
+    texts = [err.message, str(err), repr(err), repr(source), str(source.info()), caplog.text]
     assert all(TOKEN not in text for text in texts)
     assert err.__cause__ is None
     assert len(sleeps) == 1
@@ -445,9 +445,9 @@ def test_auth_errors_do_not_echo_the_provider_message(manila: Any) -> None:
     assert TOKEN not in info.value.message
 
 
-def test_describe_has_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_info_has_no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    info = IBMSource(_settings(ibm_secrets=tmp_path / "s.yml")).describe()
+    info = IBMSource(_settings(ibm_secrets=tmp_path / "s.yml")).info()
     assert info["kind"] == "ibm"
     assert info["selection"] == "least_busy"
     assert info["creditable"] is True

@@ -40,8 +40,8 @@ def test_rejects_nonpositive_size() -> None:
         OSSource(Settings(os_read_bytes=0))
 
 
-def test_describe() -> None:
-    assert OSSource(Settings(os_read_bytes=64)).describe() == {
+def test_info_names_the_kernel_and_its_credit() -> None:
+    assert OSSource(Settings(os_read_bytes=64)).info() == {
         "kind": "os",
         "backend": "getrandom",
         "read_bytes": 64,

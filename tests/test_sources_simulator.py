@@ -72,8 +72,8 @@ def test_aer_failure_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:
         SimulatorSource(Settings()).harvest()
 
 
-def test_describe_names_the_backend_and_no_credit() -> None:
-    info = SimulatorSource(Settings(qubits=5, shots=10)).describe()
+def test_info_names_the_backend_and_no_credit() -> None:
+    info = SimulatorSource(Settings(qubits=5, shots=10)).info()
     assert info["kind"] == "simulator"
     assert info["backend"] == "aer_simulator"
     assert info["creditable"] is False

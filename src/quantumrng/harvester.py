@@ -17,38 +17,22 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from quantumrng.block import Block
 from quantumrng.conditioning import condition
 from quantumrng.errors import HealthTestFailure, QuantumRNGError
-from quantumrng.health import HealthMonitor
+from quantumrng.health import HealthMonitor, summarize_failures
 from quantumrng.pool.base import Pool
 from quantumrng.sources.base import Source
 
-__all__ = ["Harvester", "describe_failures"]
+__all__ = ["Harvester"]
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_SECONDS = 300.0  # harvest rate is averaged over this window
-
-
-def describe_failures(failures: Sequence[tuple[str, int]]) -> str:
-    """Summarise (test, stream) failures in one short line: "rct on 16 streams, bias on 3"."""
-    by_test: dict[str, list[int]] = {}
-    for test, stream in failures:
-        by_test.setdefault(test, []).append(stream)
-    parts = []
-    for test, streams in by_test.items():
-        if len(streams) > 3:
-            parts.append(f"{test} on {len(streams)} streams")
-        else:
-            parts.append(
-                f"{test} on stream{'s' if len(streams) > 1 else ''} " + ", ".join(map(str, streams))
-            )
-    return "; ".join(parts)
 
 
 class Harvester:
@@ -109,7 +93,7 @@ class Harvester:
         if not report.passed:
             message = (
                 f"{harvest.provenance.source} harvest failed health tests: "
-                f"{describe_failures(report.failures)}"
+                f"{summarize_failures(report.failures)}"
             )
             with self._mutex:
                 self.last_error = message

@@ -22,6 +22,7 @@ import functools
 import math
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ __all__ = [
     "apt_cutoff",
     "bias_cutoff",
     "is_biased",
+    "summarize_failures",
     "mcv_min_entropy",
     "rct_cutoff",
     "repetition_count_test",
@@ -124,6 +126,22 @@ def is_biased(stream: npt.ArrayLike, cutoff: int) -> bool:
     bits = np.asarray(stream).ravel()
     ones = int(np.count_nonzero(bits))
     return max(ones, bits.size - ones) >= cutoff
+
+
+def summarize_failures(failures: Sequence[tuple[str, int]]) -> str:
+    """Summarise (test, stream) failures in one short line: "rct on 16 streams, bias on 3"."""
+    by_test: dict[str, list[int]] = {}
+    for test, stream in failures:
+        by_test.setdefault(test, []).append(stream)
+    parts = []
+    for test, streams in by_test.items():
+        if len(streams) > 3:
+            parts.append(f"{test} on {len(streams)} streams")
+        else:
+            parts.append(
+                f"{test} on stream{'s' if len(streams) > 1 else ''} " + ", ".join(map(str, streams))
+            )
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +389,7 @@ class HealthMonitor:
                     for name, failed in (
                         ("rct", rct.failed),
                         ("apt", apt.failed),
-                        ("bias", bool(commoner[i] >= bias_c)),
+                        ("bias", is_biased(column, bias_c)),
                     )
                     if failed
                 )

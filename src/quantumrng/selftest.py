@@ -87,8 +87,7 @@ def run_selftest(settings: Settings) -> Iterator[tuple[str, bool, str]]:
         passed = _known_answer(entropy, nonce, pers, steps, expected)
         yield f"CTR_DRBG AES-256 KAT ({mode})", passed, "NIST CAVP DRBGVS 14.3"
 
-    from quantumrng.harvester import describe_failures
-    from quantumrng.health import HealthMonitor
+    from quantumrng.health import HealthMonitor, summarize_failures
     from quantumrng.sources import open_source
 
     try:
@@ -103,5 +102,5 @@ def run_selftest(settings: Settings) -> Iterator[tuple[str, bool, str]]:
         f"min-entropy estimate {min(estimates):.3f}..{max(estimates):.3f} bits/bit"
     )
     if not report.passed:
-        detail += "; failed: " + describe_failures(report.failures)
+        detail += "; failed: " + summarize_failures(report.failures)
     yield f"{settings.source} start-up health test", report.passed, detail

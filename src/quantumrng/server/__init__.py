@@ -1,7 +1,7 @@
 """The HTTP service: one Starlette ASGI app (v1, v2, operations, docs) and its runner.
 
 ``create_app`` builds the app; ``quantumrng.server.run.serve`` runs it on
-uvicorn; ``quantumrng.server.commands.serve_command`` is ``qrng serve``.
+uvicorn; ``quantumrng.cli.serve`` is ``qrng serve``.
 Imported lazily, so ``qrng --help`` does not load the web stack.
 """
 

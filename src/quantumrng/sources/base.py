@@ -10,7 +10,7 @@ column; conditioning hashes the packed bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from quantumrng.provenance import Provenance
 
@@ -65,6 +65,11 @@ class Source(Protocol):
 
     #: One of :data:`quantumrng.provenance.SOURCE_KINDS`.
     kind: str
+
+    def info(self) -> dict[str, Any]:
+        """Return what status pages show about this source: kind, backend, credit claim;
+        never a credential."""
+        ...
 
     def harvest(self) -> Harvest:
         """Run the source once and return its raw bits.

@@ -62,7 +62,7 @@ class FileSource:
     def __repr__(self) -> str:
         return f"FileSource(path={str(self.path)!r}, read_bytes={self.read_bytes})"
 
-    def describe(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """Return what status pages show about this source."""
         return {
             "kind": self.kind,

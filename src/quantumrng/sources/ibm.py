@@ -205,7 +205,7 @@ class IBMSource:
             f"qubits={self.qubits}, shots={self.shots})"
         )
 
-    def describe(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """Return what status pages show about this source (no credentials)."""
         backend = self._backend
         return {

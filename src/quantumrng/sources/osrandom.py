@@ -33,7 +33,7 @@ class OSSource:
     def __repr__(self) -> str:
         return f"OSSource(read_bytes={self.read_bytes})"
 
-    def describe(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """Return what status pages show about this source."""
         return {
             "kind": self.kind,

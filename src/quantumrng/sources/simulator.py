@@ -51,7 +51,7 @@ class SimulatorSource:
     def __repr__(self) -> str:
         return f"SimulatorSource(qubits={self.qubits}, shots={self.shots})"
 
-    def describe(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         """Return what status pages show about this source."""
         return {
             "kind": self.kind,

@@ -35,6 +35,7 @@ from quantumrng.server.access import (
     next_midnight,
 )
 from quantumrng.server.keys import KeyStore
+from quantumrng.server.usage import UsageStore
 from tests.conftest import make_settings
 from tests.server.support import assert_error, serve_memory
 from tests.server.test_keys import damage
@@ -382,7 +383,26 @@ def test_a_key_quota_holds_across_worker_processes(tmp_path: Path) -> None:
         p.join(timeout=60)
     assert sum(got) == 2000
     day = datetime.fromtimestamp(NOON, UTC).date().isoformat()
-    assert access.store.used(record.principal, day) == 2000
+    assert access.usage_store.used(record.principal, day) == 2000
+
+
+def test_quotas_count_in_the_usage_store_given_or_in_the_key_stores_file(tmp_path: Path) -> None:
+    day = datetime.fromtimestamp(NOON, UTC).date().isoformat()
+    given = UsageStore(tmp_path / "usage.sqlite3")
+    clock = Clock()
+    access = Access(
+        make_settings(tmp_path, daily_bytes=1000),
+        KeyStore(tmp_path / "keys.sqlite3"),
+        given,
+        clock=lambda: clock.mono,
+        now=lambda: clock.wall,
+    )
+    run(access.admit(request(), scope="drbg", nbytes=300))
+    assert access.usage_store is given and given.used("ip:127.0.0.1", day) == 300
+    assert UsageStore(tmp_path / "keys.sqlite3").used("ip:127.0.0.1", day) == 0
+    default = make_access(tmp_path, clock, daily_bytes=1000)
+    run(default.admit(request(), scope="drbg", nbytes=200))
+    assert UsageStore(tmp_path / "keys.sqlite3").used("ip:127.0.0.1", day) == 200
 
 
 def test_next_midnight_is_utc() -> None:

@@ -1,4 +1,4 @@
-"""API key store: create/verify/revoke, hash-only storage, daily counters across processes."""
+"""Key and usage stores: create/verify/revoke, hash-only storage, counters across processes."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantumrng.cli.keys import keys_group
 from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.server.keys import KeyRecord, KeyStore, parse_scopes
-from quantumrng.server.keys_command import keys_group
+from quantumrng.server.usage import UsageStore
 from tests.conftest import make_settings
 
 KEY_RE = re.compile(r"qrng_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
@@ -34,6 +35,11 @@ def _flip(key: str) -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> KeyStore:
     return KeyStore(tmp_path / "keys.sqlite3")
+
+
+@pytest.fixture
+def usage(store: KeyStore) -> UsageStore:
+    return UsageStore(store.path)
 
 
 def test_create_returns_a_well_formed_key_and_its_record(store: KeyStore) -> None:
@@ -115,13 +121,13 @@ def test_active_names_are_unique_but_reusable_after_revoke(store: KeyStore) -> N
     _, second = store.create("ci", {"raw"}, None, None)
     assert second.id != first.id
     assert store.get("ci") == second
-    assert [r.id for r in store.list()] == [first.id, second.id]
+    assert [r.id for r in store.records()] == [first.id, second.id]
 
 
 def test_list_shows_records_without_hashes(store: KeyStore) -> None:
     _, record = store.create("alice", {"drbg", "admin"}, 1.0, 10, burst=4)
     store.revoke("alice")
-    [listed] = store.list()
+    [listed] = store.records()
     assert isinstance(listed, KeyRecord)
     assert listed.id == record.id and listed.burst == 4 and listed.revoked_at is not None
     assert "hash" not in listed.to_dict()
@@ -147,7 +153,7 @@ def test_create_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValidationError):
         store.create(name, scopes, rate, daily)
-    assert store.list() == []
+    assert store.records() == []
 
 
 def test_parse_scopes() -> None:
@@ -194,14 +200,14 @@ def test_file_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(fresh.parent.stat().st_mode) & 0o077 == 0
 
 
-def test_threads_share_the_store(store: KeyStore) -> None:
+def test_threads_share_the_store(store: KeyStore, usage: UsageStore) -> None:
     key, record = store.create("alice", {"drbg"}, None, None)
     results: list[KeyRecord | None] = []
 
     def work() -> None:
         for _ in range(20):
             results.append(store.verify(key))
-            store.consume("p", "2030-01-01", 1, 10**6)
+            usage.consume("p", "2030-01-01", 1, 10**6)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
@@ -209,25 +215,25 @@ def test_threads_share_the_store(store: KeyStore) -> None:
     for t in threads:
         t.join()
     assert results == [record] * 80
-    assert store.used("p", "2030-01-01") == 80
+    assert usage.used("p", "2030-01-01") == 80
 
 
-def test_consume_counts_up_to_the_limit_and_no_further(store: KeyStore) -> None:
-    assert store.consume("p", "2030-01-01", 60, 100) == 60
-    assert store.consume("p", "2030-01-01", 50, 100) is None
-    assert store.used("p", "2030-01-01") == 60
-    assert store.consume("p", "2030-01-01", 40, 100) == 100
-    assert store.consume("p", "2030-01-01", 0, 100) == 100
-    assert store.consume("p", "2030-01-01", 1, 100) is None
-    assert store.consume("p", "2030-01-01", 101, 1000) is not None  # other limit, same row
-    assert store.consume("q", "2030-01-01", 101, 100) is None
-    assert store.used("q", "2030-01-01") == 0
+def test_consume_counts_up_to_the_limit_and_no_further(usage: UsageStore) -> None:
+    assert usage.consume("p", "2030-01-01", 60, 100) == 60
+    assert usage.consume("p", "2030-01-01", 50, 100) is None
+    assert usage.used("p", "2030-01-01") == 60
+    assert usage.consume("p", "2030-01-01", 40, 100) == 100
+    assert usage.consume("p", "2030-01-01", 0, 100) == 100
+    assert usage.consume("p", "2030-01-01", 1, 100) is None
+    assert usage.consume("p", "2030-01-01", 101, 1000) is not None  # other limit, same row
+    assert usage.consume("q", "2030-01-01", 101, 100) is None
+    assert usage.used("q", "2030-01-01") == 0
 
 
-def test_a_new_day_starts_from_zero_and_drops_old_days(store: KeyStore) -> None:
-    store.consume("p", "2030-01-01", 100, 100)
-    assert store.consume("p", "2030-01-02", 100, 100) == 100
-    assert store.used("p", "2030-01-01") == 0
+def test_a_new_day_starts_from_zero_and_drops_old_days(usage: UsageStore) -> None:
+    usage.consume("p", "2030-01-01", 100, 100)
+    assert usage.consume("p", "2030-01-02", 100, 100) == 100
+    assert usage.used("p", "2030-01-01") == 0
 
 
 @settings(max_examples=50, deadline=None)
@@ -235,7 +241,7 @@ def test_a_new_day_starts_from_zero_and_drops_old_days(store: KeyStore) -> None:
 def test_consume_never_exceeds_the_limit(
     tmp_path_factory: pytest.TempPathFactory, limit: int, asks: list[int]
 ) -> None:
-    store = KeyStore(tmp_path_factory.mktemp("q") / "k.sqlite3")
+    store = UsageStore(tmp_path_factory.mktemp("q") / "k.sqlite3")
     accepted = 0
     for n in asks:
         got = store.consume("p", "2030-01-01", n, limit)
@@ -256,7 +262,7 @@ def _hammer(
     go: multiprocessing.synchronize.Event,
     out: multiprocessing.Queue[int],
 ) -> None:
-    store = KeyStore(Path(path))
+    store = UsageStore(Path(path))
     go.wait(30)
     ok = sum(
         7 for _ in range(tries) if store.consume(principal, "2030-01-01", 7, limit) is not None
@@ -268,7 +274,8 @@ def test_daily_quota_holds_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "keys.sqlite3"
     store = KeyStore(path)
     _, record = store.create("shared", {"drbg"}, None, 6999)
-    store.consume(record.principal, "2030-01-01", 0, 6999)  # a parent connection exists
+    usage = UsageStore(path)
+    usage.consume(record.principal, "2030-01-01", 0, 6999)  # a parent connection exists
     ctx = multiprocessing.get_context("fork")
     out: multiprocessing.Queue[int] = ctx.Queue()
     go = ctx.Event()
@@ -283,7 +290,7 @@ def test_daily_quota_holds_across_processes(tmp_path: Path) -> None:
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert sum(got) == store.used(record.principal, "2030-01-01") == 6993
+    assert sum(got) == usage.used(record.principal, "2030-01-01") == 6993
     assert all(g > 0 for g in got)
 
 
@@ -408,19 +415,21 @@ def test_opening_a_damaged_file_is_unavailable_naming_it(tmp_path: Path) -> None
     assert str(path) in err.value.message and err.value.status == 503
 
 
-def test_sqlite_errors_after_opening_are_unavailable(store: KeyStore) -> None:
+def test_sqlite_errors_after_opening_are_unavailable(store: KeyStore, usage: UsageStore) -> None:
     key, record = store.create("alice", {"drbg"}, None, 10)
     store.check()
+    usage.used(record.principal, "2030-01-01")
     store.close()
+    usage.close()
     damage(store.path)
     calls = [
         lambda: store.verify(key),
         lambda: store.get(record.id),
-        store.list,
+        store.records,
         lambda: store.revoke(record.id),
-        lambda: store.consume(record.principal, "2030-01-01", 1, 10),
-        lambda: store.refund(record.principal, "2030-01-01", 1),
-        lambda: store.used(record.principal, "2030-01-01"),
+        lambda: usage.consume(record.principal, "2030-01-01", 1, 10),
+        lambda: usage.refund(record.principal, "2030-01-01", 1),
+        lambda: usage.used(record.principal, "2030-01-01"),
         lambda: store.create("bob", {"drbg"}, None, None),
         store.check,
     ]

@@ -18,8 +18,9 @@ from ``rate_limit``/``rate_burst``/``daily_bytes``:
   **per process**: with ``--workers N`` a client may get up to N bursts and
   N times the rate (the kernel spreads connections over the workers). A
   shared bucket would cost an SQLite write per request;
-- a daily byte quota, reset at 00:00 UTC, counted in the key store's SQLite
-  file with one atomic conditional UPDATE: it holds across workers.
+- a daily byte quota, reset at 00:00 UTC, counted by the usage store
+  (:class:`~quantumrng.server.usage.UsageStore`, in the key store's SQLite
+  file) with one atomic conditional UPDATE: it holds across workers.
 
 A verified key is remembered for ``KEY_CACHE_SECONDS`` (1 s), a lookup
 saved per request: a revoked key stops working within that second.
@@ -30,9 +31,10 @@ headers) whenever a limit applies, for the policy nearest exhaustion. With
 no limit the path touches neither SQLite nor a lock: the defaults (all
 limits 0, auth off on loopback) never throttle anyone.
 
-A key store that cannot be opened or read answers 503 ``unavailable`` with
-the fixed message :data:`STORE_UNAVAILABLE`; the detail (file, SQLite error,
-never a key) goes to the server log, at most once per ``STORE_LOG_SECONDS``.
+A key or usage store that cannot be opened or read answers 503
+``unavailable`` with the fixed message :data:`STORE_UNAVAILABLE`; the detail
+(file, SQLite error, never a key) goes to the server log, at most once per
+``STORE_LOG_SECONDS``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from quantumrng.errors import (
     Unavailable,
 )
 from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore
+from quantumrng.server.usage import UsageStore
 
 __all__ = ["ANONYMOUS_SCOPES", "STORE_UNAVAILABLE", "Admission", "Access", "Limits", "is_loopback"]
 
@@ -212,12 +215,14 @@ class Access:
         self,
         settings: Settings,
         store: KeyStore | None = None,
+        usage: UsageStore | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self._store = store
+        self._usage = usage
         self._clock = clock
         self._now = now
         if settings.require_auth is None:
@@ -234,7 +239,7 @@ class Access:
 
     @property
     def store(self) -> KeyStore:
-        """The key store, opened on first need (a key presented, or a quota).
+        """The key store, opened on first need (a key presented).
 
         Raises ``ConfigError`` or ``Unavailable`` naming the file: for
         operators. Requests go through :meth:`_stored` instead.
@@ -245,10 +250,24 @@ class Access:
                     self._store = KeyStore(self.settings.keys_path)
         return self._store
 
-    def _stored(self, op: Callable[[KeyStore], T]) -> T:
-        """Run ``op`` on the key store; any failure of the store is a 503 with a fixed message."""
+    @property
+    def usage_store(self) -> UsageStore:
+        """The daily byte counters, opened on first need (a quota), in the key store's file.
+
+        Raises like :attr:`store`; requests go through :meth:`_stored`.
+        """
+        if self._usage is None:
+            with self._store_lock:
+                if self._usage is None:
+                    keys = self._store
+                    path = self.settings.keys_path if keys is None else keys.path
+                    self._usage = UsageStore(path)
+        return self._usage
+
+    def _stored(self, op: Callable[[], T]) -> T:
+        """Run ``op`` on a store; any failure of the store is a 503 with a fixed message."""
         try:
-            return op(self.store)
+            return op()
         except (ConfigError, Unavailable) as exc:
             t = self._clock()
             if self._store_logged_at is None or t - self._store_logged_at >= STORE_LOG_SECONDS:
@@ -283,7 +302,7 @@ class Access:
         hit = self._keys.get(digest)
         if hit is not None and hit[1] > t:
             return hit[0]
-        record = self._stored(lambda store: store.verify(presented))
+        record = self._stored(lambda: self.store.verify(presented))
         if record is None:
             self._keys.pop(digest, None)
             return None
@@ -346,7 +365,7 @@ class Access:
         principal = admission.principal
         with contextlib.suppress(Unavailable):  # logged; the first error is the answer
             await to_thread.run_sync(
-                self._stored, lambda store: store.refund(principal, day, charged)
+                self._stored, lambda: self.usage_store.refund(principal, day, charged)
             )
 
     def _take_token(
@@ -398,11 +417,11 @@ class Access:
             )
         day = _day(now)
         used = await to_thread.run_sync(
-            self._stored, lambda store: store.consume(principal, day, nbytes, limit)
+            self._stored, lambda: self.usage_store.consume(principal, day, nbytes, limit)
         )
         if used is None:
             left = limit - await to_thread.run_sync(
-                self._stored, lambda store: store.used(principal, day)
+                self._stored, lambda: self.usage_store.used(principal, day)
             )
             raise RateLimited(
                 f"over the daily quota of {limit} bytes ({max(0, left)} left, {nbytes} asked); "
@@ -433,7 +452,9 @@ class Access:
         bytes_left: int | None = None
         if limits.daily_bytes is not None:
             day = _day(now)
-            used = await to_thread.run_sync(self._stored, lambda store: store.used(principal, day))
+            used = await to_thread.run_sync(
+                self._stored, lambda: self.usage_store.used(principal, day)
+            )
             bytes_left = max(0, limits.daily_bytes - used)
         resets = datetime.fromtimestamp(next_midnight(now), UTC)
         return {

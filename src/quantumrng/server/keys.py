@@ -1,4 +1,4 @@
-"""API keys and daily usage counters, in one SQLite file (``settings.keys_path``).
+"""API keys, in one SQLite file (``settings.keys_path``).
 
 A key reads ``qrng_<id>_<secret>``: ``id`` is 12 hex digits, public, the
 row to look up; ``secret`` is 32 bytes from :mod:`secrets` in base64url.
@@ -8,35 +8,32 @@ cannot be guessed, so one SHA-256 is as strong as a preimage attack on it,
 and a keyed HMAC would add nothing but a second secret to keep. Hashes are
 compared with :func:`hmac.compare_digest` (constant time).
 
-The same file keeps per-principal byte counters for the day, updated with one
-atomic ``UPDATE ... WHERE bytes + n <= limit``, so a daily quota holds across
-``--workers N`` processes. The file is created with mode 0600 and opened in WAL
-mode; each thread of each process has its own connection (a connection never
-crosses a ``fork``). A damaged or unreadable file raises ``Unavailable`` (503)
-naming the file; the server's access gate shows clients a fixed message.
+The same file keeps the daily byte counters, in their own store
+(:class:`~quantumrng.server.usage.UsageStore`). The file is created with mode
+0600 and opened in WAL mode; each thread of each process has its own
+connection (:class:`~quantumrng.storage.sqlite.ThreadConnections`). A damaged
+or unreadable file raises ``Unavailable`` (503) naming the file; the server's
+access gate shows clients a fixed message.
 """
 
 from __future__ import annotations
 
 import base64
-import builtins
 import hashlib
 import hmac
 import math
-import os
 import re
 import secrets
 import sqlite3
-import threading
 import time
-import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from quantumrng.errors import ConfigError, NotFound, Unavailable, ValidationError
+from quantumrng.storage.errors import translate_errors
+from quantumrng.storage.sqlite import open_private
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -76,13 +73,9 @@ CREATE TABLE IF NOT EXISTS keys (
     revoked_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS keys_active_name ON keys(name) WHERE revoked_at IS NULL;
-CREATE TABLE IF NOT EXISTS usage (
-    principal TEXT NOT NULL,
-    day TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    PRIMARY KEY (principal, day)
-) WITHOUT ROWID;
 """
+#: A power loss may lose the last commits (a key just made), never corrupt the file.
+_PRAGMAS = ("synchronous=NORMAL",)
 _COLUMNS = "id, name, scopes, rate, burst, daily_bytes, created_at, revoked_at"
 
 
@@ -133,7 +126,7 @@ class KeyRecord:
 
 def parse_scopes(text: str | Iterable[str]) -> frozenset[str]:
     """Return the scopes of a comma-separated string or iterable; reject unknown ones."""
-    items = text.split(",") if isinstance(text, str) else builtins.list(text)
+    items = text.split(",") if isinstance(text, str) else list(text)
     scopes = frozenset(s.strip().lower() for s in items if s.strip())
     unknown = scopes - set(SCOPES)
     if unknown:
@@ -177,67 +170,28 @@ def _record(row: tuple[Any, ...]) -> KeyRecord:
 
 
 class KeyStore:
-    """API keys (hashes only) and daily byte counters in a SQLite file."""
+    """API keys (hashes only) in a SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: builtins.list[tuple[int, sqlite3.Connection]] = []
-        self._cleaned_day: str | None = None
-        _stores.add(self)
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            os.chmod(self.path, 0o600)
-            conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-        except OSError as exc:
-            raise ConfigError(f"cannot open the key store {self.path}: {exc}") from None
-        except sqlite3.Error as exc:
-            raise Unavailable(f"cannot open the key store {self.path}: {exc}") from None
+        self._connections = open_private(
+            self.path,
+            _SCHEMA,
+            what="the key store",
+            pragmas=_PRAGMAS,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        self._store = f"the key store {self.path}"
 
     def __repr__(self) -> str:
         return f"KeyStore({str(self.path)!r})"
 
     def _conn(self) -> sqlite3.Connection:
-        """Return this thread's connection, opening a new one after a fork."""
-        local = self._local
-        pid = os.getpid()
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is None or local.pid != pid:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,  # only close() crosses threads
-            )
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            local.conn, local.pid = conn, pid
-            with self._lock:
-                # a connection inherited through fork is kept, never closed here:
-                # closing it in the child could checkpoint under the parent's feet
-                self._conns.append((pid, conn))
-        return conn
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Translate SQLite errors (which never quote bound values) to ``Unavailable``.
-
-        The message names the file, for operators; the server's access gate
-        answers clients with a fixed message instead.
-        """
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise Unavailable(f"the key store {self.path} failed: {exc}") from None
+        return self._connections.get()
 
     def check(self) -> None:
         """Read every page (``PRAGMA quick_check``); raise ``Unavailable`` if one is damaged."""
-        with self._errors():
+        with translate_errors(self._store):
             rows = self._conn().execute("PRAGMA quick_check").fetchall()
         if [tuple(r) for r in rows] != [("ok",)]:
             raise Unavailable(f"the key store {self.path} is damaged: {rows[0][0]}")
@@ -274,7 +228,7 @@ class KeyStore:
         burst_v = (burst or None) if rate_v is not None else None
         daily_v = daily_bytes or None
         now = time.time()
-        with self._errors():
+        with translate_errors(self._store):
             conn = self._conn()
             for _ in range(8):
                 key_id = secrets.token_hex(ID_HEX // 2)
@@ -312,7 +266,7 @@ class KeyStore:
 
     def get(self, id_or_name: str) -> KeyRecord:
         """Return the key with this id, else the active key with this name."""
-        with self._errors():
+        with translate_errors(self._store):
             conn = self._conn()
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (id_or_name,)
@@ -328,16 +282,16 @@ class KeyStore:
         if record.revoked_at is not None:
             return record
         now = time.time()
-        with self._errors():
+        with translate_errors(self._store):
             self._conn().execute(
                 "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, record.id),
             )
         return self.get(record.id)
 
-    def list(self) -> builtins.list[KeyRecord]:
+    def records(self) -> list[KeyRecord]:
         """Return every key, revoked ones included, oldest first."""
-        with self._errors():
+        with translate_errors(self._store):
             rows = (
                 self._conn()
                 .execute(f"SELECT {_COLUMNS} FROM keys ORDER BY created_at, id")
@@ -350,7 +304,7 @@ class KeyStore:
         key_id = _split(presented)
         if key_id is None:
             return None  # the format is public: rejecting it early leaks nothing
-        with self._errors():
+        with translate_errors(self._store):
             row = (
                 self._conn()
                 .execute(f"SELECT {_COLUMNS}, hash FROM keys WHERE id = ?", (key_id,))
@@ -362,70 +316,6 @@ class KeyStore:
         record = _record(row[:-1])
         return record if record.active else None
 
-    # -- daily usage -------------------------------------------------------------
-
-    def consume(self, principal: str, day: str, nbytes: int, limit: int) -> int | None:
-        """Count ``nbytes`` for ``principal`` on ``day`` if the total stays <= ``limit``.
-
-        Returns the new total, or None (and counts nothing) when it would
-        exceed ``limit``. One SQL statement: atomic across processes.
-        """
-        if nbytes < 0:
-            raise ValueError("nbytes must be non-negative")
-        if nbytes > limit:
-            return None
-        with self._errors():
-            conn = self._conn()
-            if self._cleaned_day != day:
-                conn.execute("DELETE FROM usage WHERE day < ?", (day,))
-                self._cleaned_day = day
-            rows = conn.execute(
-                "INSERT INTO usage (principal, day, bytes) VALUES (?, ?, ?) "
-                "ON CONFLICT (principal, day) DO UPDATE SET bytes = bytes + excluded.bytes "
-                "WHERE usage.bytes + excluded.bytes <= ? RETURNING bytes",
-                (principal, day, nbytes, limit),
-            ).fetchall()
-        return int(rows[0][0]) if rows else None
-
-    def refund(self, principal: str, day: str, nbytes: int) -> None:
-        """Give back ``nbytes`` counted by :meth:`consume` for a request that served nothing."""
-        if nbytes < 0:
-            raise ValueError("nbytes must be non-negative")
-        with self._errors():
-            self._conn().execute(
-                "UPDATE usage SET bytes = MAX(0, bytes - ?) WHERE principal = ? AND day = ?",
-                (nbytes, principal, day),
-            )
-
-    def used(self, principal: str, day: str) -> int:
-        """Return the bytes counted for ``principal`` on ``day``."""
-        with self._errors():
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT bytes FROM usage WHERE principal = ? AND day = ?", (principal, day)
-                )
-                .fetchone()
-            )
-        return 0 if row is None else int(row[0])
-
     def close(self) -> None:
         """Close this process's connections; the file stays."""
-        pid = os.getpid()
-        with self._lock:
-            mine = [c for p, c in self._conns if p == pid]
-            self._conns = [(p, c) for p, c in self._conns if p != pid]
-        for conn in mine:
-            conn.close()
-        self._local = threading.local()
-
-
-_stores: weakref.WeakSet[KeyStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_stores):
-        store._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+        self._connections.close()

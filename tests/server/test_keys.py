@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import multiprocessing
 import multiprocessing.synchronize
 import re
@@ -12,17 +11,13 @@ import stat
 import threading
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantumrng.cli.keys import keys_group
 from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.server.keys import KeyRecord, KeyStore, parse_scopes
 from quantumrng.server.usage import UsageStore
-from tests.conftest import make_settings
 
 KEY_RE = re.compile(r"qrng_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
@@ -312,91 +307,6 @@ def test_store_survives_fork(store: KeyStore) -> None:
     assert store.verify(key) == record
 
 
-# -- qrng keys -----------------------------------------------------------------------
-
-
-def _cli(tmp_path: Path) -> click.Group:
-    """A stand-in for the ``qrng`` group: puts the settings in the context."""
-
-    @click.group()
-    @click.pass_context
-    def qrng(ctx: click.Context) -> None:
-        ctx.obj = make_settings(tmp_path)
-
-    qrng.add_command(keys_group)
-    return qrng
-
-
-def test_cli_create_list_revoke(tmp_path: Path) -> None:
-    cli, runner = _cli(tmp_path), CliRunner()
-    made = runner.invoke(
-        cli,
-        [
-            "keys",
-            "create",
-            "--name",
-            "ci",
-            "--scopes",
-            "drbg,raw",
-            "--rate",
-            "5",
-            "--daily-bytes",
-            "1000000",
-        ],
-    )
-    assert made.exit_code == 0, made.output
-    key = made.stdout.strip()
-    assert KEY_RE.fullmatch(key)
-    assert "will not be shown again" in made.stderr
-    store = KeyStore(tmp_path / "keys.sqlite3")
-    record = store.verify(key)
-    assert record is not None and record.scopes == frozenset({"drbg", "raw"})
-    assert (record.rate, record.daily_bytes) == (5.0, 1_000_000)
-
-    table = runner.invoke(cli, ["keys", "list"])
-    assert table.exit_code == 0
-    assert record.id in table.stdout and "ci" in table.stdout and "drbg,raw" in table.stdout
-    assert key not in table.output and KEY_RE.fullmatch(key).group(2) not in table.output  # type: ignore[union-attr]
-
-    revoked = runner.invoke(cli, ["keys", "revoke", "ci"])
-    assert revoked.exit_code == 0 and record.id in revoked.stdout
-    assert store.verify(key) is None
-
-    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"]).stdout)
-    assert [(k["id"], k["name"], k["scopes"]) for k in listed] == [
-        (record.id, "ci", ["drbg", "raw"])
-    ]
-    assert listed[0]["revoked_at"] is not None and "hash" not in listed[0]
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["keys", "revoke", "nobody"],
-        ["keys", "create", "--name", "bad\tname"],
-        ["keys", "create", "--name", "x", "--scopes", "drbg,root"],
-        ["keys", "create", "--name", "x", "--rate", "-1"],
-        ["keys", "create", "--name", "x", "--rate", "nan"],
-        ["keys", "create", "--name", "x", "--daily-bytes", "lots"],
-        ["keys", "create"],
-    ],
-)
-def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str]) -> None:
-    result = CliRunner().invoke(_cli(tmp_path), args)
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1 and "Traceback" not in result.output
-
-
-def test_cli_duplicate_name_is_a_clean_error(tmp_path: Path) -> None:
-    cli, runner = _cli(tmp_path), CliRunner()
-    assert runner.invoke(cli, ["keys", "create", "--name", "ci"]).exit_code == 0
-    again = runner.invoke(cli, ["keys", "create", "--name", "ci"])
-    assert again.exit_code == 2
-    assert again.output.strip() == "Error: an active key named 'ci' exists"
-
-
 # -- a damaged file -------------------------------------------------------------------------
 
 
@@ -437,11 +347,3 @@ def test_sqlite_errors_after_opening_are_unavailable(store: KeyStore, usage: Usa
         with pytest.raises(Unavailable, match="key store") as err:
             call()
         assert key not in err.value.message
-
-
-def test_cli_reports_a_damaged_store_in_one_line(tmp_path: Path) -> None:
-    damage(make_settings(tmp_path).keys_path)
-    result = CliRunner().invoke(_cli(tmp_path), ["keys", "list"])
-    assert result.exit_code == 2, result.output
-    assert result.output.startswith("Error: cannot open the key store")
-    assert "not a database" in result.output and len(result.output.splitlines()) == 1

@@ -1,4 +1,4 @@
-"""In-memory pool engine (DESIGN.md, pool): thread-safe, nothing persists; for tests.
+"""In-memory pool engine (docs/ARCHITECTURE.md, pool): thread-safe, nothing persists; for tests.
 
 Blocks wait in one FIFO queue per source kind, each tagged with a global
 sequence number so an unfiltered take merges the queues oldest first.

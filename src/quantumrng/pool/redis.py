@@ -1,4 +1,4 @@
-"""Redis pool engine: one pool shared by the nodes of a deployment (DESIGN.md, pool).
+"""Redis pool engine: one pool shared by the nodes of a deployment (docs/ARCHITECTURE.md, pool).
 
 Layout under the key prefix ``P`` (``settings.redis_key``):
 

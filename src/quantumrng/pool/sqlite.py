@@ -1,6 +1,6 @@
 """SQLite pool engine: the embedded default, one file shared by the processes of a node.
 
-Implements the pool stage of DESIGN.md ("a block is handed out exactly once").
+Implements the pool stage of docs/ARCHITECTURE.md ("a block is taken exactly once").
 
 Guarantees and the choices behind them:
 

@@ -6,7 +6,6 @@ import hashlib
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -359,17 +358,28 @@ def test_remote_random_drops_its_buffer_in_a_forked_child(
 # -- over real sockets ------------------------------------------------------------------------
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that sets ``ready`` once it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.ready.set()
+
+
 @pytest.fixture
 def served(fake: Fake) -> Iterator[str]:
     """The look-alike app on uvicorn in a thread; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(fake_app(fake), log_level="warning", lifespan="off"))
+    server = _Server(uvicorn.Config(fake_app(fake), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert server.ready.wait(30), "uvicorn did not start"
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -109,7 +110,8 @@ def run_server(tmp: Path, *flags: str, verify: ssl.SSLContext | bool = True) -> 
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not ready: {log.read_text()}")
-            time.sleep(0.2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.2)  # the poll interval, cut short if the server exits
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -174,17 +176,29 @@ def _drbg_bytes(c: httpx.Client) -> dict[int, int]:
     return seen
 
 
+def _settled_drbg_bytes(c: httpx.Client, timeout: float = 60.0) -> dict[int, int]:
+    """DRBG output per worker once no worker's count grows between two looks 0.5 s apart."""
+    deadline = time.monotonic() + timeout
+    last = _drbg_bytes(c)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # the sampling interval: a running stream generates MiB in it
+        now = _drbg_bytes(c)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"DRBG output still growing after {timeout:.0f} s: {last}")
+
+
 def test_a_stream_stops_when_its_client_leaves(server: Server) -> None:
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        before = _drbg_bytes(c)
+        before = _settled_drbg_bytes(c)
         with c.stream("GET", "/api/v2/bytes", params={"n": 1 << 30, "format": "raw"}) as r:
             got = 0
             for part in r.iter_bytes():
                 got += len(part)
                 if got >= 4 << 20:
                     break
-        time.sleep(2)
-        after = _drbg_bytes(c)
+        after = _settled_drbg_bytes(c)
         assert c.get("/health").status_code == 200
     spent = sum(after.get(pid, 0) - before.get(pid, 0) for pid in after)
     assert spent < 256 << 20, f"{spent} DRBG bytes generated for a 1 GiB stream left after 4 MiB"

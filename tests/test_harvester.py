@@ -59,6 +59,9 @@ class ScriptedSource:
         self.called_at: list[float] = []
         self.called = Beacon()
 
+    def info(self) -> dict[str, object]:
+        return {"kind": self.kind, "backend": "scripted", "creditable": True}
+
     def harvest(self) -> Harvest:
         self.calls += 1
         self.called_at.append(time.monotonic())
@@ -301,3 +304,12 @@ def test_leak_check_finds_a_block_in_any_encoding(
     flawed = harvester.snapshot()
     flawed["health"] = {"debug": {"last": encode(blocks[-1].data)}}  # the last block, nested
     assert block_leaks(flawed, blocks) != []
+
+
+def test_snapshot_shows_what_the_source_says_of_itself(memory_pool: Pool) -> None:
+    harvester = Harvester(ScriptedSource(["ok"]), memory_pool)
+    assert harvester.snapshot()["source_info"] == {
+        "kind": "os",
+        "backend": "scripted",
+        "creditable": True,
+    }

@@ -260,7 +260,8 @@ class Harvester:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Counters, rate, health and source description; nothing secret."""
+        """Counters, rate, health and what the source says of itself (``Source.info``);
+        nothing secret."""
         with self._mutex:
             data: dict[str, Any] = {
                 "source": self.source.kind,
@@ -279,5 +280,6 @@ class Harvester:
                 "high_water": self.high_water,
             }
         data["rate"] = self.rate()
+        data["source_info"] = self.source.info()
         data["health"] = self.monitor.snapshot()
         return data

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from quantumrng.block import Block
 from quantumrng.config import ENV_PREFIX, Settings, load_settings
 from quantumrng.pool import open_pool
 from quantumrng.pool.base import Pool
-from tests.pool_support import harvest
 
 #: XDG base directories, each pointed at its usual place under the tests' HOME.
 XDG_DIRS = {
@@ -70,14 +68,6 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"data_dir": tmp_path}
     values.update(overrides)
     return load_settings(overrides=values, environ={})
-
-
-def make_blocks(n: int, source: str = "os", credited_bits: int = 512) -> list[Block]:
-    """Blocks with distinct, recognisable (not random) contents, one harvest.
-
-    Kept for its callers; the one block factory is ``tests.pool_support.harvest``.
-    """
-    return harvest(n, source=source, credited_bits=credited_bits)
 
 
 @pytest.fixture

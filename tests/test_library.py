@@ -12,8 +12,7 @@ import quantumrng
 from quantumrng import library
 from quantumrng.engine import Engine
 from quantumrng.pool.base import Pool
-
-from .conftest import make_blocks
+from tests.blocks import make_blocks
 
 
 @pytest.fixture

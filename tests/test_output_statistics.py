@@ -17,8 +17,7 @@ from scipy import special, stats
 
 from quantumrng.harvester import Harvester
 from quantumrng.node import Node
-
-from .conftest import make_settings
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
 

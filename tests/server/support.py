@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from quantumrng.node import Node
 from quantumrng.server import create_app
 from quantumrng.server.access import Access
-from tests.conftest import make_blocks, make_settings
+from tests.blocks import make_blocks
+from tests.conftest import make_settings
 
 warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")
 

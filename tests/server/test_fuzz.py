@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from tests.conftest import make_blocks
+from tests.blocks import make_blocks
 from tests.server.support import serve_memory
 
 pytestmark = pytest.mark.slow

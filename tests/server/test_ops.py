@@ -17,7 +17,8 @@ from quantumrng.node import Node
 from quantumrng.pool.base import Pool, PoolLevel
 from quantumrng.server import app as app_module
 from quantumrng.server import create_app
-from tests.conftest import make_blocks, make_settings
+from tests.blocks import make_blocks
+from tests.conftest import make_settings
 from tests.server.support import TestClient, assert_error, serve_memory
 
 

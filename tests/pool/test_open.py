@@ -11,8 +11,8 @@ import pytest
 from quantumrng.config import Settings, load_settings
 from quantumrng.errors import ConfigError
 from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool, open_pool
-
-from .pool_support import delete_prefix, harvest, new_prefix, redis_url
+from tests.blocks import make_blocks
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 
 
 def settings_for(data_dir: Path, **values: object) -> Settings:
@@ -54,7 +54,7 @@ def test_redis_uses_url_and_key_prefix(tmp_path: Path) -> None:
     pool = open_pool(settings_for(tmp_path, pool="redis", redis_url=redis_url(), redis_key=prefix))
     try:
         assert isinstance(pool, RedisPool) and pool.prefix == prefix
-        pool.put(harvest(1))
+        pool.put(make_blocks(1))
         assert pool.level().blocks == 1
     finally:
         pool.close()

@@ -11,8 +11,7 @@ from quantumrng import engine as engine_module
 from quantumrng.engine import BUFFER_BYTES, Engine
 from quantumrng.errors import EntropyUnavailable, NotSeeded
 from quantumrng.pool.base import Pool
-
-from .conftest import make_blocks
+from tests.blocks import make_blocks
 
 
 def test_engine_without_pool_entropy_fails_closed(memory_pool: Pool) -> None:

@@ -1,18 +1,14 @@
-"""Helpers of the pool tests: blocks with known contents and a local Redis server."""
+"""Helpers of the pool tests: a local Redis server and keys under a prefix of their own."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import socket
 import subprocess
 import time
 import uuid
 
 import pytest
-
-from quantumrng.block import Block
-from quantumrng.provenance import Provenance
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
@@ -21,29 +17,6 @@ REDIS_START = [
     "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
     "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
 ]  # fmt: skip
-
-
-def harvest(
-    n: int,
-    source: str = "os",
-    credited_bits: int = 512,
-    harvest_id: str | None = None,
-    **fields: object,
-) -> list[Block]:
-    """``n`` blocks of one new harvest; each block's bytes are unique and derivable."""
-    prov = Provenance(
-        source=source,
-        harvest_id=harvest_id or uuid.uuid4().hex,
-        harvested_at=time.time(),
-        **fields,  # type: ignore[arg-type]
-    )
-    return [block_for(prov, i, credited_bits) for i in range(n)]
-
-
-def block_for(prov: Provenance, i: int, credited_bits: int = 512) -> Block:
-    """Block ``i`` of harvest ``prov``: SHA-512 of its harvest id and index."""
-    data = hashlib.sha512(f"{prov.harvest_id}/{i}".encode()).digest()
-    return Block(data=data, credited_bits=credited_bits, provenance=prov)
 
 
 def _redis_up() -> bool:

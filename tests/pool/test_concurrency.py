@@ -23,8 +23,8 @@ import pytest
 from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable
 from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool
-
-from .pool_support import delete_prefix, harvest, new_prefix, redis_url
+from tests.blocks import make_blocks
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 
 _OPEN = """
 import os, sys
@@ -140,7 +140,7 @@ def fill(pool: Pool, harvests: int, size: int) -> list[str]:
     order: list[str] = []
     for i in range(harvests):
         kind, bits = ("os", 512) if i % 2 == 0 else ("simulator", 0)
-        blocks = harvest(size, kind, bits)
+        blocks = make_blocks(size, kind, bits)
         pool.put(blocks)
         order += hexes(blocks)
     return order

@@ -14,8 +14,7 @@ import pytest
 
 from quantumrng.errors import ConfigError, EntropyUnavailable
 from quantumrng.pool import SqlitePool
-
-from .pool_support import harvest
+from tests.blocks import make_blocks
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def test_file_and_wal_are_owner_only_even_with_a_lax_umask(path: Path) -> None:
     old = os.umask(0o000)
     try:
         pool = SqlitePool(path)
-        pool.put(harvest(2))
+        pool.put(make_blocks(2))
     finally:
         os.umask(old)
     try:
@@ -58,7 +57,7 @@ def test_connection_settings(pool: SqlitePool) -> None:
 
 
 def test_taken_bytes_are_erased_from_the_file(path: Path, pool: SqlitePool) -> None:
-    kept, gone = harvest(20), harvest(20)
+    kept, gone = make_blocks(20), make_blocks(20)
     pool.put(kept + gone)
     pool.take(20)  # the oldest: ``kept``'s blocks
     pool.close()
@@ -72,7 +71,7 @@ def test_taken_bytes_are_erased_from_the_file(path: Path, pool: SqlitePool) -> N
 
 
 def test_harvest_rows_go_with_their_last_block(path: Path, pool: SqlitePool) -> None:
-    a, b = harvest(2), harvest(2)
+    a, b = make_blocks(2), make_blocks(2)
     pool.put(a + b)
     pool.take(3)
     with raw(path) as conn:
@@ -81,7 +80,7 @@ def test_harvest_rows_go_with_their_last_block(path: Path, pool: SqlitePool) -> 
 
 
 def test_contents_survive_reopening(path: Path) -> None:
-    blocks = harvest(4)
+    blocks = make_blocks(4)
     first = SqlitePool(path)
     first.put(blocks)
     first.take(1)
@@ -96,7 +95,7 @@ def test_contents_survive_reopening(path: Path) -> None:
 
 
 def test_take_waits_for_a_writer_instead_of_failing(path: Path, pool: SqlitePool) -> None:
-    pool.put(harvest(2))
+    pool.put(make_blocks(2))
     holder = raw(path)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.3, holder.execute, args=("COMMIT",))
@@ -111,7 +110,7 @@ def test_take_waits_for_a_writer_instead_of_failing(path: Path, pool: SqlitePool
 
 
 def test_a_short_take_leaves_the_file_unchanged(path: Path, pool: SqlitePool) -> None:
-    pool.put(harvest(2))
+    pool.put(make_blocks(2))
     with raw(path) as conn:
         before = conn.execute("SELECT id, data FROM blocks").fetchall()
     with pytest.raises(EntropyUnavailable):

@@ -10,8 +10,8 @@ import pytest
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.pool import RedisPool
 from quantumrng.pool.redis import INSTALL_HINT
-
-from .pool_support import delete_prefix, harvest, new_prefix, redis_keys, redis_url
+from tests.blocks import make_blocks
+from tests.pool.support import delete_prefix, new_prefix, redis_keys, redis_url
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_bad_url_is_a_config_error_without_the_url() -> None:
 
 def test_unreachable_server_fails_closed() -> None:
     pool = RedisPool("redis://:s3cr3t@127.0.0.1:1/0", prefix="p")
-    for call in (pool.level, lambda: pool.take(1), lambda: pool.put(harvest(1))):
+    for call in (pool.level, lambda: pool.take(1), lambda: pool.put(make_blocks(1))):
         with pytest.raises(Unavailable) as info:
             call()
         assert "s3cr3t" not in str(info.value)
@@ -71,7 +71,7 @@ def test_client_never_retries() -> None:
 def test_keys_stay_under_the_prefix_and_harvests_go_with_their_blocks(
     pool: RedisPool, prefix: str
 ) -> None:
-    a, b = harvest(2, "os"), harvest(3, "simulator", 0)
+    a, b = make_blocks(2, "os"), make_blocks(3, "simulator", 0)
     pool.put(a + b)
     hid_a, hid_b = a[0].provenance.harvest_id, b[0].provenance.harvest_id
     assert redis_keys(prefix) == {
@@ -94,7 +94,7 @@ def test_keys_stay_under_the_prefix_and_harvests_go_with_their_blocks(
 def test_counters_match_the_lists(pool: RedisPool, prefix: str) -> None:
     import redis
 
-    pool.put(harvest(4, "os") + harvest(3, "ibm"))
+    pool.put(make_blocks(4, "os") + make_blocks(3, "ibm"))
     pool.take(2, source="ibm")
     pool.take(3)
     client = redis.Redis.from_url(redis_url())
@@ -110,7 +110,7 @@ def test_separate_prefixes_are_separate_pools(pool: RedisPool) -> None:
     other_prefix = new_prefix()
     other = RedisPool(redis_url(), prefix=other_prefix)
     try:
-        pool.put(harvest(2))
+        pool.put(make_blocks(2))
         assert other.level().blocks == 0
     finally:
         other.close()

@@ -16,8 +16,8 @@ from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool import MemoryPool, Pool, PoolLevel, RedisPool, SqlitePool
 from quantumrng.provenance import Provenance
-
-from .pool_support import block_for, delete_prefix, harvest, new_prefix, redis_url
+from tests.blocks import block_for, make_blocks
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 
 ENGINES = ["memory", "sqlite", "redis"]
 KINDS = ("os", "simulator", "ibm")
@@ -73,7 +73,7 @@ def test_new_pool_is_empty(pool: Pool) -> None:
 
 
 def test_put_then_take_returns_the_blocks_once(pool: Pool) -> None:
-    blocks = harvest(5)
+    blocks = make_blocks(5)
     pool.put(blocks)
     assert pool.level() == PoolLevel(blocks=5, credited_bits=5 * 512, by_source={"os": 5})
     assert datas(pool.take(5)) == datas(blocks)
@@ -83,7 +83,7 @@ def test_put_then_take_returns_the_blocks_once(pool: Pool) -> None:
 
 
 def test_take_is_oldest_first_across_puts_and_kinds(pool: Pool) -> None:
-    a, b, c = harvest(3, "os"), harvest(2, "simulator", 0), harvest(3, "ibm")
+    a, b, c = make_blocks(3, "os"), make_blocks(2, "simulator", 0), make_blocks(3, "ibm")
     for blocks in (a, b, c):
         pool.put(blocks)
     order = datas(a + b + c)
@@ -93,7 +93,7 @@ def test_take_is_oldest_first_across_puts_and_kinds(pool: Pool) -> None:
 
 
 def test_take_with_source_takes_only_that_kind(pool: Pool) -> None:
-    os1, sim, os2 = harvest(2, "os"), harvest(3, "simulator", 0), harvest(2, "os")
+    os1, sim, os2 = make_blocks(2, "os"), make_blocks(3, "simulator", 0), make_blocks(2, "os")
     for blocks in (os1, sim, os2):
         pool.put(blocks)
     taken = pool.take(3, source="os")
@@ -106,8 +106,8 @@ def test_take_with_source_takes_only_that_kind(pool: Pool) -> None:
 
 @pytest.mark.parametrize("source", [None, "os", "simulator", "file"])
 def test_short_take_removes_nothing(pool: Pool, source: str | None) -> None:
-    pool.put(harvest(3, "os"))
-    pool.put(harvest(1, "simulator", 0))
+    pool.put(make_blocks(3, "os"))
+    pool.put(make_blocks(1, "simulator", 0))
     before, recent = pool.level(), pool.recent()
     want = {None: 5, "os": 4, "simulator": 2, "file": 1}[source]
     with pytest.raises(EntropyUnavailable) as info:
@@ -122,7 +122,7 @@ def test_short_take_removes_nothing(pool: Pool, source: str | None) -> None:
 def test_take_of_less_than_one_block_is_a_value_error(
     pool: Pool, n: int, source: str | None
 ) -> None:
-    pool.put(harvest(2))
+    pool.put(make_blocks(2))
     with pytest.raises(ValueError):
         pool.take(n, source=source)
     assert pool.level().blocks == 2
@@ -148,7 +148,7 @@ def test_provenance_round_trips(pool: Pool) -> None:
 
 
 def test_recent_lists_newest_harvests_with_blocks_left(pool: Pool) -> None:
-    a, b, c = harvest(2, "os"), harvest(3, "simulator", 0), harvest(1, "ibm")
+    a, b, c = make_blocks(2, "os"), make_blocks(3, "simulator", 0), make_blocks(1, "ibm")
     for blocks in (a, b, c):
         pool.put(blocks)
     provs = [x[0].provenance for x in (a, b, c)]
@@ -164,11 +164,11 @@ def test_recent_lists_newest_harvests_with_blocks_left(pool: Pool) -> None:
 def test_put_again_to_a_harvest_keeps_its_first_provenance_and_moves_it_to_front(
     pool: Pool,
 ) -> None:
-    first = harvest(2, "os", harvest_id="h")
-    other = harvest(1, "simulator", 0)
+    first = make_blocks(2, "os", harvest_id="h")
+    other = make_blocks(1, "simulator", 0)
     pool.put(first)
     pool.put(other)
-    later = harvest(1, "ibm", harvest_id="h")
+    later = make_blocks(1, "ibm", harvest_id="h")
     pool.put(later)
     assert pool.recent() == [(first[0].provenance, 3), (other[0].provenance, 1)]
     assert pool.level().by_source == {"os": 3, "simulator": 1}
@@ -178,7 +178,7 @@ def test_put_again_to_a_harvest_keeps_its_first_provenance_and_moves_it_to_front
 
 
 def test_put_of_several_harvests_is_one_step(pool: Pool) -> None:
-    a, b = harvest(2, "os"), harvest(2, "simulator", 0)
+    a, b = make_blocks(2, "os"), make_blocks(2, "simulator", 0)
     pool.put(a + b)
     assert pool.level() == PoolLevel(4, 1024, {"os": 2, "simulator": 2})
     assert [p for p, _ in pool.recent()] == [b[0].provenance, a[0].provenance]
@@ -203,7 +203,7 @@ def test_empty_put_changes_nothing(pool: Pool) -> None:
     ids=["short", "long", "negative-credit", "over-credit", "no-id", "no-source", "mixed-prov"],
 )
 def test_invalid_put_is_refused_whole(pool: Pool, bad: Callable[[Block], Block]) -> None:
-    blocks = harvest(3)
+    blocks = make_blocks(3)
     with pytest.raises(ValueError):
         pool.put([*blocks, bad(blocks[0])])
     assert pool.level().blocks == 0
@@ -211,7 +211,7 @@ def test_invalid_put_is_refused_whole(pool: Pool, bad: Callable[[Block], Block])
 
 
 def test_no_bytes_in_reprs_or_errors(pool: Pool) -> None:
-    blocks = harvest(3)
+    blocks = make_blocks(3)
     pool.put(blocks)
     taken = pool.take(2)
     with pytest.raises(EntropyUnavailable) as info:
@@ -225,12 +225,12 @@ def test_no_bytes_in_reprs_or_errors(pool: Pool) -> None:
 
 def test_closed_pool_fails_closed(make_pool: MakePool) -> None:
     pool = make_pool()
-    pool.put(harvest(2))
+    pool.put(make_blocks(2))
     pool.close()
     with pytest.raises(Unavailable):
         pool.take(1)
     with pytest.raises(Unavailable):
-        pool.put(harvest(1))
+        pool.put(make_blocks(1))
 
 
 # --- model-based property test -------------------------------------------------------
@@ -311,7 +311,7 @@ def blocks_for(put: Put, model: Model) -> list[Block]:
         hid = live[reuse % len(live)] if reuse is not None and live else None
         if hid in used:
             hid = None
-        blocks += harvest(n, kind, bits, harvest_id=hid)
+        blocks += make_blocks(n, kind, bits, harvest_id=hid)
         used.add(blocks[-1].provenance.harvest_id)
     return blocks
 

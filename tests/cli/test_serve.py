@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from quantumrng.server import run
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """The settings ``serve`` would run with; nothing is served."""
-    for key in [k for k in os.environ if k.startswith("QRNG_")]:
-        monkeypatch.delenv(key)
     calls: list[Settings] = []
 
     def fake_serve(
@@ -57,3 +54,15 @@ def test_serve_flags_override_the_group_and_unset_ones_keep_it(
     )  # fmt: skip
     assert (s.source, s.pool, s.redis_url, s.data_dir) == ("os", "memory", "redis://a/0", other)
     assert (s.port, s.host, s.require_auth) == (6123, "127.0.0.1", None)
+
+
+def test_serve_flags_override_the_group_settings(tmp_path: Path, served: list[Settings]) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["--source", "os", "--data-dir", str(tmp_path), "serve", "--port", "6123",
+         "--workers", "3", "--no-require-auth", "--pool", "memory"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (s,) = served
+    assert (s.source, s.port, s.workers, s.require_auth, s.pool) == ("os", 6123, 3, False, "memory")
+    assert s.data_dir == tmp_path and s.host == "127.0.0.1"

@@ -10,51 +10,16 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from click.testing import CliRunner
 
-from quantumrng.cli import cli
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.server import run
 from tests.conftest import make_settings
-
-
-@pytest.fixture
-def served_settings(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    calls: list[Settings] = []
-
-    def fake_serve(
-        settings: Settings,
-        *,
-        access_log: bool = False,
-        announce: Callable[[Settings], None] | None = None,
-    ) -> None:
-        calls.append(settings)
-
-    monkeypatch.setattr(run, "serve", fake_serve)
-    return calls
-
-
-def test_serve_flags_override_the_group_settings(
-    tmp_path: Path, served_settings: list[Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key in [k for k in os.environ if k.startswith("QRNG_")]:
-        monkeypatch.delenv(key)
-    result = CliRunner().invoke(
-        cli,
-        ["--source", "os", "--data-dir", str(tmp_path), "serve", "--port", "6123",
-         "--workers", "3", "--no-require-auth", "--pool", "memory"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    (s,) = served_settings
-    assert (s.source, s.port, s.workers, s.require_auth, s.pool) == ("os", 6123, 3, False, "memory")
-    assert s.data_dir == tmp_path and s.host == "127.0.0.1"
 
 
 def test_uvicorn_config_uses_uvloop_httptools_and_a_picklable_factory(tmp_path: Path) -> None:

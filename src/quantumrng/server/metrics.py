@@ -209,7 +209,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            # an ApiRoute knows its full template; a Mount that matched no route does not
-            template = getattr(scope.get("route"), "template", None) or "unmatched"
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self.metrics.record(template, method, status, time.perf_counter() - start)

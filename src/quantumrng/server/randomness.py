@@ -173,16 +173,27 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
     query = tuple(p for p in params if p.location == "query")
     in_path = fmt.path_params
     default_mode = modes[0]
+    defaults = {p.name: p.default for p in query}
+    required = [p for p in query if p.required]
+    octets_possible = fmt.octets is not _never
+    json_limit = s.max_json_bytes
 
-    async def endpoint(request: Request) -> Response:
-        args = parse_query(request.query_params, query, strict=shape.strict_query)
+    def parse(request: Request) -> Args:
+        if request.scope["query_string"] or required:
+            args = parse_query(request.query_params, query, strict=shape.strict_query)
+        else:  # nothing to parse: every parameter takes its default
+            args = dict(defaults)
         if in_path:
             args.update(parse_path(request.path_params, in_path))
+        return args
+
+    async def endpoint(request: Request) -> Response:
+        args = parse(request)
         mode: str = args.get("mode", default_mode)
         nbytes = fmt.cost(args)
-        octets = fmt.octets(args)
+        octets = octets_possible and fmt.octets(args)
         streamed = octets and mode == "drbg"
-        within(nbytes, s.max_bytes if streamed else s.max_json_bytes)
+        within(nbytes, s.max_bytes if streamed else json_limit)
         async with access.admitted(request, scope=mode, nbytes=nbytes) as admission:
             if streamed:
                 return await _stream(ctx, nbytes, admission.headers)
@@ -193,7 +204,7 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
         return random_response(shape.body(value, mode, source), admission.headers, extra)
 
     content: dict[str, Mapping[str, Any]] = {"application/json": shape.schema(fmt.data)}
-    if fmt.octets is not _never:
+    if octets_possible:
         content["application/octet-stream"] = {}
     return Endpoint(
         fmt.path,

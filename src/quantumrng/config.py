@@ -76,6 +76,14 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "info"
+    # --- hardening ----------------------------------------------------------
+    forwarded_allow_ips: str = ""  # proxies trusted for X-Forwarded-*; "": none (headers ignored)
+    public_status: bool = False  # /api/v2/status and /metrics without a key under require_auth
+    max_header_bytes: int = 16_384  # request line and headers, all together (431 beyond)
+    header_timeout: float = 10.0  # seconds to send a request's headers, and idle before one
+    max_connections: int = 4096  # open connections per worker; more are closed at once
+    max_client_connections: int = 64  # open connections per client address (IPv6: per /64)
+    pool_key_file: Path | None = None  # block integrity key; None: <data_dir>/pool.key
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_KINDS:
@@ -108,11 +116,22 @@ class Settings:
                 raise ConfigError(f"{name} must be zero (unlimited) or positive")
         if str(self.data_dir) in ("", "."):
             raise ConfigError("data_dir must name a directory")
+        if not 1024 <= self.max_header_bytes <= 1 << 20:
+            raise ConfigError("max_header_bytes must be between 1024 and 1048576")
+        if not 0 < self.header_timeout < math.inf:
+            raise ConfigError("header_timeout must be a positive number of seconds")
+        if not 1 <= self.max_client_connections <= self.max_connections:
+            raise ConfigError("need 1 <= max_client_connections <= max_connections")
 
     @property
     def pool_path(self) -> Path:
         """The SQLite pool file."""
         return self.data_dir / "pool.sqlite3"
+
+    @property
+    def pool_key_path(self) -> Path:
+        """The file of the node key that tags pool blocks (outside the pool's store)."""
+        return self.pool_key_file if self.pool_key_file is not None else self.data_dir / "pool.key"
 
     @property
     def keys_path(self) -> Path:

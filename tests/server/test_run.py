@@ -3,9 +3,11 @@ failures as one line, the startup warning and the access log's redaction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pickle
+import resource
 import socket
 import ssl
 import subprocess
@@ -19,16 +21,102 @@ import trustme
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.server import run
+from quantumrng.server.protocol import ConnectionLimits, LimitedHttpToolsProtocol
 from tests.conftest import make_settings
 
 
-def test_uvicorn_config_uses_uvloop_httptools_and_a_picklable_factory(tmp_path: Path) -> None:
+def test_uvicorn_config_uses_uvloop_our_httptools_protocol_and_pickles(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, pool="memory", source="os", workers=2, port=6124)
     config: Any = run.build_config(settings)
-    assert (config.loop, config.http) == ("uvloop", "httptools")
+    assert (config.loop, config.http) == ("uvloop", LimitedHttpToolsProtocol)
     assert (config.workers, config.port) == (2, 6124)
     assert config.ssl_context_factory is None and config.headers == []
-    pickle.dumps(config.app)  # spawned workers receive it pickled
+    copy = pickle.loads(pickle.dumps(config))  # spawned workers receive it pickled
+    assert copy.limits == config.limits and copy.http is LimitedHttpToolsProtocol
+
+
+def test_the_connection_limits_come_from_the_settings(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, pool="memory", max_header_bytes=4096, header_timeout=2.5,
+        max_connections=500, max_client_connections=20, forwarded_allow_ips="10.0.0.1",
+    )  # fmt: skip
+    config: Any = run.build_config(settings)
+    assert config.limits == ConnectionLimits(4096, 2.5, 500, 20, "10.0.0.1")
+
+
+# -- proxy headers: only from the proxies configured -------------------------------------
+
+
+def _client_seen(config: Any, peer: str, forwarded_for: str) -> str:
+    """The client address the app sees through ``config`` for a request from ``peer``."""
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"][0])
+
+    config.app, config.factory, config.log_config = app, False, None
+    config.load()
+    scope = {
+        "type": "http", "scheme": "http", "client": (peer, 5555), "path": "/",
+        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+    }  # fmt: skip
+    asyncio.run(config.loaded_app(scope, None, None))
+    return seen[0]
+
+
+def test_proxy_headers_are_ignored_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own default must not apply
+    config: Any = run.build_config(make_settings(tmp_path, pool="memory"))
+    assert config.proxy_headers is False
+    assert _client_seen(config, "127.0.0.1", "203.0.113.7") == "127.0.0.1"
+
+
+def test_proxy_headers_are_read_only_from_the_configured_proxies(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, pool="memory", forwarded_allow_ips=" 10.0.0.1, ::1 ")
+    config: Any = run.build_config(settings)
+    assert config.proxy_headers is True and config.forwarded_allow_ips == "10.0.0.1,::1"
+    assert _client_seen(config, "10.0.0.1", "203.0.113.7") == "203.0.113.7"
+    config = run.build_config(settings)
+    assert _client_seen(config, "127.0.0.1", "203.0.113.7") == "127.0.0.1"
+
+
+def test_a_forwarded_allow_ips_entry_that_is_no_address_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, pool="memory", forwarded_allow_ips="10.0.0.1,proxy.lan")
+    with pytest.raises(ConfigError, match=r"proxy\.lan"):
+        run.build_config(settings)
+    with pytest.raises(ConfigError, match=r"proxy\.lan"):
+        run._preflight(settings)  # before the socket is bound
+
+
+# -- the open-file limit -----------------------------------------------------------------
+
+
+def test_the_open_file_limit_is_raised_toward_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if soft > 256:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        raised = run.raise_fd_limit(target=4096)
+        expected = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+        assert raised == max(expected, min(soft, 256))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_open_file_limit_that_cannot_be_raised_is_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_: object) -> None:
+        raise ValueError("not allowed")
+
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (64, 1 << 16))
+    assert run.raise_fd_limit() == -1
 
 
 @pytest.fixture
@@ -234,7 +322,7 @@ def test_nothing_is_announced_when_the_start_cannot_succeed(
     assert announced == [] and fake_uvicorn == []
 
 
-# -- access log: query values never logged -------------------------------------------------
+# -- access log: query values and anything key-shaped never logged ------------------------
 
 
 SECRET = "qrng_0123456789ab_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Vj"
@@ -287,3 +375,29 @@ def test_the_filter_is_installed_once_on_uvicorns_access_logger() -> None:
         assert sum(isinstance(f, run.RedactQuery) for f in access.filters) == 1
     finally:
         access.filters[:] = before
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        (f"/api/v2/bytes/{SECRET}", "/api/v2/bytes/<redacted>"),
+        (f"/api/v2/bytes/{SECRET}/more?n=1", "/api/v2/bytes/<redacted>/more?n=<redacted>"),
+        (f"/x/{SECRET[:20]}", "/x/<redacted>"),
+        ("/x/qrng_0123", "/x/<redacted>"),
+        (f"/x/{SECRET.replace('_', '%5F')}", "/x/<redacted>"),
+        ("/x/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0", "/x/<redacted>.<redacted>"),
+        ("/api/v1/qrng/get_num_bits/1001", "/api/v1/qrng/get_num_bits/1001"),
+        ("/api/v2/a_rather_long_route_name_in_words", "/api/v2/a_rather_long_route_name_in_words"),
+    ],
+)
+def test_a_key_or_token_anywhere_in_the_path_is_redacted(path: str, logged: str) -> None:
+    record = _access_record(path)
+    run.RedactQuery().filter(record)
+    assert isinstance(record.args, tuple) and record.args[2] == logged
+
+
+def test_a_key_in_the_client_field_is_redacted() -> None:
+    record = _access_record("/health")
+    record.args = (f"{SECRET}:0", "GET", "/health", "1.1", 200)  # X-Forwarded-For picks it
+    run.RedactQuery().filter(record)
+    assert SECRET not in record.getMessage() and "<redacted>:0" in record.getMessage()

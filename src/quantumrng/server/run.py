@@ -13,13 +13,21 @@ Everything that would stop the server is checked before anything is printed
 or uvicorn starts, and raised as one error for the CLI's one line: the TLS
 files, the pool, the key store (when keys are needed), and the listening
 socket, which is bound here and handed to uvicorn. The access log shows
-query names, never their values (an API key may be sent as ``?api_key=``).
+query names, never their values (an API key may be sent as ``?api_key=``),
+and nothing shaped like a key or token anywhere in the line.
+
+Limits on connections, header size and header time are enforced by
+:mod:`quantumrng.server.protocol`, before the app. ``X-Forwarded-For`` and
+``X-Forwarded-Proto`` are read only from the proxies named in
+``forwarded_allow_ips``; by default they are ignored, so a client cannot pick
+the address its limits are counted by.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import resource
 import socket
 import ssl
 from collections.abc import Callable
@@ -35,7 +43,9 @@ __all__ = [
     "bind_socket",
     "build_config",
     "install_access_log_filter",
+    "raise_fd_limit",
     "redact_query",
+    "redact_secrets",
     "serve",
     "tls_context",
 ]
@@ -47,6 +57,11 @@ HSTS = "max-age=63072000; includeSubDomains"  # two years, RFC 6797 §6.1
 GRACEFUL_SHUTDOWN_SECONDS = 10  # open streams get this long before they are cut
 REDACTED = "<redacted>"
 _QUERY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,31}")  # longer names may be a secret
+# A key (``qrng_<12 hex>_<43 base64url>``) or any part of one from its prefix on,
+# else a maximal run of base64url characters long enough to be a token.
+_SECRET_CANDIDATE = re.compile(r"(?i:qrng(?:_|%5f))[A-Za-z0-9_\-%]*|[A-Za-z0-9_\-%]{20,}")
+_CHARACTER_CLASSES = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"[0-9]"))
+FD_LIMIT_TARGET = 1 << 20  # open files wanted when the hard limit is unlimited
 
 
 def redact_query(path: str) -> str:
@@ -62,17 +77,40 @@ def redact_query(path: str) -> str:
     return f"{base}?{'&'.join(parts)}"
 
 
+def _redact_candidate(match: re.Match[str]) -> str:
+    text = match.group()
+    if text[:5].lower() == "qrng_" or text[:7].lower() == "qrng%5f":
+        return REDACTED
+    classes = sum(1 for pattern in _CHARACTER_CLASSES if pattern.search(text))
+    return REDACTED if classes >= 2 else text  # one class: a word such as ``get_num_bits``
+
+
+def redact_secrets(text: str) -> str:
+    """Replace anything shaped like a key or token in ``text`` by ``<redacted>``.
+
+    That is any run from a ``qrng_`` prefix on (a whole key or part of
+    one), and any run of 20 or more base64url characters (or ``%``-escapes,
+    as a raw path shows them) that mixes two of lower case, upper case and
+    digits (a bearer token, a key's secret).
+    """
+    return _SECRET_CANDIDATE.sub(_redact_candidate, text)
+
+
 class RedactQuery(logging.Filter):
-    """Redact query values in uvicorn's access lines.
+    """Redact query values, and anything key-shaped, in uvicorn's access lines.
 
     uvicorn logs ``(client, method, path with query, http version, status)``
-    as the record's args; only the path is rewritten.
+    as the record's args: the path loses its query values, and every string
+    argument (the client may come from ``X-Forwarded-For``) loses what
+    :func:`redact_secrets` finds.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], redact_query(args[2]), args[3], args[4])
+        if isinstance(args, tuple):
+            if len(args) == 5 and isinstance(args[2], str):
+                args = (args[0], args[1], redact_query(args[2]), args[3], args[4])
+            record.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in args)
         return True
 
 
@@ -155,19 +193,27 @@ def _uvicorn_tls(config: object, default: Callable[[], ssl.SSLContext]) -> ssl.S
 
 
 def build_config(settings: Settings, *, access_log: bool = False) -> object:
-    """Return the ``uvicorn.Config`` for ``settings``."""
-    import uvicorn
+    """Return the ``uvicorn.Config`` for ``settings``, with our connection limits.
 
+    Proxy headers are read only when ``forwarded_allow_ips`` names the
+    proxies (uvicorn's default would trust any local one).
+    """
+    from quantumrng.server.protocol import ConnectionLimits, LimitedConfig, trusted_networks
+
+    trusted_networks(settings.forwarded_allow_ips)  # a bad entry is a ConfigError now
+    proxies = ",".join(p.strip() for p in settings.forwarded_allow_ips.split(",") if p.strip())
     tls = settings.tls_cert is not None
-    return uvicorn.Config(
+    return LimitedConfig(
         AppFactory(settings),
+        limits=ConnectionLimits.from_settings(settings),
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
         lifespan="on",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         log_level=settings.log_level,
         access_log=access_log,
         server_header=False,
@@ -177,6 +223,25 @@ def build_config(settings: Settings, *, access_log: bool = False) -> object:
         ssl_context_factory=_uvicorn_tls if tls else None,
         headers=[("strict-transport-security", HSTS)] if tls else None,
     )
+
+
+def raise_fd_limit(target: int = FD_LIMIT_TARGET) -> int:
+    """Raise the soft limit on open files toward the hard limit; return the soft limit.
+
+    Held sockets then meet ``max_connections`` before the descriptor table.
+    Never fatal: a limit that cannot be raised is kept (spawned workers
+    inherit whichever it is).
+    """
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = target if hard == resource.RLIM_INFINITY else min(hard, target)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    except (ValueError, OSError) as exc:
+        log.debug("qrng: open-file limit kept: %s", exc)
+        return -1
+    return int(soft)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -224,7 +289,9 @@ def _check_key_store(settings: Settings) -> None:
 def _preflight(settings: Settings) -> None:
     """Fail in the parent, as one error, on what would crash every worker."""
     from quantumrng.node import Node
+    from quantumrng.server.protocol import trusted_networks
 
+    trusted_networks(settings.forwarded_allow_ips)
     if settings.tls_cert is not None:
         tls_context(
             str(settings.tls_cert), None if settings.tls_key is None else str(settings.tls_key)
@@ -260,6 +327,7 @@ def serve(
     from uvicorn.supervisors import Multiprocess
 
     _preflight(settings)
+    raise_fd_limit()
     sock = bind_socket(settings.host, settings.port)
     try:
         config = build_config(settings, access_log=access_log)

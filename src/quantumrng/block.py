@@ -20,12 +20,16 @@ class Block:
     """One conditioned 64-byte block with the provenance of its input.
 
     ``credited_bits`` is 512 when the input carried at least 576 bits of
-    credited min-entropy, else 0 (e.g. simulator output).
+    credited min-entropy, else 0 (e.g. simulator output). ``tag`` is the
+    integrity tag the node seals a block with before a store keeps it
+    (:mod:`quantumrng.pool.integrity`); engines store it opaquely, and blocks
+    leave the node's pool without it.
     """
 
     data: bytes
     credited_bits: int
     provenance: Provenance
+    tag: bytes = b""
 
     def __repr__(self) -> str:  # never show the secret bytes
         return f"Block(credited_bits={self.credited_bits}, provenance={self.provenance!r})"

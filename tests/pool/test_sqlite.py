@@ -1,4 +1,4 @@
-"""The SQLite engine's own promises: file modes, WAL, secure delete, locking, threads."""
+"""The SQLite engine's own promises: file modes, WAL, erasure, locking, threads, damage."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from quantumrng.errors import ConfigError, EntropyUnavailable
+from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool import SqlitePool
 from tests.blocks import make_blocks
+from tests.cli.support import qrng
+from tests.server.test_keys import damage
+from tests.server.test_ops import damage_table
 
 
 @pytest.fixture
@@ -153,3 +156,107 @@ def test_foreign_schema_version_is_refused(path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigError):
         SqlitePool(path)
+
+
+# -- erasure: the WAL ------------------------------------------------------------------------
+
+
+def test_after_a_take_the_wal_holds_no_taken_bytes(path: Path, pool: SqlitePool) -> None:
+    taken, kept = make_blocks(20), make_blocks(20)
+    pool.put(taken + kept)
+    wal = Path(f"{path}-wal")
+    assert any(b.data in wal.read_bytes() for b in taken)  # the put's frames
+    pool.take(20)
+    held = wal.read_bytes() if wal.exists() else b""
+    assert not any(b.data in held for b in taken)
+    assert not any(b.data in path.read_bytes() for b in taken)
+
+
+def test_a_take_seeding_the_drbg_is_erased_alike(path: Path, pool: SqlitePool) -> None:
+    blocks = make_blocks(3)
+    pool.put(blocks)
+    pool.take(1, source="os")
+    wal = Path(f"{path}-wal")
+    content = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert blocks[0].data not in content
+    assert all(b.data in content for b in blocks[1:])
+
+
+# -- damage ----------------------------------------------------------------------------------
+
+
+def test_opening_a_damaged_file_fails_with_one_line_naming_it(path: Path) -> None:
+    pool = SqlitePool(path)
+    pool.put(make_blocks(50))
+    pool.close()
+    damage_table(path, "harvests")
+    with pytest.raises(Unavailable) as err:
+        SqlitePool(path)
+    message = err.value.message
+    assert message.startswith(f"the entropy pool {path} is damaged: ") and "\n" not in message
+
+
+def test_opening_a_file_that_is_not_a_database_fails_with_one_line(path: Path) -> None:
+    damage(path)
+    with pytest.raises(Unavailable) as err:
+        SqlitePool(path)
+    assert err.value.message == f"the entropy pool {path} is damaged: file is not a database"
+
+
+def in_new_thread(call: Callable[[], object]) -> BaseException | None:
+    """Run ``call`` in a new thread (a new connection, with no cached pages); return its error."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return errors[0] if errors else None
+
+
+def test_damage_found_later_stops_every_call(path: Path, pool: SqlitePool) -> None:
+    pool.put(make_blocks(50))
+    assert pool.take(1)
+    damage_table(path, "harvests")
+    error = in_new_thread(lambda: pool.take(1))
+    assert isinstance(error, Unavailable)
+    assert error.message == "the entropy pool is damaged: database disk image is malformed"
+    for call in (pool.level, pool.recent, lambda: pool.take(1), lambda: pool.put(make_blocks(1))):
+        with pytest.raises(Unavailable, match="the entropy pool is damaged") as err:
+            call()
+        assert "\n" not in err.value.message and str(path) not in err.value.message
+
+
+def test_provenance_that_does_not_decode_is_damage_in_one_line(
+    path: Path, pool: SqlitePool
+) -> None:
+    blocks = make_blocks(2)
+    pool.put(blocks)
+    with raw(path) as conn:
+        conn.execute("UPDATE harvests SET provenance = CAST(X'7bff22fe' AS TEXT)")
+    for call in (pool.recent, lambda: pool.take(1)):
+        with pytest.raises(Unavailable) as err:
+            call()
+        assert "does not decode" in err.value.message and "\n" not in err.value.message
+        assert "\\x" not in err.value.message and "\ufffd" not in err.value.message
+    with pytest.raises(Unavailable, match="damaged"):
+        pool.level()
+
+
+def test_a_damaged_pool_is_one_cli_line_and_exit_1(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    damage(data / "pool.sqlite3")
+    for command in ("pool", "status"):
+        done = qrng(tmp_path, command)
+        lines = done.stderr.decode().splitlines()
+        assert done.returncode == 1, done.stderr
+        assert lines == [
+            f"qrng: error: the entropy pool {data / 'pool.sqlite3'} is damaged: "
+            "file is not a database"
+        ]

@@ -3,7 +3,8 @@
 Every engine applies the same rules, so the contract tests hold for all:
 
 - a block is :data:`~quantumrng.conditioning.BLOCK_BYTES` long and credits
-  between 0 and 8 bits per byte;
+  between 0 and 8 bits per byte; its integrity tag is opaque bytes of at most
+  :data:`MAX_TAG_BYTES`, stored and returned as they came;
 - all blocks of one harvest id in a ``put`` carry the same provenance; the
   provenance first recorded for a harvest id is kept while any of its blocks
   remain in the pool;
@@ -16,10 +17,12 @@ import json
 from collections.abc import Sequence
 
 from quantumrng.block import BLOCK_BYTES, Block
+from quantumrng.errors import Unavailable
 from quantumrng.provenance import Provenance
 
 __all__ = [
     "MAX_HARVEST_ID_BYTES",
+    "MAX_TAG_BYTES",
     "check_limit",
     "check_take",
     "dump_provenance",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 MAX_HARVEST_ID_BYTES = 256  # UTF-8 bytes; the Redis entry header stores the length in 16 bits
+MAX_TAG_BYTES = 64  # an integrity tag (nonce + HMAC-SHA256) is 48
 
 
 def check_take(n: int, source: str | None) -> None:
@@ -57,6 +61,8 @@ def group_harvests(blocks: Sequence[Block]) -> dict[str, Provenance]:
         bits = block.credited_bits
         if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 8 * BLOCK_BYTES:
             raise ValueError(f"credited_bits must be an int in [0, {8 * BLOCK_BYTES}]")
+        if not isinstance(block.tag, bytes) or len(block.tag) > MAX_TAG_BYTES:
+            raise ValueError(f"a block's tag must be at most {MAX_TAG_BYTES} bytes")
         prov = block.provenance
         hid = prov.harvest_id
         if not isinstance(hid, str) or not 0 < len(hid.encode()) <= MAX_HARVEST_ID_BYTES:
@@ -74,9 +80,19 @@ def dump_provenance(prov: Provenance) -> str:
     return json.dumps(prov.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def load_provenance(text: str | bytes) -> Provenance:
-    """Decode what :func:`dump_provenance` wrote."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("stored provenance is not a JSON object")
-    return Provenance.from_dict(data)
+def load_provenance(text: str | bytes, store: str) -> Provenance:
+    """Decode what :func:`dump_provenance` wrote.
+
+    Anything else (bytes that are not UTF-8, not JSON, not a provenance) is
+    damage: ``Unavailable`` naming ``store``, never quoting what it holds.
+    """
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        prov = Provenance.from_dict(data)
+    except (TypeError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise Unavailable(f"{store} holds provenance that does not decode") from None
+    if not isinstance(prov.source, str) or not isinstance(prov.harvest_id, str):
+        raise Unavailable(f"{store} holds provenance that does not decode")
+    return prov

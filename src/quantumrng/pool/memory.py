@@ -21,7 +21,7 @@ from quantumrng.provenance import Provenance
 
 __all__ = ["MemoryPool"]
 
-_Entry = tuple[int, str, bytes, int]  # (sequence, harvest id, data, credited bits)
+_Entry = tuple[int, str, bytes, int, bytes]  # (sequence, harvest id, data, credited bits, tag)
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class MemoryPool:
                 hid = block.provenance.harvest_id
                 harvest = self._harvests[hid]
                 queue = self._queues.setdefault(harvest.provenance.source, deque())
-                queue.append((next(self._seq), hid, block.data, block.credited_bits))
+                queue.append((next(self._seq), hid, block.data, block.credited_bits, block.tag))
                 harvest.left += 1
             for hid in groups:
                 self._harvests.move_to_end(hid)
@@ -78,10 +78,10 @@ class MemoryPool:
             merged = heapq.merge(*(zip(q, itertools.repeat(i)) for i, q in enumerate(queues)))
             chosen = list(itertools.islice(merged, n))
             taken: list[Block] = []
-            for (_seq, hid, data, bits), i in chosen:
+            for (_seq, hid, data, bits, tag), i in chosen:
                 queues[i].popleft()
                 harvest = self._harvests[hid]
-                taken.append(Block(data=data, credited_bits=bits, provenance=harvest.provenance))
+                taken.append(Block(data, bits, harvest.provenance, tag))
                 harvest.left -= 1
                 if harvest.left == 0:
                     del self._harvests[hid]

@@ -4,7 +4,10 @@ Layout under the key prefix ``P`` (``settings.redis_key``):
 
 - ``P:b:<kind>`` — a list per source kind, oldest block at the head. Each
   entry is ``seq`` (16 decimal digits, global put order) + credited bits (4
-  hex) + harvest id length (4 hex) + harvest id + the block's bytes.
+  hex) + harvest id length (4 hex) + harvest id + the block's 64 bytes + its
+  integrity tag (the rest of the entry; opaque here, checked by
+  :mod:`quantumrng.pool.integrity`). The tag goes last so the scripts parse
+  the header as before and an entry written before tags has an empty one.
 - ``P:kinds`` — the set of kinds whose list is non-empty.
 - ``P:h:<harvest id>`` — a hash: ``prov`` (canonical JSON), ``source``,
   ``left`` (blocks still in the pool); deleted with the harvest's last block.
@@ -34,7 +37,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from quantumrng.block import Block
+from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
     check_limit,
@@ -183,6 +186,7 @@ return out
 """
 
 _HEADER = 24  # bytes of an entry before the harvest id: seq(16) + bits(4) + id length(4)
+_STORE = "the Redis pool"
 
 
 def _import_redis() -> ModuleType:
@@ -244,7 +248,7 @@ class RedisPool:
         """Fail closed when closed, or on any Redis error (named by its class only)."""
         if self._closed:
             raise Unavailable("the entropy pool is closed")
-        with translate_errors("the Redis pool"):
+        with translate_errors(_STORE):
             yield
 
     def put(self, blocks: Sequence[Block]) -> None:
@@ -256,8 +260,8 @@ class RedisPool:
         args: list[str | int | bytes] = [self._prefix, len(groups)]
         for hid, prov in groups.items():
             args += [hid, prov.source, dump_provenance(prov)]
-        for block in blocks:
-            args += [index[block.provenance.harvest_id], block.credited_bits, block.data]
+        for b in blocks:
+            args += [index[b.provenance.harvest_id], b.credited_bits, b.data + b.tag]
         with self._errors():
             self._put(keys=[], args=args)
 
@@ -271,28 +275,30 @@ class RedisPool:
         try:
             entries, flat = reply
             provenance = {
-                flat[i].decode(): load_provenance(flat[i + 1]) for i in range(0, len(flat), 2)
+                flat[i].decode(): load_provenance(flat[i + 1], _STORE)
+                for i in range(0, len(flat), 2)
             }
             taken = []
             for entry in entries:
                 size = int(entry[20:_HEADER], 16)
                 hid = entry[_HEADER : _HEADER + size].decode()
-                taken.append(
-                    Block(
-                        data=bytes(entry[_HEADER + size :]),
-                        credited_bits=int(entry[16:20], 16),
-                        provenance=provenance[hid],
-                    )
-                )
+                start = _HEADER + size
+                data, tag = entry[start : start + BLOCK_BYTES], entry[start + BLOCK_BYTES :]
+                if len(data) != BLOCK_BYTES:
+                    raise ValueError("short entry")
+                taken.append(Block(bytes(data), int(entry[16:20], 16), provenance[hid], bytes(tag)))
         except (TypeError, ValueError, KeyError, AttributeError):
-            raise Unavailable("Redis pool holds a malformed entry") from None
+            raise Unavailable(f"{_STORE} holds a malformed entry") from None
         return taken
 
     def level(self) -> PoolLevel:
         """Return blocks, credited bits and blocks per source kind (one ``HGETALL``)."""
         with self._errors():
             raw: dict[bytes, bytes] = self._client.hgetall(f"{self._prefix}:level")
-        counts = {key.decode(): int(value) for key, value in raw.items()}
+        try:
+            counts = {key.decode(): int(value) for key, value in raw.items()}
+        except (TypeError, ValueError):
+            raise Unavailable(f"{_STORE} holds malformed counters") from None
         by_source = {k[2:]: v for k, v in counts.items() if k.startswith("n:") and v > 0}
         return PoolLevel(
             blocks=counts.get("blocks", 0),
@@ -307,11 +313,14 @@ class RedisPool:
             return []
         with self._errors():
             flat = self._recent(keys=[], args=[self._prefix, limit])
-        return [
-            (load_provenance(flat[i]), int(flat[i + 1]))
-            for i in range(0, len(flat), 2)
-            if flat[i] is not None
-        ]
+        try:
+            return [
+                (load_provenance(flat[i], _STORE), int(flat[i + 1]))
+                for i in range(0, len(flat), 2)
+                if flat[i] is not None
+            ]
+        except (TypeError, ValueError):
+            raise Unavailable(f"{_STORE} holds a malformed harvest record") from None
 
     def close(self) -> None:
         """Close the connections; the pool stays in Redis."""

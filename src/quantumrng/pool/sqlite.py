@@ -13,8 +13,21 @@ Guarantees and the choices behind them:
   commits on power loss, and a rolled-back take would hand out again blocks
   that were already served. One fsync per put/take is cheap next to that.
 - **Erasure.** ``secure_delete=ON`` zeroes a taken block's bytes in the
-  database pages. Until the WAL is checkpointed and recycled, older WAL frames
-  may still hold them; the file and its WAL are created mode 0600.
+  database pages, and every take ends with ``PRAGMA wal_checkpoint(TRUNCATE)``,
+  so the WAL frames that held them are copied over (with the zeroed pages)
+  and cut off. What remains: filesystem blocks freed by the truncation are
+  not overwritten, an SSD may keep remapped copies, and a checkpoint that a
+  long reader keeps busy leaves them until the next take. The file and its
+  WAL are created mode 0600.
+- **Damage.** Opening runs ``PRAGMA quick_check(1)``. A damaged file (that
+  check, or SQLite calling the file malformed or not a database at any later
+  time, or stored text that does not decode) makes this pool refuse every
+  later call with ``Unavailable`` (503): nothing is served from it. Stored
+  text is read as bytes (``CAST ... AS BLOB``) and decoded here, so no
+  SQLite message ever quotes it.
+- **Integrity.** Each block row keeps the opaque ``tag`` it was put with
+  (schema 2; a schema 1 file gains the column with empty tags);
+  :mod:`quantumrng.pool.integrity` seals and checks it.
 - **Provenance history.** A harvest row is deleted with its last block, so
   the table only describes blocks still in the pool; consumed provenance
   travels with the taken blocks, not in the file.
@@ -25,6 +38,7 @@ Guarantees and the choices behind them:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -45,11 +59,15 @@ from quantumrng.provenance import Provenance
 from quantumrng.storage.errors import translate_errors
 from quantumrng.storage.sqlite import ThreadConnections, connect
 
-__all__ = ["DEFAULT_TIMEOUT", "SqlitePool"]
+__all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SqlitePool"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0  # seconds a writer waits for the lock before Unavailable
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: no tag column
 _STORE = "the SQLite pool"
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_ADD_TAG = "ALTER TABLE blocks ADD COLUMN tag BLOB NOT NULL DEFAULT x''"
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS harvests (
@@ -62,11 +80,28 @@ _SCHEMA = (
         harvest_id    TEXT NOT NULL REFERENCES harvests(harvest_id),
         source        TEXT NOT NULL,  -- the harvest's, copied for the filtered take
         data          BLOB NOT NULL,
-        credited_bits INTEGER NOT NULL
+        credited_bits INTEGER NOT NULL,
+        tag           BLOB NOT NULL DEFAULT x''  -- opaque integrity tag (pool/integrity.py)
     )""",
     "CREATE INDEX IF NOT EXISTS blocks_by_source ON blocks(source, id)",
     "CREATE INDEX IF NOT EXISTS blocks_by_harvest ON blocks(harvest_id)",
 )
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """True when SQLite says the file is corrupt or not a database at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _DAMAGE_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def _first_line(report: str) -> str:
+    """The first line of a ``quick_check`` report that says what is wrong."""
+    lines = [line.strip() for line in report.splitlines() if line.strip()]
+    named = [line for line in lines if not line.startswith("***")]
+    return (named or lines or ["unknown damage"])[0]
 
 
 class SqlitePool:
@@ -76,19 +111,53 @@ class SqlitePool:
         self._path = Path(path)
         self._timeout = timeout
         self._closed = False
+        self._damage: str | None = None
+        self._opened = False
         self._connections = ThreadConnections(self._path, self._connect)
         self._create_file()
         try:
-            with translate_errors(_STORE), self._transaction() as conn:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
-                    raise ConfigError(f"pool file {self._path} has unknown schema {version}")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._check()
+            self._migrate()
+            self._opened = True
+        except Unavailable as exc:
+            self.close()
+            if self._damage is not None:
+                raise Unavailable(
+                    f"the entropy pool {self._path} is damaged: {self._damage}"
+                ) from None
+            raise Unavailable(f"cannot open the entropy pool {self._path}: {exc.message}") from None
         except BaseException:
             self.close()
             raise
+
+    def _check(self) -> None:
+        """Refuse a file that ``PRAGMA quick_check`` finds damaged (O(pages), no index check)."""
+        with self._guard():
+            rows = self._conn().execute("PRAGMA quick_check(1)").fetchall()
+        report = "\n".join(str(row[0]) for row in rows)
+        if report.strip() != "ok":
+            raise self._damaged(_first_line(report))
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring a schema 1 file to 2 (its blocks get empty tags)."""
+        untagged = 0
+        with self._guard(), self._transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, 1, SCHEMA_VERSION):
+                raise ConfigError(f"pool file {self._path} has unknown schema {version}")
+            if version == 1:
+                conn.execute(_ADD_TAG)
+                untagged = int(conn.execute("SELECT count(*) FROM blocks").fetchone()[0])
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if untagged:
+            log.warning(
+                "pool file %s: %d blocks from before integrity tags carry none; "
+                "they will be dropped as they are taken",
+                self._path,
+                untagged,
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -129,6 +198,66 @@ class SqlitePool:
             raise Unavailable("the entropy pool is closed")
         return self._connections.get()
 
+    def _damaged(self, detail: str) -> Unavailable:
+        """Mark this pool damaged and return the error to raise.
+
+        Damage found after opening is logged once with the path, which the
+        error (a 503 answer's message) leaves out; at opening the error names it.
+        """
+        if self._damage is None:
+            self._damage = detail
+            if self._opened:
+                log.error(
+                    "the entropy pool %s is damaged: %s; nothing is served from it",
+                    self._path,
+                    detail,
+                )
+        return Unavailable(f"the entropy pool is damaged: {self._damage}")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Refuse a damaged pool; turn SQLite's damage reports into it, other errors ours."""
+        if self._damage is not None:
+            raise Unavailable(f"the entropy pool is damaged: {self._damage}")
+        with translate_errors(_STORE):
+            try:
+                yield
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    detail = str(exc).splitlines()[0] if str(exc) else "corrupt"
+                    raise self._damaged(detail) from exc
+                raise
+
+    def _text(self, value: object, what: str) -> str:
+        """Decode a column read ``CAST(... AS BLOB)``; anything else is damage."""
+        try:
+            if not isinstance(value, bytes):
+                raise TypeError(what)
+            return value.decode()
+        except (TypeError, UnicodeDecodeError):
+            raise self._damaged(f"{what} does not decode") from None
+
+    def _provenance(self, value: object) -> Provenance:
+        if not isinstance(value, bytes):
+            raise self._damaged("a harvest's provenance does not decode")
+        try:
+            return load_provenance(value, _STORE)
+        except Unavailable:
+            raise self._damaged("a harvest's provenance does not decode") from None
+
+    def _erase_wal(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and truncate the WAL, so the frames of taken blocks leave the file.
+
+        A checkpoint kept busy by a reader is left to the next take; the take
+        it follows has committed and is not undone.
+        """
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            if _is_damage(exc):
+                raise
+            log.debug("WAL checkpoint after a take deferred: %s", exc)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """Hold the write lock from the first statement; roll back on any error."""
@@ -149,77 +278,105 @@ class SqlitePool:
         groups = group_harvests(blocks)
         if not groups:
             return
-        with translate_errors(_STORE), self._transaction() as conn:
+        with self._guard(), self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO harvests (harvest_id, source, provenance) VALUES (?, ?, ?)"
                 " ON CONFLICT (harvest_id) DO NOTHING",
                 [(hid, prov.source, dump_provenance(prov)) for hid, prov in groups.items()],
             )
             sources = {
-                hid: conn.execute(
-                    "SELECT source FROM harvests WHERE harvest_id = ?", (hid,)
-                ).fetchone()[0]
+                hid: self._text(
+                    conn.execute(
+                        "SELECT CAST(source AS BLOB) FROM harvests WHERE harvest_id = ?", (hid,)
+                    ).fetchone()[0],
+                    "a harvest's source",
+                )
                 for hid in groups
             }
             conn.executemany(
-                "INSERT INTO blocks (harvest_id, source, data, credited_bits) VALUES (?, ?, ?, ?)",
+                "INSERT INTO blocks (harvest_id, source, data, credited_bits, tag)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [
                     (
                         b.provenance.harvest_id,
                         sources[b.provenance.harvest_id],
                         b.data,
                         b.credited_bits,
+                        b.tag,
                     )
                     for b in blocks
                 ],
             )
 
     def take(self, n: int, *, source: str | None = None) -> list[Block]:
-        """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
+        """Remove and return the ``n`` oldest blocks (of ``source``), or none at all.
+
+        Returns each block as stored: a row whose columns were rewritten with
+        the wrong types comes back with bytes that are not a block, or
+        ``credited_bits`` -1, for the integrity check to drop.
+        """
         check_take(n, source)
         only = "" if source is None else " AND b.source = ?"
         params: tuple[str, ...] = () if source is None else (source,)
-        with translate_errors(_STORE), self._transaction() as conn:
-            rows = conn.execute(
-                "SELECT b.id, b.harvest_id, b.data, b.credited_bits, h.provenance"
-                " FROM blocks AS b JOIN harvests AS h ON h.harvest_id = b.harvest_id"
-                f" WHERE 1{only} ORDER BY b.id LIMIT ?",
-                (*params, n),
-            ).fetchall()
-            if len(rows) < n:
-                raise EntropyUnavailable(f"the pool holds {len(rows)} of the {n} blocks asked for")
-            deleted = conn.execute(
-                f"DELETE FROM blocks AS b WHERE b.id <= ?{only}", (rows[-1][0], *params)
-            ).rowcount
-            if deleted != n:
-                raise Unavailable("the pool changed during a take; nothing was taken")
-            touched = list(dict.fromkeys(row[1] for row in rows))
-            conn.executemany(
-                "DELETE FROM harvests WHERE harvest_id = ?"
-                " AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocks.harvest_id = ?)",
-                [(hid, hid) for hid in touched],
-            )
-        provenance: dict[str, Provenance] = {}
-        taken: list[Block] = []
-        for _id, hid, data, bits, prov_json in rows:
-            prov = provenance.get(hid)
-            if prov is None:
-                prov = provenance[hid] = load_provenance(prov_json)
-            taken.append(Block(data=bytes(data), credited_bits=int(bits), provenance=prov))
+        with self._guard():
+            with self._transaction() as conn:
+                rows = conn.execute(
+                    "SELECT b.id, CAST(b.harvest_id AS BLOB), CAST(b.data AS BLOB),"
+                    " CASE typeof(b.credited_bits) WHEN 'integer' THEN b.credited_bits"
+                    " ELSE -1 END, CAST(b.tag AS BLOB), CAST(h.provenance AS BLOB)"
+                    " FROM blocks AS b JOIN harvests AS h ON h.harvest_id = b.harvest_id"
+                    f" WHERE 1{only} ORDER BY b.id LIMIT ?",
+                    (*params, n),
+                ).fetchall()
+                if len(rows) < n:
+                    raise EntropyUnavailable(
+                        f"the pool holds {len(rows)} of the {n} blocks asked for"
+                    )
+                deleted = conn.execute(
+                    f"DELETE FROM blocks AS b WHERE b.id <= ?{only}", (rows[-1][0], *params)
+                ).rowcount
+                if deleted != n:
+                    raise Unavailable("the pool changed during a take; nothing was taken")
+                hids = [self._text(row[1], "a block's harvest id") for row in rows]
+                conn.executemany(
+                    "DELETE FROM harvests WHERE harvest_id = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM blocks WHERE blocks.harvest_id = ?)",
+                    [(hid, hid) for hid in dict.fromkeys(hids)],
+                )
+            self._erase_wal(conn)
+            provenance: dict[str, Provenance] = {}
+            taken: list[Block] = []
+            for hid, (_id, _hid, data, bits, tag, prov_json) in zip(hids, rows, strict=True):
+                prov = provenance.get(hid)
+                if prov is None:
+                    prov = provenance[hid] = self._provenance(prov_json)
+                taken.append(
+                    Block(
+                        data=data if isinstance(data, bytes) else b"",
+                        credited_bits=int(bits),
+                        provenance=prov,
+                        tag=tag if isinstance(tag, bytes) else b"",
+                    )
+                )
         return taken
 
     def level(self) -> PoolLevel:
         """Return blocks, credited bits and blocks per source kind, from one snapshot."""
-        with translate_errors(_STORE):
+        with self._guard():
             rows = (
                 self._conn()
-                .execute("SELECT source, count(*), sum(credited_bits) FROM blocks GROUP BY source")
+                .execute(
+                    "SELECT CAST(source AS BLOB), count(*), total(credited_bits)"
+                    " FROM blocks GROUP BY source"
+                )
                 .fetchall()
             )
-        by_source = {str(kind): int(count) for kind, count, _bits in rows}
+            by_source = {
+                self._text(kind, "a block's source"): int(count) for kind, count, _ in rows
+            }
         return PoolLevel(
             blocks=sum(by_source.values()),
-            credited_bits=sum(int(bits) for _kind, _count, bits in rows),
+            credited_bits=int(sum(bits for _kind, _count, bits in rows)),
             by_source=by_source,
         )
 
@@ -228,18 +385,18 @@ class SqlitePool:
         check_limit(limit)
         if limit == 0:
             return []
-        with translate_errors(_STORE):
+        with self._guard():
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT h.provenance, count(*), max(b.id) AS newest"
+                    "SELECT CAST(h.provenance AS BLOB), count(*), max(b.id) AS newest"
                     " FROM blocks AS b JOIN harvests AS h ON h.harvest_id = b.harvest_id"
                     " GROUP BY b.harvest_id ORDER BY newest DESC LIMIT ?",
                     (limit,),
                 )
                 .fetchall()
             )
-        return [(load_provenance(prov), int(left)) for prov, left, _newest in rows]
+            return [(self._provenance(prov), int(left)) for prov, left, _newest in rows]
 
     def close(self) -> None:
         """Close this process's connections; the file keeps its contents.

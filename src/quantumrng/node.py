@@ -6,14 +6,16 @@ so there is one way from settings to output.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
 from quantumrng.config import Settings, load_settings
 from quantumrng.engine import Engine
 from quantumrng.harvester import Harvester
-from quantumrng.pool import open_pool
+from quantumrng.pool import TaggedPool, load_or_create_key, open_pool
 from quantumrng.pool.base import Pool
+from quantumrng.pool.integrity import KEY_BYTES
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
 
@@ -26,11 +28,16 @@ class Node:
     With ``harvest_on_demand`` the engine harvests synchronously when the
     pool has nothing to seed from (CLI and library use); a server instead
     runs the harvester's background thread.
+
+    The pool is opened inside a :class:`~quantumrng.pool.TaggedPool` under
+    the node key from ``settings.pool_key_path`` (created if missing), so a
+    block the store altered is never served. A memory pool has no store
+    outside this process; it gets a key of its own that no file holds.
     """
 
     def __init__(self, settings: Settings | None = None, *, harvest_on_demand: bool = True) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self.pool: Pool = open_pool(self.settings)
+        self.pool: Pool = open_pool(self.settings, key=self._pool_key())
         self._source: Source | None = None
         self._harvester: Harvester | None = None
         self.started_at = time.time()
@@ -41,6 +48,17 @@ class Node:
             reseed_seconds=self.settings.reseed_seconds,
             refill=self._refill if harvest_on_demand else None,
         )
+
+    def _pool_key(self) -> bytes:
+        if self.settings.pool == "memory":
+            return secrets.token_bytes(KEY_BYTES)
+        return load_or_create_key(self.settings.pool_key_path)
+
+    @property
+    def integrity_failures(self) -> int:
+        """Pool blocks this process dropped because their integrity tag did not verify."""
+        pool = self.pool
+        return pool.integrity_failures if isinstance(pool, TaggedPool) else 0
 
     @property
     def source(self) -> Source:
@@ -82,6 +100,7 @@ class Node:
                 "by_source": level.by_source,
                 "low_water": self.settings.pool_low_water,
                 "high_water": self.settings.pool_high_water,
+                "integrity_failures": self.integrity_failures,
                 "recent_harvests": [
                     {**prov.to_dict(), "blocks_left": left} for prov, left in self.pool.recent(5)
                 ],

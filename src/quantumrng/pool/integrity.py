@@ -1,0 +1,277 @@
+"""Block integrity: a node key outside the store, a MAC sealed on ``put`` and checked on ``take``.
+
+Whoever can write the pool's store (the SQLite file, the Redis keys) must not
+choose what is served raw or seeds the DRBG. :class:`TaggedPool` wraps a pool
+engine: ``put`` seals every block with a tag, ``take`` checks it and drops
+(counts, logs once per take, never serves) any block whose tag does not verify.
+
+The tag (:func:`seal`) is a 16-byte random nonce followed by
+HMAC-SHA256 (RFC 2104, FIPS 198-1) under the node key of::
+
+    label || nonce || data (64 bytes) || credited_bits (4 bytes, big-endian)
+          || canonical provenance (pool._common.dump_provenance, UTF-8)
+
+Every field but the last has a fixed length, so the encoding is unambiguous;
+the label separates this use of the key from any other. The MAC binds the
+credit and the provenance too: a store writer can neither raise a block's
+credit nor relabel simulator blocks as ``ibm``. Without the key nobody can
+make a tag that verifies (a different key fails every block).
+
+What a store writer can still do:
+
+- delete blocks, or the whole store: denial of service (503), never weaker output;
+- read blocks before they are taken: a reader of the store learns raw output
+  (the DRBG's seed also takes OS entropy the store never sees);
+- copy a valid row: the same block could be served twice. This process keeps
+  the nonces of its last :data:`REPLAY_WINDOW` taken blocks and drops a block
+  seen again (counted as ``replayed``); a copy taken by another process or
+  node is not detected.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import hmac
+import logging
+import os
+import secrets
+import stat
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from quantumrng import forksafe
+from quantumrng.block import BLOCK_BYTES, Block
+from quantumrng.errors import ConfigError, EntropyUnavailable
+from quantumrng.pool._common import check_take, dump_provenance, group_harvests
+from quantumrng.pool.base import Pool, PoolLevel
+from quantumrng.provenance import Provenance
+
+__all__ = [
+    "KEY_BYTES",
+    "MAX_DROPPED_PER_TAKE",
+    "REPLAY_WINDOW",
+    "TAG_BYTES",
+    "TaggedPool",
+    "load_or_create_key",
+    "seal",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 32  # HMAC-SHA256 key: the hash's output size (RFC 2104 §3)
+NONCE_BYTES = 16
+TAG_BYTES = NONCE_BYTES + 32
+LABEL = b"quantumrng pool block tag v1\x00"
+MAX_DROPPED_PER_TAKE = 64  # blocks one take drops before it gives up (503)
+REPLAY_WINDOW = 16_384  # nonces of recently taken blocks this process remembers
+KEY_FILE_MODE = 0o600
+KEY_DIR_MODE = 0o700
+
+_CREDIT = struct.Struct(">I")
+
+
+def _message(nonce: bytes, data: bytes, credited_bits: int, provenance: Provenance) -> bytes:
+    return b"".join(
+        (LABEL, nonce, data, _CREDIT.pack(credited_bits), dump_provenance(provenance).encode())
+    )
+
+
+def seal(key: bytes, block: Block) -> bytes:
+    """Return a fresh tag for ``block``: a random nonce and the MAC over it and the block."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    mac = hmac.digest(
+        key, _message(nonce, block.data, block.credited_bits, block.provenance), "sha256"
+    )
+    return nonce + mac
+
+
+def verify(key: bytes, block: Block) -> str | None:
+    """Return None when ``block.tag`` verifies under ``key``, else why not (no bytes)."""
+    tag = block.tag
+    if not tag:
+        return "missing tag"
+    if len(tag) != TAG_BYTES:
+        return "bad tag"
+    bits = block.credited_bits
+    if len(block.data) != BLOCK_BYTES or not 0 <= bits <= 8 * BLOCK_BYTES:
+        return "malformed block"
+    nonce, mac = tag[:NONCE_BYTES], tag[NONCE_BYTES:]
+    expected = hmac.digest(key, _message(nonce, block.data, bits, block.provenance), "sha256")
+    return None if hmac.compare_digest(mac, expected) else "bad tag"
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ConfigError(f"the pool key file {path} is not a regular file")
+            key = fh.read(KEY_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pool key file {path}: {exc.strerror}") from None
+    if len(key) != KEY_BYTES:
+        raise ConfigError(
+            f"the pool key file {path} does not hold a {KEY_BYTES}-byte key "
+            "(restore it; a new key drops every block in the pool)"
+        )
+    return key
+
+
+def _create_key(path: Path) -> bool:
+    """Write a new key to ``path`` unless one is there; True when this call made it.
+
+    The key is written to a private temporary file, synced, then hard-linked
+    to ``path``: linking fails if ``path`` exists, so two processes starting
+    together agree on one key and nobody reads a half-written one.
+    """
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, KEY_FILE_MODE)
+    try:
+        try:
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+    finally:
+        temp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Return the node key in ``path``, creating the file (mode 0600) first if it is missing.
+
+    A file that is not exactly :data:`KEY_BYTES` bytes is a ``ConfigError``
+    naming the file, never its contents. A Redis pool shared by several
+    nodes needs the same key file on each.
+    """
+    path = Path(path)
+    if not path.exists():
+        try:
+            path.parent.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
+            if _create_key(path):
+                log.info("created the pool key file %s", path)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise ConfigError(
+                    f"cannot create the pool key file {path}: {exc.strerror}"
+                ) from None
+    return _read_key(path)
+
+
+class TaggedPool:
+    """A :class:`~quantumrng.pool.base.Pool` sealing blocks on ``put``, checking them on ``take``.
+
+    Blocks leave ``take`` without their tag. A block that fails the check was
+    already removed by the engine's take; it is dropped, counted
+    (:attr:`integrity_failures`) and replaced by another take, up to
+    :data:`MAX_DROPPED_PER_TAKE` drops, after which the take raises
+    ``EntropyUnavailable`` (503) and the good blocks it held are dropped too.
+    """
+
+    def __init__(self, engine: Pool, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+            raise ConfigError(f"the pool key must be {KEY_BYTES} bytes")
+        self.engine = engine
+        self._key = key
+        self._lock = threading.Lock()
+        self._failures: collections.Counter[str] = collections.Counter()
+        self._seen: set[bytes] = set()
+        self._order: collections.deque[bytes] = collections.deque()
+        forksafe.register(self)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"TaggedPool({self.engine!r})"
+
+    @property
+    def integrity_failures(self) -> int:
+        """Blocks this process dropped because their tag did not verify."""
+        with self._lock:
+            return sum(self._failures.values())
+
+    def failures_by_reason(self) -> dict[str, int]:
+        """Dropped blocks by reason: ``missing tag``, ``bad tag``, ``malformed block``, ..."""
+        with self._lock:
+            return dict(self._failures)
+
+    def after_fork_in_child(self) -> None:
+        """A parent thread may have held the lock; the nonces seen stay remembered."""
+        self._lock = threading.Lock()
+
+    def put(self, blocks: Sequence[Block]) -> None:
+        """Seal each block with a fresh tag and add them all in one engine ``put``."""
+        group_harvests(blocks)  # the engine's checks, before sealing reads the fields
+        self.engine.put([replace(b, tag=seal(self._key, b)) for b in blocks])
+
+    def take(self, n: int, *, source: str | None = None) -> list[Block]:
+        """Remove ``n`` blocks (of ``source``) whose tags verify, oldest first; see the class."""
+        check_take(n, source)
+        good: list[Block] = []
+        dropped: collections.Counter[str] = collections.Counter()
+        try:
+            while len(good) < n:
+                if dropped.total() >= MAX_DROPPED_PER_TAKE:
+                    raise EntropyUnavailable(
+                        "the pool holds no blocks that pass the integrity check"
+                    )
+                for block in self.engine.take(n - len(good), source=source):
+                    why = self._check(block, source)
+                    if why is None:
+                        good.append(replace(block, tag=b""))
+                    else:
+                        dropped[why] += 1
+        finally:
+            if dropped:
+                self._dropped(dropped)
+        return good
+
+    def _check(self, block: Block, source: str | None) -> str | None:
+        why = verify(self._key, block)
+        if why is None and source is not None and block.provenance.source != source:
+            why = "wrong source"
+        if why is not None:
+            return why
+        nonce = block.tag[:NONCE_BYTES]
+        with self._lock:
+            if nonce in self._seen:
+                return "replayed"
+            self._seen.add(nonce)
+            self._order.append(nonce)
+            if len(self._order) > REPLAY_WINDOW:
+                self._seen.discard(self._order.popleft())
+        return None
+
+    def _dropped(self, dropped: collections.Counter[str]) -> None:
+        with self._lock:
+            self._failures.update(dropped)
+        reasons = ", ".join(f"{why}: {count}" for why, count in sorted(dropped.items()))
+        log.warning(
+            "the entropy pool returned %d block(s) that failed the integrity check (%s); "
+            "dropped, never served",
+            dropped.total(),
+            reasons,
+        )
+
+    def level(self) -> PoolLevel:
+        """The engine's level (it counts blocks a take may yet drop)."""
+        return self.engine.level()
+
+    def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:
+        """The engine's newest harvests (unchecked: shown, never served)."""
+        return self.engine.recent(limit)
+
+    def close(self) -> None:
+        """Close the engine."""
+        self.engine.close()

@@ -5,14 +5,23 @@ With ``--workers N`` every worker answers ``/metrics`` for itself; pool
 levels are shared facts, request counters are per process, labelled ``pid``
 by the scraper's target. Labels are route templates, methods, status codes,
 modes and source kinds: never a key, a token, a query string or pool bytes.
+
+A scrape always answers promptly: the pool's level is read in a background
+thread and waited for at most :data:`POOL_READ_SECONDS`. A pool that fails
+or does not answer in time (a frozen Redis) shows as ``qrng_pool_up 0``,
+counts in ``qrng_pool_errors_total`` and leaves out the level gauges; every
+other counter is still there.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -25,11 +34,18 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from quantumrng.errors import QuantumRNGError
+
 if TYPE_CHECKING:
     from quantumrng.harvester import Harvester
     from quantumrng.node import Node
+    from quantumrng.pool.base import PoolLevel
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
+__all__ = ["CONTENT_TYPE_LATEST", "POOL_READ_SECONDS", "Metrics", "MetricsMiddleware", "PoolProbe"]
+
+log = logging.getLogger(__name__)
+
+POOL_READ_SECONDS = 1.0  # longest a scrape waits for the pool's level
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -115,27 +131,122 @@ class _TrafficCollector:
         yield served
 
 
+@dataclass(slots=True)
+class _Read:
+    """One level read in flight: done when ``finished`` is set."""
+
+    finished: threading.Event = field(default_factory=threading.Event)
+    level: PoolLevel | None = None
+    error: str | None = None
+
+
+class PoolProbe:
+    """Reads the pool's level in a daemon thread and waits a bounded time for it.
+
+    At most one read is in flight: while a read hangs, later scrapes wait on
+    the same one instead of starting more threads. A read that fails or is
+    not done in ``timeout`` seconds counts as an error.
+    """
+
+    def __init__(self, read: Callable[[], PoolLevel], timeout: float = POOL_READ_SECONDS) -> None:
+        self._read = read
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._pending: _Read | None = None
+        self._errors = 0
+        self._up = True
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a scrape waits for the level."""
+        return self._timeout
+
+    @property
+    def errors(self) -> int:
+        """Reads that failed or timed out."""
+        return self._errors
+
+    def level(self) -> PoolLevel | None:
+        """Return the pool's level, or None when it failed or did not answer in time."""
+        with self._lock:
+            job = self._pending
+            if job is None:
+                job = self._pending = _Read()
+                threading.Thread(
+                    target=self._run, args=(job,), name="qrng-metrics-pool", daemon=True
+                ).start()
+        if not job.finished.wait(self._timeout):
+            self._failed(f"no answer within {self._timeout:g} s")
+            return None
+        if job.error is not None:
+            self._failed(job.error)
+            return None
+        with self._lock:
+            if not self._up:
+                log.info("metrics: the entropy pool answers again")
+            self._up = True
+        return job.level
+
+    def _run(self, job: _Read) -> None:
+        try:
+            job.level = self._read()
+        except QuantumRNGError as exc:
+            job.error = exc.message
+        except Exception as exc:  # a driver's own error: its class, never its text
+            job.error = type(exc).__name__
+        finally:
+            with self._lock:
+                self._pending = None
+            job.finished.set()
+
+    def _failed(self, why: str) -> None:
+        with self._lock:
+            self._errors += 1
+            was_up, self._up = self._up, False
+        if was_up:
+            log.warning("metrics: the entropy pool's level is unavailable (%s)", why)
+
+
 class _NodeCollector:
     """Reads pool, engine and harvester counters at scrape time."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
+        self.probe = PoolProbe(lambda: node.pool.level())
         self.harvester: Harvester | None = None
 
     def collect(self) -> Iterator[Metric]:
         node = self._node
-        level = node.pool.level()
-        blocks = GaugeMetricFamily(
-            "qrng_pool_blocks", "Conditioned blocks in the pool, by source kind.", labels=["source"]
-        )
-        for source, count in sorted(level.by_source.items()):
-            blocks.add_metric([source], count)
-        yield blocks
+        level = self.probe.level()
         yield GaugeMetricFamily(
-            "qrng_pool_credited_bits",
-            "Credited min-entropy in the pool, bits.",
-            value=level.credited_bits,
+            "qrng_pool_up",
+            f"1 when the pool's level was read within {self.probe.timeout:g} s at this scrape.",
+            value=0.0 if level is None else 1.0,
         )
+        yield CounterMetricFamily(
+            "qrng_pool_errors",
+            "Scrapes whose read of the pool's level failed or timed out, in this process.",
+            value=self.probe.errors,
+        )
+        yield CounterMetricFamily(
+            "qrng_pool_integrity_failures",
+            "Pool blocks this process dropped, never served, for a tag that did not verify.",
+            value=node.integrity_failures,
+        )
+        if level is not None:
+            blocks = GaugeMetricFamily(
+                "qrng_pool_blocks",
+                "Conditioned blocks in the pool, by source kind.",
+                labels=["source"],
+            )
+            for source, count in sorted(level.by_source.items()):
+                blocks.add_metric([source], count)
+            yield blocks
+            yield GaugeMetricFamily(
+                "qrng_pool_credited_bits",
+                "Credited min-entropy in the pool, bits.",
+                value=level.credited_bits,
+            )
         stats: dict[str, Any] = node.engine.stats()
         yield GaugeMetricFamily(
             "qrng_drbg_seeded",

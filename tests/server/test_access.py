@@ -26,6 +26,7 @@ from quantumrng.errors import (
     PermissionDenied,
     QuantumRNGError,
     RateLimited,
+    Unavailable,
 )
 from quantumrng.server.access import (
     STORE_UNAVAILABLE,
@@ -333,15 +334,88 @@ def test_a_request_larger_than_the_quota_is_too_large(tmp_path: Path) -> None:
         run(access.admit(request(), scope="drbg", nbytes=101))
 
 
-def test_a_refused_quota_gives_the_token_back(tmp_path: Path) -> None:
-    access = make_access(tmp_path)
-    key, _ = access.store.create("alice", {"drbg"}, 1.0, 10, burst=2)
+class CountingUsage(UsageStore):
+    """A usage store that counts the reads and writes the quota check makes."""
+
+    def __init__(self, path: Path, fail: bool = False) -> None:
+        super().__init__(path)
+        self.calls = 0
+        self.fail = fail
+
+    def consume(self, principal: str, day: str, nbytes: int, limit: int) -> int | None:
+        self.calls += 1
+        if self.fail:
+            raise Unavailable("the usage store is broken")
+        return super().consume(principal, day, nbytes, limit)
+
+    def used(self, principal: str, day: str) -> int:
+        self.calls += 1
+        return super().used(principal, day)
+
+
+def limited_access(tmp_path: Path, *, fail: bool = False) -> tuple[Access, CountingUsage, str]:
+    """An access gate, its counting usage store and a key of 1 request/s, burst 3, 10 bytes/day."""
+    clock = Clock()
+    usage = CountingUsage(tmp_path / "keys.sqlite3", fail=fail)
+    access = Access(
+        make_settings(tmp_path),
+        KeyStore(tmp_path / "keys.sqlite3"),
+        usage,
+        clock=lambda: clock.mono,
+        now=lambda: clock.wall,
+    )
+    key, _ = access.store.create("alice", {"drbg"}, 1.0, 10, burst=3)
+    return access, usage, key
+
+
+def test_a_refused_quota_keeps_the_rate_limit_in_force(tmp_path: Path) -> None:
+    access, usage, key = limited_access(tmp_path)
     req = request(bearer(key))
     run(access.admit(req, scope="drbg", nbytes=10))
-    for _ in range(3):
+    for _ in range(2):
         with pytest.raises(RateLimited, match="daily quota"):
             run(access.admit(req, scope="drbg", nbytes=1))
-    assert run(access.admit(req, scope="drbg", nbytes=0)).principal.startswith("key:")
+    calls = usage.calls
+    for _ in range(20):
+        with pytest.raises(RateLimited, match="rate limit"):
+            run(access.admit(req, scope="drbg", nbytes=1))
+    assert usage.calls == calls  # the exhausted key no longer reaches the store
+
+
+def test_a_request_beyond_the_whole_quota_spends_its_token(tmp_path: Path) -> None:
+    access, _, key = limited_access(tmp_path)
+    req = request(bearer(key))
+    for _ in range(3):
+        with pytest.raises(PayloadTooLarge):
+            run(access.admit(req, scope="drbg", nbytes=11))
+    with pytest.raises(RateLimited, match="rate limit"):
+        run(access.admit(req, scope="drbg", nbytes=1))
+
+
+def test_a_failing_usage_store_is_hit_at_the_rate_limit_only(tmp_path: Path) -> None:
+    access, usage, key = limited_access(tmp_path, fail=True)
+    req = request(bearer(key))
+    for _ in range(10):
+        with pytest.raises((Unavailable, RateLimited)):
+            run(access.admit(req, scope="drbg", nbytes=1))
+    assert usage.calls == 3  # the burst, then the bucket refuses before the store
+
+
+def test_a_request_cancelled_during_the_quota_check_spends_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access, _, key = limited_access(tmp_path)
+
+    async def hung_up(*args: object) -> tuple[str, int]:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(access, "_take_bytes", hung_up)
+    req = request(bearer(key))
+    for _ in range(3):
+        with pytest.raises(asyncio.CancelledError):
+            run(access.admit(req, scope="drbg", nbytes=1))
+    with pytest.raises(RateLimited, match="rate limit"):
+        run(access.admit(req, scope="drbg", nbytes=1))
 
 
 def test_both_limits_report_the_one_nearest_exhaustion(tmp_path: Path) -> None:

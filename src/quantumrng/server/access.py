@@ -22,8 +22,19 @@ from ``rate_limit``/``rate_burst``/``daily_bytes``:
   (:class:`~quantumrng.server.usage.UsageStore`, in the key store's SQLite
   file) with one atomic conditional UPDATE: it holds across workers.
 
+A request that takes a token keeps it spent whatever follows: a refused
+quota (429, or 413 for more than the whole quota), a failing usage store
+(503) or a client that hangs up while the store is read. Each of these has
+already cost the store a read or write, so an exhausted key, a client
+cancelling on purpose or retries against a broken store all stay at the
+rate limit instead of hammering the store at full speed.
+
 A verified key is remembered for ``KEY_CACHE_SECONDS`` (1 s), a lookup
 saved per request: a revoked key stops working within that second.
+
+``/api/v2/status`` and ``/metrics`` are public unless auth is required; then,
+unless ``public_status`` is set, they need a key with the ``admin`` scope
+(:attr:`Access.private_status`, :meth:`Access.authorize`: no token, no quota).
 
 Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining``,
 ``RateLimit-Reset`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-
@@ -229,6 +240,7 @@ class Access:
             self.auth_required = not is_loopback(settings.host)
         else:
             self.auth_required = bool(settings.require_auth)
+        self.private_status = self.auth_required and not settings.public_status
         self.anonymous_limits = Limits.of(
             settings.rate_limit, settings.rate_burst, settings.daily_bytes
         )
@@ -318,12 +330,13 @@ class Access:
 
     # -- admit ---------------------------------------------------------------------
 
-    async def admit(self, request: Request, *, scope: str, nbytes: int) -> Admission:
-        """Let a request for ``nbytes`` under ``scope`` in, or raise 401/403/413/429."""
+    def authorize(self, request: Request, scope: str) -> tuple[str, KeyRecord | None]:
+        """Return who asks and their key if they may act under ``scope``, or raise 401/403.
+
+        Counts nothing against any limit: :meth:`admit` does, for randomness.
+        """
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
-        if nbytes < 0:
-            raise ValueError("nbytes must be non-negative")
         principal, key = self._identify(request)
         if key is None:
             if scope not in ANONYMOUS_SCOPES:
@@ -338,19 +351,25 @@ class Access:
                     "WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'
                 },
             )
+        return principal, key
+
+    async def admit(self, request: Request, *, scope: str, nbytes: int) -> Admission:
+        """Let a request for ``nbytes`` under ``scope`` in, or raise 401/403/413/429.
+
+        The rate-limit token is taken before the quota is asked and stays
+        spent when the quota refuses, the store fails or the client cancels.
+        """
+        if nbytes < 0:
+            raise ValueError("nbytes must be non-negative")
+        principal, key = self.authorize(request, scope)
         limits = self._limits(key)
         if limits.unlimited:
             return Admission(principal, key, {})
         policies: list[tuple[int, int, float, int]] = []
-        bucket = self._take_token(principal, limits, policies)
+        self._take_token(principal, limits, policies)
         charged = None
         if limits.daily_bytes is not None:
-            try:
-                charged = await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
-            except BaseException:
-                if bucket is not None:
-                    bucket.tokens += 1.0  # refused or cancelled: the request never ran
-                raise
+            charged = await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
         return Admission(principal, key, _headers(policies), charged)
 
     def admitted(self, request: Request, *, scope: str, nbytes: int) -> Admitted:
@@ -370,9 +389,9 @@ class Access:
 
     def _take_token(
         self, principal: str, limits: Limits, policies: list[tuple[int, int, float, int]]
-    ) -> _Bucket | None:
+    ) -> None:
         if limits.rate is None or limits.burst is None:
-            return None
+            return
         rate, burst = limits.rate, limits.burst
         now = self._clock()
         bucket = self._bucket(principal, burst, now)
@@ -388,7 +407,6 @@ class Access:
             )
         bucket.tokens -= 1.0
         policies.append((burst, int(bucket.tokens), (burst - bucket.tokens) / rate, window))
-        return bucket
 
     def _bucket(self, principal: str, burst: int, now: float) -> _Bucket:
         buckets = self._buckets

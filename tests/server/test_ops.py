@@ -19,7 +19,7 @@ from quantumrng.server import app as app_module
 from quantumrng.server import create_app
 from tests.blocks import make_blocks
 from tests.conftest import make_settings
-from tests.server.support import TestClient, assert_error, serve_memory
+from tests.server.support import Served, TestClient, assert_error, serve_memory
 
 
 def test_health_is_always_200(tmp_path: Path) -> None:
@@ -231,3 +231,73 @@ def test_the_lock_holder_makes_the_startup_harvest(tmp_path: Path) -> None:
         harvester = app.state.context.node.harvester
         assert harvester.active and harvester.harvests >= 1
         assert c.get("/ready").status_code == 200
+
+
+# -- status and metrics under required auth -------------------------------------------------
+
+OPS_URLS = ("/api/v2/status", "/metrics")
+
+
+def _keys(served: Served) -> dict[str, str]:
+    store = served.app.state.context.access.store
+    return {
+        scope: store.create(f"{scope}-key", {scope}, 0.001, 10, burst=1)[0]
+        for scope in ("drbg", "admin")
+    }
+
+
+@pytest.mark.parametrize("url", OPS_URLS)
+def test_status_and_metrics_need_an_admin_key_when_auth_is_required(
+    tmp_path: Path, url: str
+) -> None:
+    served = serve_memory(tmp_path, require_auth=True)
+    keys = _keys(served)
+    c = served.client
+    r = c.get(url)
+    assert_error(r, 401, "unauthenticated")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert_error(c.get(url, headers={"X-API-Key": "qrng_0123456789ab_" + "A" * 43}), 401)
+    r = c.get(url, headers={"X-API-Key": keys["drbg"]})
+    assert_error(r, 403, "forbidden")
+    assert "insufficient_scope" in r.headers["www-authenticate"]
+    for _ in range(3):  # a rate of 0.001/s and 10 bytes a day: neither is counted here
+        assert c.get(url, headers={"Authorization": f"Bearer {keys['admin']}"}).status_code == 200
+    usage = c.get("/api/v2/usage", headers={"X-API-Key": keys["admin"]}).json()
+    assert (usage["requests_left"], usage["bytes_left"]) == (1, 10)
+
+
+@pytest.mark.parametrize("url", OPS_URLS)
+@pytest.mark.parametrize(
+    "overrides", [{}, {"require_auth": True, "public_status": True}, {"require_auth": False}]
+)
+def test_status_and_metrics_are_public_without_required_auth_or_with_public_status(
+    tmp_path: Path, url: str, overrides: dict[str, Any]
+) -> None:
+    assert serve_memory(tmp_path, **overrides).client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/health", "/ready"])
+def test_health_and_ready_stay_public_under_required_auth(tmp_path: Path, url: str) -> None:
+    assert serve_memory(tmp_path, require_auth=True).client.get(url).status_code == 200
+
+
+def _security(doc: dict[str, Any], path: str) -> Any:
+    return doc["paths"][path]["get"].get("security")
+
+
+def test_openapi_says_which_routes_need_a_key(tmp_path: Path) -> None:
+    required = [{"bearer": []}, {"apiKey": []}]
+    optional = [{}, *required]
+    doc = serve_memory(tmp_path / "a", require_auth=True).client.get("/openapi.json").json()
+    for path in OPS_URLS:
+        assert _security(doc, path) == required
+        assert {"401", "403"} <= set(doc["paths"][path]["get"]["responses"])
+    assert _security(doc, "/api/v2/bytes") == required
+    assert _security(doc, "/health") is None and _security(doc, "/ready") is None
+    public = serve_memory(tmp_path / "b", require_auth=True, public_status=True)
+    doc = public.client.get("/openapi.json").json()
+    assert [_security(doc, path) for path in OPS_URLS] == [None, None]
+    doc = serve_memory(tmp_path / "c").client.get("/openapi.json").json()
+    assert [_security(doc, path) for path in OPS_URLS] == [None, None]
+    assert _security(doc, "/api/v2/bytes") == optional
+    assert "401" not in doc["paths"]["/metrics"]["get"]["responses"]

@@ -87,7 +87,6 @@ def envelope(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-
 def _operation(e: Endpoint) -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     responses: dict[str, Any] = {
@@ -109,7 +108,8 @@ def _operation(e: Endpoint) -> dict[str, Any]:
     if e.description:
         op["description"] = e.description
     if e.secured:
-        op["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+        keys: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+        op["security"] = keys if e.key_required else [{}, *keys]
     return op
 
 

@@ -4,7 +4,9 @@
 blocks of the configured source and answers every read a take makes; any
 pool failure is a 503, so a load balancer sends no traffic before or then.
 ``/metrics`` carries counters, never a secret (no key, token, pool byte or
-DRBG state).
+DRBG state); under required auth it needs an ``admin`` key unless
+``public_status`` is set. ``/health`` and ``/ready`` are always public: load
+balancers probe them without a key.
 """
 
 from __future__ import annotations
@@ -86,7 +88,12 @@ def api(ctx: Context) -> Api:
     async def ready(request: Request) -> Response:
         return json_response(await to_thread.run_sync(ready_state, ctx))
 
+    access = ctx.access
+    private = access.private_status
+
     async def metrics(request: Request) -> Response:
+        if private:
+            access.authorize(request, "admin")
         body = await to_thread.run_sync(ctx.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -116,6 +123,9 @@ def api(ctx: Context) -> Api:
             "Prometheus metrics (text exposition format).",
             "ops",
             content={"text/plain": {"type": "string"}},
+            errors=(401, 403) if private else (),
+            secured=private,
+            key_required=private,
         ),
     )
     return Api("", endpoints)

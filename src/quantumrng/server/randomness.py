@@ -216,5 +216,7 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
         content=content,
         errors=(*RANDOM_ERRORS, 404) if in_path else RANDOM_ERRORS,
         secured=True,
+        key_required=access.auth_required,
+        head=False,
         description=fmt.description or shape.description,
     )

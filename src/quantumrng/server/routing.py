@@ -43,9 +43,11 @@ class Endpoint:
     content: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # 200: type → schema
     errors: tuple[int, ...] = ()
     description: str = ""
-    secured: bool = False  # takes an API key (randomness, usage)
+    secured: bool = False  # takes an API key (randomness, usage; status and metrics if private)
+    key_required: bool = False  # a secured route answers 401 without one (auth is required)
     documented: bool = True
     methods: tuple[str, ...] = ("GET",)
+    head: bool = True  # False: no HEAD (randomness would draw bytes only to drop them)
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,12 @@ class Api:
 
 
 class ApiRoute(Route):
-    """A Starlette route at an endpoint's full path (its family's prefix included);
-    randomness answers no HEAD (it would draw bytes only to discard them)."""
+    """A Starlette route at an endpoint's full path (its family's prefix included),
+    answering HEAD as GET unless the endpoint says otherwise."""
 
     def __init__(self, path: str, e: Endpoint) -> None:
         super().__init__(path, e.handler, methods=list(e.methods), name=e.operation_id)
-        if e.secured and self.methods is not None:
+        if not e.head and self.methods is not None:
             self.methods.discard("HEAD")
 
 

@@ -261,14 +261,24 @@ def _usage(ctx: Context) -> Endpoint:
         content={"application/json": {"type": "object", "required": ["principal"]}},
         errors=(400, 401),
         secured=True,
+        key_required=ctx.access.auth_required,
+        head=False,
     )
 
 
 def _status(ctx: Context) -> Endpoint:
-    """``/status``: pool levels, harvests, health and reseeds; never a secret."""
+    """``/status``: pool levels, harvests, health and reseeds; never a secret.
+
+    Under required auth it needs an ``admin`` key unless ``public_status``
+    is set: it shows the server's load, pid and sources to whoever asks.
+    """
     tls = ctx.settings.tls_cert is not None
+    access = ctx.access
+    private = access.private_status
 
     async def status(request: Request) -> Response:
+        if private:
+            access.authorize(request, "admin")
         data = await to_thread.run_sync(ctx.node.status)
         data["server"] = {
             "version": __version__,
@@ -286,6 +296,9 @@ def _status(ctx: Context) -> Endpoint:
         "Pool levels, harvest rate, health-test failures, per-qubit bias, reseeds.",
         "ops",
         content={"application/json": {"type": "object", "required": ["source", "pool"]}},
+        errors=(401, 403, 503) if private else (503,),
+        secured=private,
+        key_required=private,
     )
 
 
@@ -293,5 +306,3 @@ def api(ctx: Context) -> Api:
     """Return the v2 family over ``ctx``."""
     randomness = [random_endpoint(ctx, f, SHAPE) for f in _formats(ctx)]
     return Api(PREFIX, (*randomness, _usage(ctx), _status(ctx)))
-
-

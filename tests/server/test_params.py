@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
 from quantumrng.errors import InvalidRequest, PayloadTooLarge, ValidationError
-from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query
+from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query, require_utf8
 
 N = Param("n", "int", "count", default=1, minimum=1, maximum=1000, too_large=True)
 LO = Param("lo", "bigint", "bound", required=True)
@@ -51,10 +51,63 @@ def test_too_many_digits_is_422() -> None:
         LO.parse("1" * (MAX_INT_DIGITS + 1))
 
 
-@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e999"])
-def test_non_finite_floats_are_422(text: str) -> None:
+def test_floats_beyond_the_double_range_are_422() -> None:
     with pytest.raises(ValidationError):
+        X.parse("1e999")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0", 0.0), ("+2", 2.0), ("1.5", 1.5), ("2e3", 2000.0), ("2E+3", 2000.0), ("25e-1", 2.5)],
+)
+def test_floats_in_the_ascii_decimal_grammar_parse(text: str, value: float) -> None:
+    assert X.parse(text) == value
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_every_finite_float_round_trips_through_its_repr(x: float) -> None:
+    assert X.parse(repr(x)) == x
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nan", "NaN", "inf", "-inf", "Infinity", "1_0", "1_000.5", " 1", "1 ", "\t1", "1\n",
+        "\uff11\uff10", "\u0661\u0660", "\u0967", "1.", ".5", "1e", "e3", "+-1", "0x10", "",
+        "1.5\u0661",
+    ],
+)  # fmt: skip
+def test_floats_outside_the_ascii_decimal_grammar_are_400(text: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
         X.parse(text)
+    assert type(info.value) is InvalidRequest
+    assert info.value.message == _message(X, "?")  # the same whatever was sent
+
+
+def _message(param: Param, text: str) -> str:
+    with pytest.raises(InvalidRequest) as info:
+        param.parse(text)
+    return info.value.message
+
+
+@given(st.text(st.characters(categories=["Nd"]), min_size=1).filter(lambda t: not t.isascii()))
+def test_ints_and_floats_refuse_the_same_non_ascii_digits(text: str) -> None:
+    for param in (N, LO, X):
+        assert _message(param, text) == _message(param, "?")
+
+
+@pytest.mark.parametrize("raw", [b"a=%FF", b"s=ab%C3", b"%FE=1", b"a=\xff", b"a=%ED%A0%80"])
+def test_a_query_that_is_not_utf8_once_decoded_is_400(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="UTF-8") as info:
+        require_utf8(raw, "query")
+    assert type(info.value) is InvalidRequest
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"n=5&mode=raw", b"a=%E2%82%AC", b"a=\xe2\x82\xac", b"a=%25FF"]
+)
+def test_utf8_queries_pass(raw: bytes) -> None:
+    require_utf8(raw, "query")
 
 
 def test_parse_query_defaults_required_unknown_and_repeated() -> None:

@@ -95,3 +95,23 @@ def test_v1_answers_name_mode_and_source_in_headers(tmp_path: Path, source: str,
     assert r.headers["x-qrng-mode"] == "drbg"
     assert r.headers["x-qrng-source"] == source
     assert len(r.json()) == 1  # the body keeps the prototype's one key
+
+
+@pytest.mark.parametrize("url", ["/api/v1/qrng/get_bits?x=%FF", "/api/v1/qrng/get_bits?%C3=1"])
+def test_a_query_that_is_not_utf8_is_400_though_v1_ignores_unknown_names(
+    served: Served, url: str
+) -> None:
+    error = assert_error(served.client.get(url), 400, "invalid_request")
+    assert "UTF-8" in error["message"]
+
+
+@pytest.mark.parametrize("n", ["%FF", "1%C3", "%ED%A0%80"])
+def test_a_path_that_is_not_utf8_is_400_naming_utf8(served: Served, n: str) -> None:
+    error = assert_error(served.client.get(f"/api/v1/qrng/get_num_bits/{n}"), 400)
+    assert "UTF-8" in error["message"] and "\ufffd" not in error["message"]
+
+
+@pytest.mark.parametrize("n", ["%EF%BC%91%EF%BC%92", "%D9%A1%D9%A2", "1_2", "%2B%2B1"])
+def test_n_takes_only_ascii_digits(served: Served, n: str) -> None:
+    error = assert_error(served.client.get(f"/api/v1/qrng/get_num_bits/{n}"), 400)
+    assert error["message"] == "n must be an integer"

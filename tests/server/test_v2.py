@@ -227,9 +227,36 @@ def test_gaussians_follow_mean_and_stddev(served: Served) -> None:
     assert 3.4 < var < 4.6
 
 
-@pytest.mark.parametrize("query", ["stddev=-1", "mean=nan", "mean=inf", "stddev=1e999"])
-def test_gaussians_reject(served: Served, query: str) -> None:
+@pytest.mark.parametrize("query", ["stddev=-1", "stddev=1e999", "mean=-1e400"])
+def test_gaussians_reject_out_of_range_floats_with_422(served: Served, query: str) -> None:
     assert_error(served.client.get(f"/api/v2/gaussians?{query}"), 422)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nan", "inf", "-Infinity", "1_0", "%201", "1%20", "%EF%BC%91%EF%BC%90", "%D9%A1%D9%A0", ".5"],
+)
+def test_gaussians_refuse_numbers_outside_the_ascii_grammar_with_400(
+    served: Served, value: str
+) -> None:
+    error = assert_error(served.client.get(f"/api/v2/gaussians?mean={value}"), 400)
+    assert error["code"] == "invalid_request"
+    assert error == assert_error(served.client.get("/api/v2/gaussians?mean=x"), 400)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["alphabet=ab%FF", "alphabet=%C3", "n=2&%FF=1", "alphabet=%ED%A0%80x"],
+)
+def test_a_query_that_is_not_utf8_is_400_not_replaced(served: Served, query: str) -> None:
+    error = assert_error(served.client.get(f"/api/v2/strings?{query}"), 400, "invalid_request")
+    assert "UTF-8" in error["message"] and "\ufffd" not in error["message"]
+
+
+def test_a_repeated_alphabet_is_422_without_echoing_it(served: Served) -> None:
+    r = served.client.get("/api/v2/strings", params={"alphabet": "€<b>€"})
+    error = assert_error(r, 422, "validation_error")
+    assert "€" not in error["message"] and "<b>" not in error["message"]
 
 
 def test_uuids_are_version_4(served: Served) -> None:

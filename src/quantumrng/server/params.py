@@ -5,6 +5,14 @@ object parses the request and writes its OpenAPI schema, so the two never
 disagree. A malformed value is ``InvalidRequest`` (400), a well-formed one out
 of range is ``ValidationError`` (422), and a size above a configured maximum
 is ``PayloadTooLarge`` (413). Messages name the parameter, never echo input.
+
+Numbers have one strict ASCII grammar (:data:`_INT`, :data:`_NUMBER`): an
+optional sign, digits ``0-9``, for floats an optional fraction and exponent
+(RFC 8259 §6's number, also allowing a ``+`` and leading zeros). ``float()`` and
+``int()`` alone would also take other scripts' digits, ``_`` separators,
+surrounding whitespace and ``inf``/``nan``. A query or path whose
+percent-escapes decode to invalid UTF-8 is refused (400) before parsing:
+Starlette would silently turn such bytes into U+FFFD.
 """
 
 from __future__ import annotations
@@ -14,17 +22,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import QueryParams
 
 from quantumrng.errors import InvalidRequest, PayloadTooLarge, ValidationError
 
-__all__ = ["MAX_INT_DIGITS", "Param", "parse_query"]
+__all__ = ["MAX_INT_DIGITS", "Param", "parse_path", "parse_query", "require_utf8"]
 
 Kind = Literal["int", "bigint", "float", "enum", "str"]
 
 MAX_INT_DIGITS = 1300  # decimal digits of a big bound (~4300 bits), bounds parsing work
-_INT = re.compile(r"[+-]?[0-9]+")
+_SIGN = "[+-]?"
+_DIGITS = "[0-9]+"  # ASCII only: \d and int() take every script's digits
+_INT = re.compile(_SIGN + _DIGITS)
+_NUMBER = re.compile(rf"{_SIGN}{_DIGITS}(?:\.{_DIGITS})?(?:[eE]{_SIGN}{_DIGITS})?")
 _SMALL_INT_DIGITS = 19  # an "int" parameter fits in 64 bits
 
 
@@ -56,10 +68,9 @@ class Param:
             return text
         value: int | float
         if self.kind == "float":
-            try:
-                value = float(text)
-            except ValueError:
-                raise InvalidRequest(f"{self.name} must be a number") from None
+            if not _NUMBER.fullmatch(text):
+                raise InvalidRequest(f"{self.name} must be a decimal number such as -1.5e3")
+            value = float(text)
             if not math.isfinite(value):
                 raise ValidationError(f"{self.name} must be finite")
         else:
@@ -117,6 +128,20 @@ class Param:
 
 def _show(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def require_utf8(raw: bytes, where: str) -> None:
+    """Refuse a raw query string or path that is not UTF-8 once percent-decoded (400).
+
+    Cheap when there is nothing to decode: only a ``%`` or a non-ASCII byte
+    can make invalid UTF-8. Decoding the whole string is decoding each
+    value: ``&`` and ``=`` are ASCII, never inside a multi-byte sequence.
+    """
+    if b"%" in raw or not raw.isascii():
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"the {where} is not valid UTF-8 once percent-decoded") from None
 
 
 def parse_query(

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from quantumrng.formats import RandomBytes
-from quantumrng.server.params import Param, parse_path, parse_query
+from quantumrng.server.params import Param, parse_path, parse_query, require_utf8
 from quantumrng.server.responses import random_response
 from quantumrng.server.routing import RANDOM_ERRORS, Endpoint
 from quantumrng.server.service import Context, draw, raw_limit, within
@@ -179,11 +179,15 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
     json_limit = s.max_json_bytes
 
     def parse(request: Request) -> Args:
-        if request.scope["query_string"] or required:
+        scope = request.scope
+        raw: bytes = scope["query_string"]
+        if raw or required:
+            require_utf8(raw, "query")
             args = parse_query(request.query_params, query, strict=shape.strict_query)
         else:  # nothing to parse: every parameter takes its default
             args = dict(defaults)
         if in_path:
+            require_utf8(scope.get("raw_path") or b"", "path")
             args.update(parse_path(request.path_params, in_path))
         return args
 

@@ -32,6 +32,10 @@ __all__ = ["PREFIX", "SHAPE", "api"]
 PREFIX = "/api/v2"
 MAX_SAFE_INTEGER = 2**53 - 1  # largest integer a JavaScript number holds exactly
 MAX_ALPHABET = 1024  # characters of a custom alphabet
+BAD_ALPHABET = (
+    f"alphabet must name one of {', '.join(formats.ALPHABETS)} "
+    "or list its characters, at least one, each once"
+)
 
 
 def _body(value: Any, mode: str, source: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +98,10 @@ def _formats(ctx: Context) -> list[Format]:
         return formats.permutation_cost(a["min"], a["max"])
 
     def strings_cost(a: Args) -> int:
-        alphabet: str = formats.resolve_alphabet(a["alphabet"])
+        try:
+            alphabet: str = formats.resolve_alphabet(a["alphabet"])
+        except ValidationError:  # its message quotes the repeated characters
+            raise ValidationError(BAD_ALPHABET) from None
         a["alphabet"] = alphabet
         chars: int = a["n"] * a["length"]
         if chars > s.max_json_bytes:

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from quantumrng.formats import ALPHABETS
 from quantumrng.server.access import Access
 from quantumrng.server.keys import KeyStore
+from quantumrng.server.routing import redirect_slashes_relatively
 from tests.conftest import make_settings
-from tests.server.support import Served, assert_error, serve_memory
+from tests.server.support import Served, TestClient, assert_error, serve_memory
 
 LIMITS: dict[str, Any] = {"max_json_bytes": 1 << 16, "max_items": 5000, "max_bytes": 8 << 20}
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
@@ -314,6 +319,51 @@ def test_shuffle_rejects(served: Served, query: str, status: int) -> None:
 def test_large_answers_leave_the_event_loop_and_still_arrive(tmp_path: Path) -> None:
     served = serve_memory(tmp_path, max_items=100_000)
     assert len(ok(served, "/api/v2/floats?n=100000")["data"]) == 100_000
+
+
+# --- trailing slashes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("/api/v2/bytes/", "/api/v2/bytes"),
+        ("/api/v2/bytes/?n=4&format=hex", "/api/v2/bytes?n=4&format=hex"),
+        ("/api/v2/bytes///?n=4", "/api/v2/bytes?n=4"),
+        ("/api/v1/qrng/get_num_bits/12/", "/api/v1/qrng/get_num_bits/12"),
+        ("/health/", "/health"),
+    ],
+)
+def test_a_trailing_slash_redirects_relatively_whatever_the_host_header(
+    served: Served, url: str, location: str
+) -> None:
+    r = served.client.get(url, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 307
+    assert r.headers["location"] == location
+
+
+def test_a_trailing_slash_still_reaches_the_route(served: Served) -> None:
+    assert len(base64.b64decode(ok(served, "/api/v2/bytes/?n=5")["data"])) == 5
+
+
+@pytest.mark.parametrize("url", ["//api/v2/bytes/", "//evil.example/", "/nowhere/", "/"])
+def test_no_redirect_without_a_route_or_to_another_host(served: Served, url: str) -> None:
+    r = served.client.get(f"http://testserver{url}", follow_redirects=False)
+    assert_error(r, 404, "not_found")
+    assert "location" not in r.headers
+
+
+@pytest.mark.parametrize("url", ["//evil.example/", "/\\evil.example/", "//evil.example//"])
+def test_a_route_matching_anything_never_gets_a_protocol_relative_redirect(url: str) -> None:
+    async def anything(request: Request) -> Response:
+        return Response("ok")
+
+    app = Starlette(routes=[Route("/{a:path}/{b}", anything), Route("/{b}", anything)])
+    client = TestClient(app, base_url="http://testserver")
+    assert client.get(f"http://testserver{url.rstrip('/')}").status_code == 200  # it would match
+    redirect_slashes_relatively(app.router)
+    r = client.get(f"http://testserver{url}", follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
 
 
 # --- access wiring ---------------------------------------------------------------

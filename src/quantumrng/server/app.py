@@ -30,7 +30,7 @@ from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
 from quantumrng.server.metrics import Metrics, MetricsMiddleware
 from quantumrng.server.openapi import docs_api
-from quantumrng.server.routing import Api, starlette_routes
+from quantumrng.server.routing import Api, redirect_slashes_relatively, starlette_routes
 from quantumrng.server.service import Context
 
 __all__ = ["STARTUP_BLOCKS", "apis", "create_app"]
@@ -116,5 +116,6 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
+    redirect_slashes_relatively(app.router)
     app.state.context = ctx
     return app

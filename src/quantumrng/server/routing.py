@@ -15,19 +15,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, quote_from_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from quantumrng.server.params import Param
 
-__all__ = ["RANDOM_ERRORS", "Api", "ApiRoute", "Endpoint", "Handler", "starlette_routes"]
+__all__ = [
+    "RANDOM_ERRORS",
+    "Api",
+    "ApiRoute",
+    "Endpoint",
+    "Handler",
+    "redirect_slashes_relatively",
+    "starlette_routes",
+]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 #: The errors any randomness route may answer.
 RANDOM_ERRORS = (400, 401, 403, 413, 422, 429, 503)
+
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"  # RFC 3986 pchar and "/", kept as they are
+_QUERY_SAFE = _PATH_SAFE + "?%"  # a query string arrives percent-encoded already
 
 
 @dataclass(frozen=True)
@@ -76,3 +89,35 @@ class ApiRoute(Route):
 def starlette_routes(apis: Sequence[Api]) -> list[BaseRoute]:
     """Return the Starlette routes of ``apis``, each at its family's prefix + path."""
     return [ApiRoute(path, e) for api in apis for path, e in api.paths()]
+
+
+def redirect_slashes_relatively(router: Router) -> None:
+    """Redirect ``/route/`` to ``/route`` with a relative ``Location``, never built from Host.
+
+    Starlette's own ``redirect_slashes`` writes an absolute URL from the
+    ``Host`` header, so ``Host: evil.example`` sent the client elsewhere.
+    RFC 9110 §10.2.2 allows a relative reference; this one is path-absolute
+    (one leading ``/``, never ``//`` that would name another host) and keeps
+    the query string. Runs only for paths no route matched.
+    """
+    router.redirect_slashes = False
+    not_found = router.not_found
+
+    async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            target = path.rstrip("/")
+            if target.startswith("/") and target[1:2] not in ("/", "\\"):
+                probe = {**scope, "path": target}
+                if any(route.matches(probe)[0] is not Match.NONE for route in router.routes):
+                    location = quote(target, safe=_PATH_SAFE)
+                    query: bytes = scope.get("query_string", b"")
+                    if query:
+                        location += "?" + quote_from_bytes(query, safe=_QUERY_SAFE)
+                    await Response(status_code=307, headers={"location": location})(
+                        scope, receive, send
+                    )
+                    return
+        await not_found(scope, receive, send)
+
+    router.default = fallback

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from quantumrng.cli import cli
 from quantumrng.config import Settings
 from quantumrng.server import run
+from quantumrng.server.keys import KeyStore
 
 
 @pytest.fixture
@@ -66,3 +67,69 @@ def test_serve_flags_override_the_group_settings(tmp_path: Path, served: list[Se
     (s,) = served
     assert (s.source, s.port, s.workers, s.require_auth, s.pool) == ("os", 6123, 3, False, "memory")
     assert s.data_dir == tmp_path and s.host == "127.0.0.1"
+
+
+# -- the startup lines -------------------------------------------------------------------
+
+
+@pytest.fixture
+def announced(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Run ``serve`` up to its announcement; nothing is served."""
+    calls: list[Settings] = []
+
+    def fake_serve(
+        settings: Settings,
+        *,
+        access_log: bool = False,
+        announce: Callable[[Settings], None] | None = None,
+    ) -> None:
+        assert announce is not None
+        announce(settings)
+        calls.append(settings)
+
+    monkeypatch.setattr(run, "serve", fake_serve)
+    return calls
+
+
+def _startup(tmp_path: Path, *args: str) -> list[str]:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "serve", *args])
+    assert result.exit_code == 0, result.output
+    return result.stderr.splitlines()
+
+
+def test_loopback_says_auth_is_off_and_warns_of_nothing(
+    tmp_path: Path, announced: list[Settings]
+) -> None:
+    lines = _startup(tmp_path)
+    assert lines[0].startswith("qrng: serving simulator entropy on http://127.0.0.1:5000")
+    assert lines[1:] == ["qrng: auth: off (loopback only)"]
+    assert not (tmp_path / "keys.sqlite3").exists()
+
+
+def test_any_address_says_auth_is_required_with_no_keys_and_warns_of_plain_http(
+    tmp_path: Path, announced: list[Settings]
+) -> None:
+    lines = _startup(tmp_path, "--host", "0.0.0.0")
+    assert lines[1] == (
+        "qrng: auth: required (0 active keys; create one with `qrng keys create --name NAME`)"
+    )
+    assert lines[2].startswith("qrng: warning: plain HTTP on 0.0.0.0: API keys and random")
+    assert not announced[0].keys_path.exists()  # counted without creating the key file
+
+
+def test_required_auth_counts_only_active_keys(tmp_path: Path, announced: list[Settings]) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    for name in ("a", "b", "c"):
+        store.create(name, {"drbg"}, None, None)
+    store.revoke("b")
+    lines = _startup(tmp_path, "--require-auth")
+    assert lines[1].startswith("qrng: auth: required (2 active keys; create one with")
+    assert len(lines) == 2  # loopback: no plain-HTTP warning
+    store.revoke("c")
+    assert _startup(tmp_path, "--require-auth")[1].startswith("qrng: auth: required (1 active key;")
+
+
+def test_auth_turned_off_off_loopback_says_so(tmp_path: Path, announced: list[Settings]) -> None:
+    lines = _startup(tmp_path, "--host", "192.0.2.7", "--no-require-auth")
+    assert lines[1] == "qrng: auth: off (anyone who reaches this address)"
+    assert lines[2].startswith("qrng: warning: plain HTTP on 192.0.2.7")

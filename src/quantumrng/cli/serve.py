@@ -52,13 +52,44 @@ def serve_command(ctx: click.Context, /, access_log: bool, **_: Any) -> None:
 
 
 def _announce(settings: Settings) -> None:
-    """The one startup line, printed once the address and files are known to work."""
+    """The startup lines, printed once the address and files are known to work.
+
+    They say whether keys are needed and how many exist (counted without
+    creating the key file), and warn when plain HTTP leaves the machine.
+    """
+    from quantumrng.server.access import Access, is_loopback
+
     scheme = "https" if settings.tls_cert is not None else "http"
     click.echo(
         f"qrng: serving {settings.source} entropy on {scheme}://{settings.host}:{settings.port} "
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); docs at /docs",
         err=True,
     )
+    loopback = is_loopback(settings.host)
+    click.echo(
+        f"qrng: auth: {_auth_state(settings, Access(settings).auth_required, loopback)}", err=True
+    )
+    if not loopback and settings.tls_cert is None:
+        click.echo(
+            f"qrng: warning: plain HTTP on {settings.host}: API keys and random numbers cross "
+            "the network unencrypted; give --tls-cert and --tls-key or serve behind a TLS proxy",
+            err=True,
+        )
+
+
+def _auth_state(settings: Settings, required: bool, loopback: bool) -> str:
+    """``required (N active keys; ...)``, or ``off`` and who can reach the server."""
+    if not required:
+        return "off (loopback only)" if loopback else "off (anyone who reaches this address)"
+    from quantumrng.errors import QuantumRNGError
+    from quantumrng.server.keys import count_active_keys
+
+    try:
+        n = count_active_keys(settings.keys_path)
+    except QuantumRNGError:
+        return "required (the key store cannot be read)"
+    keys = f"{n} active key{'' if n == 1 else 's'}"
+    return f"required ({keys}; create one with `qrng keys create --name NAME`)"
 
 
 COMMANDS: tuple[click.Command, ...] = (serve_command,)

@@ -41,6 +41,7 @@ __all__ = [
     "SCOPES",
     "KeyRecord",
     "KeyStore",
+    "count_active_keys",
     "parse_scopes",
 ]
 
@@ -319,3 +320,22 @@ class KeyStore:
     def close(self) -> None:
         """Close this process's connections; the file stays."""
         self._connections.close()
+
+
+def count_active_keys(path: Path) -> int:
+    """Return how many keys of the store at ``path`` are active, 0 when it does not exist.
+
+    Opens the file read-only and never creates it (``qrng serve`` reports
+    the count before any request opens the store). Raises ``Unavailable``
+    when the file cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with translate_errors(f"the key store {path}"):
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (count,) = conn.execute("SELECT COUNT(*) FROM keys WHERE revoked_at IS NULL").fetchone()
+        finally:
+            conn.close()
+    return int(count)

@@ -401,7 +401,9 @@ def test_against_the_real_app(tmp_path: Path) -> None:
     from quantumrng.server.keys import KeyStore
 
     settings = make_settings(tmp_path, source="os", pool="memory", require_auth=True)
-    key, _ = KeyStore(settings.keys_path).create("client", {"drbg"}, None, None)
+    keys = KeyStore(settings.keys_path)
+    key, _ = keys.create("client", {"drbg"}, None, None)
+    admin, _ = keys.create("operator", {"admin"}, None, None)
     with TestClient(create_app(settings)) as asgi:
         transport = httpx.MockTransport(lambda r: _relay(asgi, r))
         with pytest.raises(AuthenticationError, match="API key"):
@@ -417,7 +419,9 @@ def test_against_the_real_app(tmp_path: Path) -> None:
         assert [len(s) for s in c.strings(2, length=5, alphabet="hex")] == [5, 5]
         assert sorted(c.shuffle(1, 20)) == list(range(1, 21))
         assert c.usage()["principal"].startswith("key:")
-        assert "pool" in c.status()
+        with pytest.raises(PermissionDenied):  # status needs the admin scope under auth
+            c.status()
+        assert "pool" in Client("http://qrng.test", admin, transport=transport).status()
         with pytest.raises(PermissionDenied):
             c.bytes(64, mode="raw")
         with pytest.raises(ValidationError):

@@ -178,30 +178,30 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
     octets_possible = fmt.octets is not _never
     json_limit = s.max_json_bytes
 
-    def parse(request: Request) -> Args:
+    cost, produce, wants_octets = fmt.cost, fmt.produce, fmt.octets
+    strict, max_bytes = shape.strict_query, s.max_bytes
+
+    async def endpoint(request: Request) -> Response:
         scope = request.scope
         raw: bytes = scope["query_string"]
         if raw or required:
             require_utf8(raw, "query")
-            args = parse_query(request.query_params, query, strict=shape.strict_query)
+            args = parse_query(request.query_params, query, strict=strict)
         else:  # nothing to parse: every parameter takes its default
             args = dict(defaults)
         if in_path:
             require_utf8(scope.get("raw_path") or b"", "path")
             args.update(parse_path(request.path_params, in_path))
-        return args
-
-    async def endpoint(request: Request) -> Response:
-        args = parse(request)
         mode: str = args.get("mode", default_mode)
-        nbytes = fmt.cost(args)
-        octets = octets_possible and fmt.octets(args)
+        nbytes = cost(args)
+        octets = octets_possible and wants_octets(args)
         streamed = octets and mode == "drbg"
-        within(nbytes, s.max_bytes if streamed else json_limit)
+        if nbytes > json_limit:
+            within(nbytes, max_bytes if streamed else json_limit)
         async with access.admitted(request, scope=mode, nbytes=nbytes) as admission:
             if streamed:
                 return await _stream(ctx, nbytes, admission.headers)
-            value, source = await draw(ctx, mode, nbytes, lambda read: fmt.produce(read, args))
+            value, source = await draw(ctx, mode, nbytes, produce, args)
         if octets:
             return octet_response(value, mode, source["kind"], admission.headers)
         extra = provenance_headers(mode, source["kind"]) if shape.source_headers else ()

@@ -36,6 +36,7 @@ OFFLOAD_BYTES = 1 << 16  # DRBG requests from this size run in a worker thread
 REFILL_BYTES = 4 * BLOCK_BYTES  # raw pool bytes taken per read beyond the expected amount
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def source_json(kind: str, provenances: Iterable[Provenance], credited_bits: int) -> dict[str, Any]:
@@ -150,18 +151,21 @@ class _RawReader:
         self._buf.clear()
 
 
-def _raw(ctx: Context, nbytes: int, produce: Callable[[RandomBytes], T]) -> tuple[T, _RawReader]:
+def _raw(
+    ctx: Context, nbytes: int, produce: Callable[[RandomBytes, A], T], args: A
+) -> tuple[T, _RawReader]:
     reader = _RawReader(ctx.engine, nbytes)
     try:
-        return produce(reader), reader
+        return produce(reader, args), reader
     finally:
         reader.close()
 
 
 async def draw(
-    ctx: Context, mode: str, nbytes: int, produce: Callable[[RandomBytes], T]
+    ctx: Context, mode: str, nbytes: int, produce: Callable[[RandomBytes, A], T], args: A
 ) -> tuple[T, dict[str, Any]]:
-    """Run ``produce`` over the ``mode`` byte source; return its value and ``source``.
+    """Run ``produce(read, args)`` over the ``mode`` byte source; return its value and
+    ``source``.
 
     ``nbytes`` is what ``produce`` is expected to read: it sizes the raw
     pool's first take and decides whether the work leaves the event loop.
@@ -175,7 +179,7 @@ async def draw(
                 f"raw requests are limited to the pool's high-water mark: {limit} bytes "
                 f"(this one needs {nbytes}); mode=drbg has no such limit"
             )
-        value, reader = await to_thread.run_sync(_raw, ctx, nbytes, produce)
+        value, reader = await to_thread.run_sync(_raw, ctx, nbytes, produce, args)
         if ctx.harvester is not None:
             ctx.harvester.wake()
         ctx.metrics.served("raw", reader.nbytes)
@@ -184,8 +188,8 @@ async def draw(
         return value, source_json(kind, harvests, reader.credited_bits)
     read = ctx.engine.random_bytes
     if nbytes < OFFLOAD_BYTES:
-        value = produce(read)
+        value = produce(read, args)
     else:
-        value = await to_thread.run_sync(produce, read)
+        value = await to_thread.run_sync(produce, read, args)
     ctx.metrics.served("drbg", nbytes)
     return value, ctx.drbg_source()

@@ -169,10 +169,20 @@ def closed_by_server(sockets: list[socket.socket], wait: float) -> set[int]:
 
 
 def oversized_answer(port: int) -> bytes:
-    """What the server answers to one request with 20 KiB of headers, sent at once."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 20_480 + b"\r\n\r\n")
-        return s.recv(4096)
+    """What the server answers to one request with 20 KiB of headers, sent at once.
+
+    Tried up to three times: a server that closes with part of the request
+    unread resets the connection, which may reach us before its answer.
+    """
+    request = b"GET /health HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 20_480 + b"\r\n\r\n"
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
+            try:
+                s.sendall(request)
+                return s.recv(4096)
+            except ConnectionResetError:
+                continue
+    return b"reset three times"
 
 
 def test_floods_and_held_sockets_leave_health_answering_in_bounded_memory(
@@ -205,9 +215,9 @@ def test_floods_and_held_sockets_leave_health_answering_in_bounded_memory(
                 held += [hold(address, port) for _ in range(SPREAD_PER_ADDRESS)]
             spread = len(held)
             held += [hold(GREEDY_ADDRESS, port) for _ in range(GREEDY_SOCKETS)]
-            refused = closed_by_server(held, 1.0)
+            refused = closed_by_server(held, HEADER_TIMEOUT / 2)  # the rest wait for the timer
             during = rss_kib(pids)
-            timed_out = closed_by_server(held, HEADER_TIMEOUT + 2.0 - (time.monotonic() - opened))
+            timed_out = closed_by_server(held, HEADER_TIMEOUT + 4.0 - (time.monotonic() - opened))
         finally:
             prober.done.set()
             prober.join(10)
@@ -220,6 +230,7 @@ def test_floods_and_held_sockets_leave_health_answering_in_bounded_memory(
         f"peak {prober.peak_rss // 1024} MiB; /health max {max(latencies):.3f} s over "
         f"{len(latencies)} requests; floods {floods}; refused {len(refused)} of {len(held)}"
     )
+    figures += f"\nserver log (tail): {server.log.read_text()[-2000:]}"
     print(figures)
     assert len(floods) == FLOOD_CONNECTIONS and all(cut for _, cut in floods), figures
     assert all(sent < FLOOD_BYTES for sent, _ in floods), figures

@@ -8,6 +8,8 @@ variables ``QRNG_<NAME>`` < command-line flags (``overrides``).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ipaddress
 import math
 import os
 import tomllib
@@ -20,10 +22,44 @@ from typing import Any
 from quantumrng.errors import ConfigError
 from quantumrng.provenance import SOURCE_KINDS
 
-__all__ = ["ENV_PREFIX", "POOL_BACKENDS", "Settings", "default_data_dir", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "POOL_BACKENDS",
+    "Network",
+    "Settings",
+    "default_data_dir",
+    "load_settings",
+    "trusted_networks",
+]
 
 ENV_PREFIX = "QRNG_"
 POOL_BACKENDS = ("sqlite", "redis", "memory")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.lru_cache(maxsize=16)
+def trusted_networks(spec: str) -> tuple[Network, ...]:
+    """Parse ``forwarded_allow_ips``: comma-separated addresses or networks, or ``*``.
+
+    Raises ``ConfigError`` naming the first entry that is neither; host
+    names are refused because the address a connection comes from is
+    compared, never a name.
+    """
+    networks: list[Network] = []
+    for entry in (part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            networks += [ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0")]
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"forwarded_allow_ips: {entry!r} is not an IP address, a network or '*'"
+            ) from None
+    return tuple(networks)
 
 
 def default_data_dir() -> Path:
@@ -122,6 +158,7 @@ class Settings:
             raise ConfigError("header_timeout must be a positive number of seconds")
         if not 1 <= self.max_client_connections <= self.max_connections:
             raise ConfigError("need 1 <= max_client_connections <= max_connections")
+        trusted_networks(self.forwarded_allow_ips)
 
     @property
     def pool_path(self) -> Path:

@@ -9,6 +9,8 @@
      ├── PermissionDenied          (403)
      ├── NotFound                  (404)
      ├── MethodNotAllowed          (405)
+     ├── RequestTimeout            (408) headers not sent in time
+     ├── RequestHeadersTooLarge    (431) request line and headers over the limit
      ├── RateLimited               (429, Retry-After)
      └── Unavailable               (503, Retry-After)
           ├── EntropyUnavailable   pool cannot supply what was asked
@@ -47,6 +49,8 @@ __all__ = [
     "PermissionDenied",
     "QuantumRNGError",
     "RateLimited",
+    "RequestHeadersTooLarge",
+    "RequestTimeout",
     "ReseedRequired",
     "SourceAuthError",
     "SourceError",
@@ -130,6 +134,20 @@ class MethodNotAllowed(QuantumRNGError):
 
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(QuantumRNGError):
+    """Raised when a connection does not send a request's headers in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class RequestHeadersTooLarge(QuantumRNGError):
+    """Raised when a request's line and headers exceed the limit (RFC 6585 §5)."""
+
+    status = 431
+    code = "request_header_fields_too_large"
 
 
 class RateLimited(QuantumRNGError):
@@ -220,6 +238,8 @@ BY_STATUS: Mapping[int, type[QuantumRNGError]] = MappingProxyType(
             PermissionDenied,
             NotFound,
             MethodNotAllowed,
+            RequestTimeout,
+            RequestHeadersTooLarge,
             RateLimited,
             Unavailable,
         )

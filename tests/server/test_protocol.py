@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from uvicorn.server import ServerState
 
+from quantumrng.config import trusted_networks
 from quantumrng.errors import ConfigError
 from quantumrng.server.protocol import (
     ConnectionLimits,
     LimitedConfig,
     LimitedHttpToolsProtocol,
-    trusted_networks,
 )
 
 _ports = itertools.count(40_000)

@@ -41,19 +41,24 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from quantumrng.config import Settings
-from quantumrng.errors import ConfigError
+from quantumrng.config import Settings, trusted_networks
+from quantumrng.errors import (
+    ConfigError,
+    QuantumRNGError,
+    RequestHeadersTooLarge,
+    RequestTimeout,
+    Unavailable,
+)
 from quantumrng.server.access import client_principal
+from quantumrng.server.errors import error_body
 
 __all__ = [
     "ConnectionLimits",
     "LimitedConfig",
     "LimitedHttpToolsProtocol",
     "error_response",
-    "trusted_networks",
 ]
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RETRY_AFTER_SECONDS = 5  # how soon a client refused for too many connections may retry
 
 
@@ -82,30 +87,6 @@ class ConnectionLimits:
 DEFAULT_LIMITS = ConnectionLimits()
 
 
-@functools.lru_cache(maxsize=16)
-def trusted_networks(spec: str) -> tuple[Network, ...]:
-    """Parse ``forwarded_allow_ips``: comma-separated addresses or networks, or ``*``.
-
-    Raises ``ConfigError`` naming the first entry that is neither; host
-    names are refused because the address a connection comes from is
-    compared, never a name.
-    """
-    networks: list[Network] = []
-    for entry in (part.strip() for part in spec.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            networks += [ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0")]
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ConfigError(
-                f"forwarded_allow_ips: {entry!r} is not an IP address, a network or '*'"
-            ) from None
-    return tuple(networks)
-
-
 def _is_trusted(host: str | None, spec: str) -> bool:
     if not host or not spec:
         return False
@@ -118,7 +99,7 @@ def _is_trusted(host: str | None, spec: str) -> bool:
     try:
         networks = trusted_networks(spec)
     except ConfigError:
-        return False  # refused at start-up by run.build_config; never trusted here
+        return False  # Settings refuse a bad entry; never trusted here
     return any(addr.version == net.version and addr in net for net in networks)
 
 
@@ -128,7 +109,7 @@ def error_response(status: int, code: str, message: str) -> tuple[bytes, bytes]:
 
     The server's default headers (``date``, HSTS under TLS) go between the two.
     """
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     head = [
         b"content-type: application/json\r\n",
         b"content-length: %d\r\n" % len(body),
@@ -139,10 +120,14 @@ def error_response(status: int, code: str, message: str) -> tuple[bytes, bytes]:
     return STATUS_LINE[status], b"".join([*head, b"connection: close\r\n\r\n", body])
 
 
-_TOO_LARGE = (431, "request_header_fields_too_large", "the request line and headers are too large")
-_TIMEOUT = (408, "request_timeout", "the request headers took too long")
-_BUSY = (503, "unavailable", "too many connections; try again later")
-_CLIENT_BUSY = (503, "unavailable", "too many connections from this client; try again later")
+def _answer(cls: type[QuantumRNGError], message: str) -> tuple[int, str, str]:
+    return cls.status, cls.code, message
+
+
+_TOO_LARGE = _answer(RequestHeadersTooLarge, "the request line and headers are too large")
+_TIMEOUT = _answer(RequestTimeout, "the request headers took too long")
+_BUSY = _answer(Unavailable, "too many connections; try again later")
+_CLIENT_BUSY = _answer(Unavailable, "too many connections from this client; try again later")
 
 
 class LimitedConfig(uvicorn.Config):

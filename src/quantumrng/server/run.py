@@ -198,9 +198,8 @@ def build_config(settings: Settings, *, access_log: bool = False) -> object:
     Proxy headers are read only when ``forwarded_allow_ips`` names the
     proxies (uvicorn's default would trust any local one).
     """
-    from quantumrng.server.protocol import ConnectionLimits, LimitedConfig, trusted_networks
+    from quantumrng.server.protocol import ConnectionLimits, LimitedConfig
 
-    trusted_networks(settings.forwarded_allow_ips)  # a bad entry is a ConfigError now
     proxies = ",".join(p.strip() for p in settings.forwarded_allow_ips.split(",") if p.strip())
     tls = settings.tls_cert is not None
     return LimitedConfig(
@@ -289,9 +288,6 @@ def _check_key_store(settings: Settings) -> None:
 def _preflight(settings: Settings) -> None:
     """Fail in the parent, as one error, on what would crash every worker."""
     from quantumrng.node import Node
-    from quantumrng.server.protocol import trusted_networks
-
-    trusted_networks(settings.forwarded_allow_ips)
     if settings.tls_cert is not None:
         tls_context(
             str(settings.tls_cert), None if settings.tls_key is None else str(settings.tls_key)

@@ -16,7 +16,7 @@ from quantumrng.server.keys import KeyStore
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """The settings ``serve`` would run with; nothing is served."""
+    """The settings ``serve`` would run with, after its announcement; nothing is served."""
     calls: list[Settings] = []
 
     def fake_serve(
@@ -25,6 +25,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         access_log: bool = False,
         announce: Callable[[Settings], None] | None = None,
     ) -> None:
+        assert announce is not None
+        announce(settings)
         calls.append(settings)
 
     monkeypatch.setattr(run, "serve", fake_serve)
@@ -72,25 +74,6 @@ def test_serve_flags_override_the_group_settings(tmp_path: Path, served: list[Se
 # -- the startup lines -------------------------------------------------------------------
 
 
-@pytest.fixture
-def announced(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """Run ``serve`` up to its announcement; nothing is served."""
-    calls: list[Settings] = []
-
-    def fake_serve(
-        settings: Settings,
-        *,
-        access_log: bool = False,
-        announce: Callable[[Settings], None] | None = None,
-    ) -> None:
-        assert announce is not None
-        announce(settings)
-        calls.append(settings)
-
-    monkeypatch.setattr(run, "serve", fake_serve)
-    return calls
-
-
 def _startup(tmp_path: Path, *args: str) -> list[str]:
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "serve", *args])
     assert result.exit_code == 0, result.output
@@ -98,7 +81,7 @@ def _startup(tmp_path: Path, *args: str) -> list[str]:
 
 
 def test_loopback_says_auth_is_off_and_warns_of_nothing(
-    tmp_path: Path, announced: list[Settings]
+    tmp_path: Path, served: list[Settings]
 ) -> None:
     lines = _startup(tmp_path)
     assert lines[0].startswith("qrng: serving simulator entropy on http://127.0.0.1:5000")
@@ -107,17 +90,17 @@ def test_loopback_says_auth_is_off_and_warns_of_nothing(
 
 
 def test_any_address_says_auth_is_required_with_no_keys_and_warns_of_plain_http(
-    tmp_path: Path, announced: list[Settings]
+    tmp_path: Path, served: list[Settings]
 ) -> None:
     lines = _startup(tmp_path, "--host", "0.0.0.0")
     assert lines[1] == (
         "qrng: auth: required (0 active keys; create one with `qrng keys create --name NAME`)"
     )
     assert lines[2].startswith("qrng: warning: plain HTTP on 0.0.0.0: API keys and random")
-    assert not announced[0].keys_path.exists()  # counted without creating the key file
+    assert not served[0].keys_path.exists()  # counted without creating the key file
 
 
-def test_required_auth_counts_only_active_keys(tmp_path: Path, announced: list[Settings]) -> None:
+def test_required_auth_counts_only_active_keys(tmp_path: Path, served: list[Settings]) -> None:
     store = KeyStore(tmp_path / "keys.sqlite3")
     for name in ("a", "b", "c"):
         store.create(name, {"drbg"}, None, None)
@@ -129,7 +112,7 @@ def test_required_auth_counts_only_active_keys(tmp_path: Path, announced: list[S
     assert _startup(tmp_path, "--require-auth")[1].startswith("qrng: auth: required (1 active key;")
 
 
-def test_auth_turned_off_off_loopback_says_so(tmp_path: Path, announced: list[Settings]) -> None:
+def test_auth_turned_off_off_loopback_says_so(tmp_path: Path, served: list[Settings]) -> None:
     lines = _startup(tmp_path, "--host", "192.0.2.7", "--no-require-auth")
     assert lines[1] == "qrng: auth: off (anyone who reaches this address)"
     assert lines[2].startswith("qrng: warning: plain HTTP on 192.0.2.7")

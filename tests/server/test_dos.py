@@ -11,22 +11,16 @@ the idle ones at the header timeout, keep its memory within bounds and answer
 from __future__ import annotations
 
 import contextlib
-import os
 import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server.test_e2e import START_TIMEOUT, Server
+from tests.server.process import run_server
 
 pytestmark = pytest.mark.slow
 
@@ -41,45 +35,6 @@ GREEDY_SOCKETS = 150  # above the per-client cap of 64 in each of the 2 workers
 CLIENT_CAP, WORKERS = 64, 2
 RSS_GROWTH_LIMIT_MIB = 50  # unprotected, the floods alone add about 90 MiB
 HEALTH_LATENCY_LIMIT = 1.0  # seconds per /health request during the attack
-
-
-@contextmanager
-def serve(tmp: Path, **settings: str) -> Iterator[Server]:
-    """Run `qrng serve` with ``QRNG_<NAME>`` settings on a free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
-    env.update({f"QRNG_{name.upper()}": value for name, value in settings.items()})
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantumrng", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(tmp / "data"), "--source", "os",
-             "--pool", "memory", "--workers", str(WORKERS)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    server = Server(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited {proc.returncode}: {log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(server.base_url + "/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready: {log.read_text()}")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.2)
-        yield server
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -188,7 +143,14 @@ def oversized_answer(port: int) -> bytes:
 def test_floods_and_held_sockets_leave_health_answering_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
-    with serve(tmp_path, header_timeout=str(HEADER_TIMEOUT)) as server:
+    with run_server(
+        tmp_path,
+        "--pool",
+        "memory",
+        "--workers",
+        str(WORKERS),
+        settings={"header_timeout": str(HEADER_TIMEOUT)},
+    ) as server:
         port = int(server.base_url.rsplit(":", 1)[1])
         pids = server.processes()
         for _ in range(10):

@@ -163,9 +163,15 @@ def _unchunk(body: bytes) -> bytes:
 
 
 @contextmanager
-def server(name: str, cmd: list[str], port: int, probe: str, log: Path) -> Iterator[None]:
-    """Run ``cmd`` in its own process group until ``probe`` answers 200; stop it after."""
+def server(
+    name: str, cmd: list[str], port: int, probe: str, log: Path, settings: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Run ``cmd`` in its own process group until ``probe`` answers 200; stop it after.
+
+    ``settings`` become ``QRNG_<NAME>`` variables of the process (no other ``QRNG_*`` leaks in).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
+    env.update({f"QRNG_{k.upper()}": v for k, v in (settings or {}).items()})
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent,
@@ -317,7 +323,11 @@ def main() -> None:
             sys.executable, "-m", "quantumrng", "serve", "--port", str(qport), "--workers", "1",
             "--data-dir", str(tmpdir / "data"), "--source", args.source, "--log-level", "warning",
         ]  # fmt: skip
-        stack.enter_context(server("qrng serve", qrng_cmd, qport, "/ready", tmpdir / "qrng.log"))
+        # wrk opens all its connections from one address: allow them past the per-client cap
+        limits = {"max_client_connections": str(max(64, args.connections + 8))}
+        stack.enter_context(
+            server("qrng serve", qrng_cmd, qport, "/ready", tmpdir / "qrng.log", limits)
+        )
         urls = {
             "qrng": f"http://127.0.0.1:{qport}",
             "bare": stack.enter_context(app_server("bare starlette", BARE_APP, tmpdir)),

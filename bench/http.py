@@ -164,7 +164,12 @@ def _unchunk(body: bytes) -> bytes:
 
 @contextmanager
 def server(
-    name: str, cmd: list[str], port: int, probe: str, log: Path, settings: dict[str, str] | None = None
+    name: str,
+    cmd: list[str],
+    port: int,
+    probe: str,
+    log: Path,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Run ``cmd`` in its own process group until ``probe`` answers 200; stop it after.
 

@@ -6,16 +6,14 @@ so there is one way from settings to output.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
 from quantumrng.config import Settings, load_settings
 from quantumrng.engine import Engine
 from quantumrng.harvester import Harvester
-from quantumrng.pool import TaggedPool, load_or_create_key, open_pool
+from quantumrng.pool import TaggedPool, open_pool
 from quantumrng.pool.base import Pool
-from quantumrng.pool.integrity import KEY_BYTES
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
 
@@ -30,14 +28,13 @@ class Node:
     runs the harvester's background thread.
 
     The pool is opened inside a :class:`~quantumrng.pool.TaggedPool` under
-    the node key from ``settings.pool_key_path`` (created if missing), so a
-    block the store altered is never served. A memory pool has no store
-    outside this process; it gets a key of its own that no file holds.
+    the node key (``pool.open_pool``), so a block the store altered is never
+    served.
     """
 
     def __init__(self, settings: Settings | None = None, *, harvest_on_demand: bool = True) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self.pool: Pool = open_pool(self.settings, key=self._pool_key())
+        self.pool: Pool = open_pool(self.settings)
         self._source: Source | None = None
         self._harvester: Harvester | None = None
         self.started_at = time.time()
@@ -48,11 +45,6 @@ class Node:
             reseed_seconds=self.settings.reseed_seconds,
             refill=self._refill if harvest_on_demand else None,
         )
-
-    def _pool_key(self) -> bytes:
-        if self.settings.pool == "memory":
-            return secrets.token_bytes(KEY_BYTES)
-        return load_or_create_key(self.settings.pool_key_path)
 
     @property
     def integrity_failures(self) -> int:

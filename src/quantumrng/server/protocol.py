@@ -158,6 +158,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # of the request being read
         self.awaiting_headers = True
         self.header_timer: asyncio.TimerHandle | None = None
+        self.header_deadline: float | None = None  # loop time by which headers must be in
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -212,7 +213,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.awaiting_headers = False
-        self._cancel_header_timer()
+        self.header_deadline = None  # the timer, if any, finds nothing to do
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -230,17 +231,32 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return self.cycle is None or self.cycle.response_complete
 
     def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self.header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+        """Set the header deadline; one timer per connection follows it lazily.
+
+        A keep-alive client sends many requests per timeout: moving a
+        deadline costs nothing, where a new timer per request would cost a
+        heap push and a cancel on the hot path.
+        """
+        self.header_deadline = self.loop.time() + self.limits.header_timeout
+        if self.header_timer is None:
+            self.header_timer = self.loop.call_at(self.header_deadline, self._header_timeout)
 
     def _cancel_header_timer(self) -> None:
+        self.header_deadline = None
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
 
     def _header_timeout(self) -> None:
         self.header_timer = None
-        if self.transport.is_closing() or not self._idle():
+        deadline = self.header_deadline
+        if deadline is None or self.transport.is_closing():
+            return
+        if self.loop.time() < deadline:  # the deadline moved on: follow it
+            self.header_timer = self.loop.call_at(deadline, self._header_timeout)
+            return
+        self.header_deadline = None
+        if not self._idle():
             return
         if self.awaiting_headers and self.header_bytes > 0:
             self._refuse(*_TIMEOUT)

@@ -404,10 +404,23 @@ def test_a_malformed_key_file_is_refused_naming_the_file_not_its_contents(
 ) -> None:
     path = tmp_path / "pool.key"
     path.write_bytes(content)
+    path.chmod(0o600)
     with pytest.raises(ConfigError) as err:
         load_or_create_key(path)
     assert str(path) in err.value.message and "\n" not in err.value.message
     assert not content or content.decode() not in err.value.message
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_key_file_open_to_other_users_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "pool.key"
+    path.write_bytes(bytes(range(32)))
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match="chmod 600") as err:
+        load_or_create_key(path)
+    assert str(path) in err.value.message and f"{mode:04o}" in err.value.message
+    path.chmod(0o600)
+    assert load_or_create_key(path) == bytes(range(32))
 
 
 def test_verifying_needs_the_key_file_a_copy_elsewhere_works(tmp_path: Path) -> None:
@@ -418,6 +431,7 @@ def test_verifying_needs_the_key_file_a_copy_elsewhere_works(tmp_path: Path) -> 
     node.close()
     copy = tmp_path / "elsewhere.key"
     copy.write_bytes(first.pool_key_path.read_bytes())
+    copy.chmod(0o600)
     shared = first.replace(pool_key_file=copy)
     node = Node(shared, harvest_on_demand=False)
     try:

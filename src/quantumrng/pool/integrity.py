@@ -108,8 +108,14 @@ def verify(key: bytes, block: Block) -> str | None:
 def _read_key(path: Path) -> bytes:
     try:
         with path.open("rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
                 raise ConfigError(f"the pool key file {path} is not a regular file")
+            if mode & 0o077:
+                raise ConfigError(
+                    f"the pool key file {path} is open to other users (mode "
+                    f"{stat.S_IMODE(mode):04o}); make it owner-only: chmod 600 {path}"
+                )
             key = fh.read(KEY_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the pool key file {path}: {exc.strerror}") from None

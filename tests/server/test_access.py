@@ -29,13 +29,16 @@ from quantumrng.errors import (
     Unavailable,
 )
 from quantumrng.server.access import (
+    BAD_KEY_BURST,
+    BAD_KEY_RATE,
+    KEY_CACHE_SECONDS,
     STORE_UNAVAILABLE,
     Access,
     client_principal,
     is_loopback,
     next_midnight,
 )
-from quantumrng.server.keys import KeyStore
+from quantumrng.server.keys import KeyRecord, KeyStore
 from quantumrng.server.usage import UsageStore
 from tests.conftest import make_settings
 from tests.server.support import assert_error, serve_memory
@@ -612,3 +615,67 @@ def test_without_keys_or_quotas_a_broken_store_is_never_read(tmp_path: Path) -> 
     damage(served.node.settings.keys_path)
     with served.client as c:
         assert c.get("/api/v2/bytes?n=8").status_code == 200
+
+
+# -- invalid keys are bounded per address before they reach the store ------------------
+
+
+class CountingStore(KeyStore):
+    """A key store that counts its lookups."""
+
+    lookups = 0
+
+    def verify(self, presented: str) -> KeyRecord | None:
+        self.lookups += 1
+        return super().verify(presented)
+
+
+def test_an_address_flooding_invalid_keys_is_rate_limited_before_the_store(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    store = CountingStore(tmp_path / "keys.sqlite3")
+    access = Access(
+        make_settings(tmp_path, require_auth=True),
+        store,
+        clock=lambda: clock.mono,
+        now=lambda: clock.wall,
+    )
+    good, _ = store.create("good", {"drbg"}, None, None)
+    flooder = ("192.0.2.7", 4000)
+    bad = "qrng_0123456789ab_" + "A" * 43
+    for _ in range(BAD_KEY_BURST):
+        with pytest.raises(AuthenticationError):
+            run(access.admit(request(bearer(bad), client=flooder), scope="drbg", nbytes=8))
+    assert store.lookups == BAD_KEY_BURST
+    for _ in range(50):
+        with pytest.raises(RateLimited) as err:
+            run(access.admit(request(bearer(bad), client=flooder), scope="drbg", nbytes=8))
+        assert err.value.retry_after is not None and err.value.retry_after >= 1
+    assert store.lookups == BAD_KEY_BURST  # the flood never reached the store
+    # another address with a valid key is not affected
+    run(access.admit(request(bearer(good), client=("198.51.100.1", 1)), scope="drbg", nbytes=8))
+    # the bucket refills: one more try a second
+    clock.mono += 1.0 / BAD_KEY_RATE
+    with pytest.raises(AuthenticationError):
+        run(access.admit(request(bearer(bad), client=flooder), scope="drbg", nbytes=8))
+    with pytest.raises(RateLimited):
+        run(access.admit(request(bearer(bad), client=flooder), scope="drbg", nbytes=8))
+
+
+def test_valid_keys_spend_nothing_of_the_invalid_key_allowance(tmp_path: Path) -> None:
+    clock = Clock()
+    store = CountingStore(tmp_path / "keys.sqlite3")
+    access = Access(
+        make_settings(tmp_path, require_auth=True),
+        store,
+        clock=lambda: clock.mono,
+        now=lambda: clock.wall,
+    )
+    good, _ = store.create("good", {"drbg"}, None, None)
+    for _ in range(3 * BAD_KEY_BURST):
+        clock.mono += 2 * KEY_CACHE_SECONDS  # every call reads the store
+        run(access.admit(request(bearer(good)), scope="drbg", nbytes=8))
+    bad = "qrng_0123456789ab_" + "B" * 43
+    with pytest.raises(AuthenticationError):  # the whole allowance is still there
+        run(access.admit(request(bearer(bad)), scope="drbg", nbytes=8))

@@ -88,6 +88,11 @@ T = TypeVar("T")
 #: What a client without a key may do when auth is off: ``admin`` needs a key.
 ANONYMOUS_SCOPES = frozenset({"drbg", "raw"})
 KEY_CACHE_SECONDS = 1.0  # seconds a verified key is trusted before it is read again
+#: Invalid keys one address may present before it waits (a bucket refilled at
+#: BAD_KEY_RATE per second): each costs a key-store read, so guessing or
+#: flooding with made-up keys is bounded before it reaches the store.
+BAD_KEY_BURST = 20
+BAD_KEY_RATE = 1.0
 MAX_CACHED_KEYS = 4096
 MAX_BUCKETS = 65_536  # principals whose buckets are kept; the oldest are forgotten
 DAY_SECONDS = 86_400
@@ -245,6 +250,7 @@ class Access:
             settings.rate_limit, settings.rate_burst, settings.daily_bytes
         )
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._bad_keys: OrderedDict[str, _Bucket] = OrderedDict()  # by client address
         self._keys: dict[bytes, tuple[KeyRecord, float]] = {}
         self._store_lock = threading.Lock()
         self._store_logged_at: float | None = None
@@ -299,7 +305,7 @@ class Access:
                 )
             client = request.scope.get("client")
             return client_principal(client[0] if client else None), None
-        record = self._verify(presented) if presented else None
+        record = self._verify(presented, request) if presented else None
         if record is None:
             raise AuthenticationError(
                 f"the API key is invalid or revoked; {_HOW_TO}",
@@ -307,16 +313,37 @@ class Access:
             )
         return record.principal, record
 
-    def _verify(self, presented: str) -> KeyRecord | None:
-        """Verify a key, remembering a good one for ``KEY_CACHE_SECONDS``."""
+    def _verify(self, presented: str, request: Request) -> KeyRecord | None:
+        """Verify a key, remembering a good one for ``KEY_CACHE_SECONDS``.
+
+        A key not in the cache costs a store read; an address that presented
+        ``BAD_KEY_BURST`` invalid keys gets 429 without one until its bucket
+        refills (``BAD_KEY_RATE`` a second). Valid keys spend nothing.
+        """
         digest = hashlib.sha256(presented.encode()).digest()
         t = self._clock()
         hit = self._keys.get(digest)
         if hit is not None and hit[1] > t:
             return hit[0]
+        client = request.scope.get("client")
+        address = client_principal(client[0] if client else None)
+        bad = self._bad_keys.get(address)
+        if bad is not None:
+            bad.tokens = refill(bad.tokens, t - bad.stamp, BAD_KEY_RATE, BAD_KEY_BURST)
+            bad.stamp = t
+            if bad.tokens < 1.0:
+                raise RateLimited(
+                    "too many invalid API keys from this address; retry later",
+                    retry_after=float(max(1, math.ceil((1.0 - bad.tokens) / BAD_KEY_RATE))),
+                )
         record = self._stored(lambda: self.store.verify(presented))
         if record is None:
             self._keys.pop(digest, None)
+            if bad is None:
+                bad = self._bad_keys[address] = _Bucket(float(BAD_KEY_BURST), t)
+                if len(self._bad_keys) > MAX_BUCKETS:
+                    self._bad_keys.popitem(last=False)
+            bad.tokens -= 1.0
             return None
         if len(self._keys) >= MAX_CACHED_KEYS:
             self._keys.clear()

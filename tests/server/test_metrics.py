@@ -19,6 +19,7 @@ from quantumrng.node import Node
 from quantumrng.pool.base import PoolLevel
 from quantumrng.server import create_app
 from quantumrng.server.metrics import POOL_READ_SECONDS, PoolProbe
+from quantumrng.server.service import POOL_ANSWER_SECONDS
 from tests.blocks import make_blocks
 from tests.conftest import make_settings
 from tests.server.support import TestClient, serve_memory
@@ -145,3 +146,29 @@ def test_one_read_in_flight_however_many_scrapes_wait() -> None:
 
 def test_the_default_bound_is_well_under_two_seconds() -> None:
     assert POOL_READ_SECONDS <= 1.0
+
+
+def test_status_and_ready_answer_503_promptly_with_redis_frozen(
+    tmp_path: Path, frozen_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    url, server = frozen_redis
+    settings = make_settings(tmp_path / "data", pool="redis", redis_url=url, source="os")
+    node = Node(settings, harvest_on_demand=False)
+    try:
+        node.pool.put(make_blocks(8))
+        client = TestClient(create_app(settings, node), raise_server_exceptions=False)
+        assert client.get("/api/v2/status").status_code == 200
+        assert client.get("/ready").status_code == 200
+        os.kill(server.pid, signal.SIGSTOP)
+        for path in ("/api/v2/status", "/ready"):
+            started = time.monotonic()
+            r = client.get(path)
+            assert time.monotonic() - started < POOL_ANSWER_SECONDS + 1.5, path
+            assert r.status_code == 503, path
+            assert r.json()["error"]["code"] == "unavailable"
+            assert "did not answer in time" in r.json()["error"]["message"]
+            assert "retry-after" in r.headers
+        assert client.get("/health").status_code == 200
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        node.close()

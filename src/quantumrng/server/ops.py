@@ -24,7 +24,7 @@ from quantumrng.errors import EntropyUnavailable, NotSeeded, QuantumRNGError, Un
 from quantumrng.server.metrics import CONTENT_TYPE_LATEST
 from quantumrng.server.responses import json_response
 from quantumrng.server.routing import Api, Endpoint
-from quantumrng.server.service import Context
+from quantumrng.server.service import Context, pool_bounded
 
 __all__ = ["api", "ready_state"]
 
@@ -86,7 +86,7 @@ def api(ctx: Context) -> Api:
         return json_response({"status": "ok"})
 
     async def ready(request: Request) -> Response:
-        return json_response(await to_thread.run_sync(ready_state, ctx))
+        return json_response(await pool_bounded(lambda: ready_state(ctx), "readiness"))
 
     access = ctx.access
     private = access.private_status

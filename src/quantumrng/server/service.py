@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 from anyio import to_thread
 
 from quantumrng.block import BLOCK_BYTES
 from quantumrng.buffer import ZeroingBuffer
 from quantumrng.config import Settings
 from quantumrng.engine import Engine, SeedInfo
-from quantumrng.errors import NotSeeded, PayloadTooLarge
+from quantumrng.errors import NotSeeded, PayloadTooLarge, Unavailable
 from quantumrng.formats import RandomBytes
 from quantumrng.provenance import QUANTUM_SOURCE_KINDS, Provenance
 
@@ -29,10 +30,21 @@ if TYPE_CHECKING:
     from quantumrng.server.access import Access
     from quantumrng.server.metrics import Metrics
 
-__all__ = ["MODES", "OFFLOAD_BYTES", "Context", "draw", "raw_limit", "source_json", "within"]
+__all__ = [
+    "MODES",
+    "OFFLOAD_BYTES",
+    "POOL_ANSWER_SECONDS",
+    "Context",
+    "draw",
+    "pool_bounded",
+    "raw_limit",
+    "source_json",
+    "within",
+]
 
 MODES = ("drbg", "raw")
 OFFLOAD_BYTES = 1 << 16  # DRBG requests from this size run in a worker thread
+POOL_ANSWER_SECONDS = 2.0  # longest /ready and /api/v2/status wait on the pool before 503
 REFILL_BYTES = 4 * BLOCK_BYTES  # raw pool bytes taken per read beyond the expected amount
 
 T = TypeVar("T")
@@ -193,3 +205,18 @@ async def draw(
         value = await to_thread.run_sync(produce, read, args)
     ctx.metrics.served("drbg", nbytes)
     return value, ctx.drbg_source()
+
+
+async def pool_bounded(read: Callable[[], T], what: str) -> T:
+    """Run ``read`` (which reads the pool) in a worker thread; 503 after
+    ``POOL_ANSWER_SECONDS`` instead of hanging with a frozen store.
+
+    The thread is abandoned, not killed: it ends when the store's own socket
+    timeout does, and the worker-thread limit bounds how many can wait.
+    """
+    try:
+        with anyio.fail_after(POOL_ANSWER_SECONDS):
+            return await to_thread.run_sync(read, abandon_on_cancel=True)
+    except TimeoutError:
+        message = f"the entropy pool did not answer in time; {what} is unavailable"
+        raise Unavailable(message) from None

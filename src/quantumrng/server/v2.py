@@ -13,7 +13,6 @@ import os
 from base64 import b64encode
 from typing import Any
 
-from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,7 +24,7 @@ from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query
 from quantumrng.server.randomness import Args, Format, Shape, random_endpoint
 from quantumrng.server.responses import NO_STORE, json_response
 from quantumrng.server.routing import Api, Endpoint
-from quantumrng.server.service import MODES, Context
+from quantumrng.server.service import MODES, Context, pool_bounded
 
 __all__ = ["PREFIX", "SHAPE", "api"]
 
@@ -286,7 +285,7 @@ def _status(ctx: Context) -> Endpoint:
     async def status(request: Request) -> Response:
         if private:
             access.authorize(request, "admin")
-        data = await to_thread.run_sync(ctx.node.status)
+        data = await pool_bounded(ctx.node.status, "status")
         data["server"] = {
             "version": __version__,
             "pid": os.getpid(),

@@ -166,6 +166,21 @@ class _Bucket:
     stamp: float  # monotonic seconds of the last refill
 
 
+def _bucket(
+    buckets: OrderedDict[str, _Bucket], principal: str, burst: int, now: float
+) -> _Bucket:
+    """Return ``principal``'s bucket (full when new), the least recently used
+    forgotten beyond :data:`MAX_BUCKETS`."""
+    bucket = buckets.get(principal)
+    if bucket is None:
+        bucket = buckets[principal] = _Bucket(float(burst), now)
+        if len(buckets) > MAX_BUCKETS:
+            buckets.popitem(last=False)
+    else:
+        buckets.move_to_end(principal)
+    return bucket
+
+
 def refill(tokens: float, elapsed: float, rate: float, burst: int) -> float:
     """Return a bucket's tokens after ``elapsed`` seconds at ``rate``, capped at ``burst``."""
     return min(float(burst), tokens + max(0.0, elapsed) * rate)
@@ -340,9 +355,7 @@ class Access:
         if record is None:
             self._keys.pop(digest, None)
             if bad is None:
-                bad = self._bad_keys[address] = _Bucket(float(BAD_KEY_BURST), t)
-                if len(self._bad_keys) > MAX_BUCKETS:
-                    self._bad_keys.popitem(last=False)
+                bad = _bucket(self._bad_keys, address, BAD_KEY_BURST, t)
             bad.tokens -= 1.0
             return None
         if len(self._keys) >= MAX_CACHED_KEYS:
@@ -379,6 +392,12 @@ class Access:
                 },
             )
         return principal, key
+
+    def authorize_status(self, request: Request) -> None:
+        """Let a request for ``/api/v2/status`` or ``/metrics`` in, or raise 401/403:
+        an ``admin`` key when :attr:`private_status`, anyone otherwise."""
+        if self.private_status:
+            self.authorize(request, "admin")
 
     async def admit(self, request: Request, *, scope: str, nbytes: int) -> Admission:
         """Let a request for ``nbytes`` under ``scope`` in, or raise 401/403/413/429.
@@ -421,7 +440,7 @@ class Access:
             return
         rate, burst = limits.rate, limits.burst
         now = self._clock()
-        bucket = self._bucket(principal, burst, now)
+        bucket = _bucket(self._buckets, principal, burst, now)
         bucket.tokens = refill(bucket.tokens, now - bucket.stamp, rate, burst)
         bucket.stamp = now
         window = max(1, math.ceil(burst / rate))
@@ -434,17 +453,6 @@ class Access:
             )
         bucket.tokens -= 1.0
         policies.append((burst, int(bucket.tokens), (burst - bucket.tokens) / rate, window))
-
-    def _bucket(self, principal: str, burst: int, now: float) -> _Bucket:
-        buckets = self._buckets
-        bucket = buckets.get(principal)
-        if bucket is None:
-            bucket = buckets[principal] = _Bucket(float(burst), now)
-            if len(buckets) > MAX_BUCKETS:
-                buckets.popitem(last=False)
-        else:
-            buckets.move_to_end(principal)
-        return bucket
 
     async def _take_bytes(
         self,

@@ -92,8 +92,7 @@ def api(ctx: Context) -> Api:
     private = access.private_status
 
     async def metrics(request: Request) -> Response:
-        if private:
-            access.authorize(request, "admin")
+        access.authorize_status(request)
         body = await to_thread.run_sync(ctx.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -283,8 +283,7 @@ def _status(ctx: Context) -> Endpoint:
     private = access.private_status
 
     async def status(request: Request) -> Response:
-        if private:
-            access.authorize(request, "admin")
+        access.authorize_status(request)
         data = await pool_bounded(ctx.node.status, "status")
         data["server"] = {
             "version": __version__,

@@ -111,13 +111,18 @@ def provenance_headers(mode: str, kind: str) -> RawHeaders:
     return ((b"x-qrng-mode", mode.encode("latin-1")), (b"x-qrng-source", kind.encode("latin-1")))
 
 
+def _random_octets(response: Response, mode: str, kind: str) -> Response:
+    """Mark an answer of random bytes: never cached, provenance in headers."""
+    response.raw_headers.append((b"cache-control", b"no-store"))
+    response.raw_headers.extend(provenance_headers(mode, kind))
+    return response
+
+
 def octet_response(body: bytes, mode: str, kind: str, headers: Mapping[str, str]) -> Response:
     """Return random bytes as ``application/octet-stream``: never cached, provenance
     in headers."""
     response = Response(body, media_type="application/octet-stream", headers=headers)
-    response.raw_headers.append((b"cache-control", b"no-store"))
-    response.raw_headers.extend(provenance_headers(mode, kind))
-    return response
+    return _random_octets(response, mode, kind)
 
 
 def mode_param(ctx: Context, modes: Sequence[str]) -> Param:
@@ -160,9 +165,7 @@ async def _stream(ctx: Context, n: int, headers: Mapping[str, str]) -> Response:
         media_type="application/octet-stream",
         headers={**headers, "content-length": str(n)},
     )
-    response.raw_headers.append((b"cache-control", b"no-store"))
-    response.raw_headers.extend(provenance_headers("drbg", kind))
-    return response
+    return _random_octets(response, "drbg", kind)
 
 
 def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:

@@ -21,7 +21,6 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -35,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quantumrng.errors import QuantumRNGError
+from quantumrng.server.service import BoundedRead
 
 if TYPE_CHECKING:
     from quantumrng.harvester import Harvester
@@ -131,35 +131,23 @@ class _TrafficCollector:
         yield served
 
 
-@dataclass(slots=True)
-class _Read:
-    """One level read in flight: done when ``finished`` is set."""
-
-    finished: threading.Event = field(default_factory=threading.Event)
-    level: PoolLevel | None = None
-    error: str | None = None
-
-
 class PoolProbe:
-    """Reads the pool's level in a daemon thread and waits a bounded time for it.
+    """The pool's level for a scrape: a :class:`~quantumrng.server.service.BoundedRead`
+    that counts and logs failures instead of raising them.
 
-    At most one read is in flight: while a read hangs, later scrapes wait on
-    the same one instead of starting more threads. A read that fails or is
-    not done in ``timeout`` seconds counts as an error.
+    A read that fails or is not done in ``timeout`` seconds counts as an error.
     """
 
     def __init__(self, read: Callable[[], PoolLevel], timeout: float = POOL_READ_SECONDS) -> None:
-        self._read = read
-        self._timeout = timeout
+        self._read = BoundedRead(read, "its level", timeout)
         self._lock = threading.Lock()
-        self._pending: _Read | None = None
         self._errors = 0
         self._up = True
 
     @property
     def timeout(self) -> float:
         """Seconds a scrape waits for the level."""
-        return self._timeout
+        return self._read.timeout
 
     @property
     def errors(self) -> int:
@@ -168,36 +156,19 @@ class PoolProbe:
 
     def level(self) -> PoolLevel | None:
         """Return the pool's level, or None when it failed or did not answer in time."""
-        with self._lock:
-            job = self._pending
-            if job is None:
-                job = self._pending = _Read()
-                threading.Thread(
-                    target=self._run, args=(job,), name="qrng-metrics-pool", daemon=True
-                ).start()
-        if not job.finished.wait(self._timeout):
-            self._failed(f"no answer within {self._timeout:g} s")
+        try:
+            level = self._read()
+        except QuantumRNGError as exc:
+            self._failed(exc.message)
             return None
-        if job.error is not None:
-            self._failed(job.error)
+        except Exception as exc:  # a driver's own error: its class, never its text
+            self._failed(type(exc).__name__)
             return None
         with self._lock:
             if not self._up:
                 log.info("metrics: the entropy pool answers again")
             self._up = True
-        return job.level
-
-    def _run(self, job: _Read) -> None:
-        try:
-            job.level = self._read()
-        except QuantumRNGError as exc:
-            job.error = exc.message
-        except Exception as exc:  # a driver's own error: its class, never its text
-            job.error = type(exc).__name__
-        finally:
-            with self._lock:
-                self._pending = None
-            job.finished.set()
+        return level
 
     def _failed(self, why: str) -> None:
         with self._lock:

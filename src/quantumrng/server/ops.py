@@ -24,7 +24,7 @@ from quantumrng.errors import EntropyUnavailable, NotSeeded, QuantumRNGError, Un
 from quantumrng.server.metrics import CONTENT_TYPE_LATEST
 from quantumrng.server.responses import json_response
 from quantumrng.server.routing import Api, Endpoint
-from quantumrng.server.service import Context, pool_bounded
+from quantumrng.server.service import POOL_ANSWER_SECONDS, BoundedRead, Context
 
 __all__ = ["api", "ready_state"]
 
@@ -85,8 +85,10 @@ def api(ctx: Context) -> Api:
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
 
+    readiness = BoundedRead(lambda: ready_state(ctx), "readiness", POOL_ANSWER_SECONDS)
+
     async def ready(request: Request) -> Response:
-        return json_response(await pool_bounded(lambda: ready_state(ctx), "readiness"))
+        return json_response(await to_thread.run_sync(readiness))
 
     access = ctx.access
     private = access.private_status

@@ -9,11 +9,11 @@ large requests run in a worker thread so the event loop never waits on them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import anyio
 from anyio import to_thread
 
 from quantumrng.block import BLOCK_BYTES
@@ -36,7 +36,7 @@ __all__ = [
     "POOL_ANSWER_SECONDS",
     "Context",
     "draw",
-    "pool_bounded",
+    "BoundedRead",
     "raw_limit",
     "source_json",
     "within",
@@ -207,16 +207,55 @@ async def draw(
     return value, ctx.drbg_source()
 
 
-async def pool_bounded(read: Callable[[], T], what: str) -> T:
-    """Run ``read`` (which reads the pool) in a worker thread; 503 after
-    ``POOL_ANSWER_SECONDS`` instead of hanging with a frozen store.
 
-    The thread is abandoned, not killed: it ends when the store's own socket
-    timeout does, and the worker-thread limit bounds how many can wait.
+@dataclass(slots=True)
+class _Flight(Generic[T]):
+    """One read in flight: done when ``finished`` is set."""
+
+    finished: threading.Event = field(default_factory=threading.Event)
+    value: T | None = None
+    error: BaseException | None = None
+
+
+class BoundedRead(Generic[T]):
+    """Runs ``read`` (which reads the pool) in a daemon thread and waits a bounded time.
+
+    At most one read is in flight: while one hangs (a frozen Redis), later
+    callers wait on it instead of starting more threads, so nothing piles up
+    and no worker thread is held longer than ``timeout``. A read not done in
+    time raises ``Unavailable`` (503) naming ``what``; a failed read raises
+    its own error.
     """
-    try:
-        with anyio.fail_after(POOL_ANSWER_SECONDS):
-            return await to_thread.run_sync(read, abandon_on_cancel=True)
-    except TimeoutError:
-        message = f"the entropy pool did not answer in time; {what} is unavailable"
-        raise Unavailable(message) from None
+
+    def __init__(self, read: Callable[[], T], what: str, timeout: float) -> None:
+        self._read = read
+        self.what = what
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pending: _Flight[T] | None = None
+
+    def __call__(self) -> T:
+        """Return what ``read`` returns, waiting at most ``timeout`` seconds (blocking)."""
+        with self._lock:
+            flight = self._pending
+            if flight is None:
+                flight = self._pending = _Flight()
+                name = f"qrng-pool-read-{self.what}"
+                threading.Thread(target=self._run, args=(flight,), name=name, daemon=True).start()
+        if not flight.finished.wait(self.timeout):
+            raise Unavailable(
+                f"the entropy pool did not answer in time; {self.what} is unavailable"
+            )
+        if flight.error is not None:
+            raise flight.error
+        return flight.value  # type: ignore[return-value]
+
+    def _run(self, flight: _Flight[T]) -> None:
+        try:
+            flight.value = self._read()
+        except BaseException as exc:  # handed to every caller waiting on this flight
+            flight.error = exc
+        finally:
+            with self._lock:
+                self._pending = None
+            flight.finished.set()

@@ -13,6 +13,7 @@ import os
 from base64 import b64encode
 from typing import Any
 
+from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,7 +25,7 @@ from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query
 from quantumrng.server.randomness import Args, Format, Shape, random_endpoint
 from quantumrng.server.responses import NO_STORE, json_response
 from quantumrng.server.routing import Api, Endpoint
-from quantumrng.server.service import MODES, Context, pool_bounded
+from quantumrng.server.service import MODES, POOL_ANSWER_SECONDS, BoundedRead, Context
 
 __all__ = ["PREFIX", "SHAPE", "api"]
 
@@ -282,9 +283,12 @@ def _status(ctx: Context) -> Endpoint:
     access = ctx.access
     private = access.private_status
 
+    node_status = BoundedRead(ctx.node.status, "status", POOL_ANSWER_SECONDS)
+
     async def status(request: Request) -> Response:
         access.authorize_status(request)
-        data = await pool_bounded(ctx.node.status, "status")
+        # one read answers every caller waiting on it: add to a copy, not to the shared dict
+        data = dict(await to_thread.run_sync(node_status))
         data["server"] = {
             "version": __version__,
             "pid": os.getpid(),

@@ -630,10 +630,8 @@ class CountingStore(KeyStore):
         return super().verify(presented)
 
 
-def test_an_address_flooding_invalid_keys_is_rate_limited_before_the_store(
-    tmp_path: Path,
-) -> None:
-    clock = Clock()
+def counting_access(tmp_path: Path, clock: Clock) -> tuple[Access, CountingStore]:
+    """An Access that requires keys, over a store that counts its lookups."""
     store = CountingStore(tmp_path / "keys.sqlite3")
     access = Access(
         make_settings(tmp_path, require_auth=True),
@@ -641,6 +639,14 @@ def test_an_address_flooding_invalid_keys_is_rate_limited_before_the_store(
         clock=lambda: clock.mono,
         now=lambda: clock.wall,
     )
+    return access, store
+
+
+def test_an_address_flooding_invalid_keys_is_rate_limited_before_the_store(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    access, store = counting_access(tmp_path, clock)
     good, _ = store.create("good", {"drbg"}, None, None)
     flooder = ("192.0.2.7", 4000)
     bad = "qrng_0123456789ab_" + "A" * 43
@@ -665,13 +671,7 @@ def test_an_address_flooding_invalid_keys_is_rate_limited_before_the_store(
 
 def test_valid_keys_spend_nothing_of_the_invalid_key_allowance(tmp_path: Path) -> None:
     clock = Clock()
-    store = CountingStore(tmp_path / "keys.sqlite3")
-    access = Access(
-        make_settings(tmp_path, require_auth=True),
-        store,
-        clock=lambda: clock.mono,
-        now=lambda: clock.wall,
-    )
+    access, store = counting_access(tmp_path, clock)
     good, _ = store.create("good", {"drbg"}, None, None)
     for _ in range(3 * BAD_KEY_BURST):
         clock.mono += 2 * KEY_CACHE_SECONDS  # every call reads the store

@@ -65,42 +65,50 @@ def frozen_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
         server.wait(timeout=10)
 
 
-def test_metrics_answer_within_two_seconds_with_redis_frozen_and_keep_counters(
+@pytest.fixture
+def over_redis(
     tmp_path: Path, frozen_redis: tuple[str, subprocess.Popen[bytes]]
-) -> None:
+) -> Iterator[tuple[TestClient, subprocess.Popen[bytes]]]:
+    """An app over 8 blocks in this test's own Redis, and that Redis's process (to freeze)."""
     url, server = frozen_redis
     settings = make_settings(tmp_path / "data", pool="redis", redis_url=url, source="os")
     node = Node(settings, harvest_on_demand=False)
     try:
         node.pool.put(make_blocks(8))
-        client = TestClient(create_app(settings, node), raise_server_exceptions=False)
-        assert client.get("/health").status_code == 200
-        before = client.get("/metrics").text
-        assert (
-            metric(before, "qrng_pool_up") == 1.0 and metric(before, "qrng_pool_errors_total") == 0
-        )
-        assert 'qrng_pool_blocks{source="os"} 8.0' in before
-        os.kill(server.pid, signal.SIGSTOP)
-        for scrape in (1, 2):
-            started = time.monotonic()
-            r = client.get("/metrics")
-            assert time.monotonic() - started < 2.0
-            assert r.status_code == 200
-            assert metric(r.text, "qrng_pool_up") == 0.0
-            assert metric(r.text, "qrng_pool_errors_total") == scrape
-            assert "\nqrng_pool_blocks{" not in r.text
-            assert 'qrng_http_requests_total{method="GET",route="/health",status="200"} 1.0' in (
-                r.text
-            )
-            assert "qrng_drbg_reseeds_total" in r.text
-        os.kill(server.pid, signal.SIGCONT)
-        deadline = time.monotonic() + 15  # the hung read finishes (or times out) first
-        while metric(client.get("/metrics").text, "qrng_pool_up") != 1.0:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        yield TestClient(create_app(settings, node), raise_server_exceptions=False), server
     finally:
         os.kill(server.pid, signal.SIGCONT)
         node.close()
+
+
+def test_metrics_answer_within_two_seconds_with_redis_frozen_and_keep_counters(
+    over_redis: tuple[TestClient, subprocess.Popen[bytes]],
+) -> None:
+    client, server = over_redis
+    assert client.get("/health").status_code == 200
+    before = client.get("/metrics").text
+    assert (
+        metric(before, "qrng_pool_up") == 1.0 and metric(before, "qrng_pool_errors_total") == 0
+    )
+    assert 'qrng_pool_blocks{source="os"} 8.0' in before
+    os.kill(server.pid, signal.SIGSTOP)
+    for scrape in (1, 2):
+        started = time.monotonic()
+        r = client.get("/metrics")
+        assert time.monotonic() - started < 2.0
+        assert r.status_code == 200
+        assert metric(r.text, "qrng_pool_up") == 0.0
+        assert metric(r.text, "qrng_pool_errors_total") == scrape
+        assert "\nqrng_pool_blocks{" not in r.text
+        assert 'qrng_http_requests_total{method="GET",route="/health",status="200"} 1.0' in (
+            r.text
+        )
+        assert "qrng_drbg_reseeds_total" in r.text
+    os.kill(server.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 15  # the hung read finishes (or times out) first
+    while metric(client.get("/metrics").text, "qrng_pool_up") != 1.0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 def test_a_failing_pool_is_a_gauge_not_a_503(tmp_path: Path) -> None:
@@ -149,26 +157,18 @@ def test_the_default_bound_is_well_under_two_seconds() -> None:
 
 
 def test_status_and_ready_answer_503_promptly_with_redis_frozen(
-    tmp_path: Path, frozen_redis: tuple[str, subprocess.Popen[bytes]]
+    over_redis: tuple[TestClient, subprocess.Popen[bytes]],
 ) -> None:
-    url, server = frozen_redis
-    settings = make_settings(tmp_path / "data", pool="redis", redis_url=url, source="os")
-    node = Node(settings, harvest_on_demand=False)
-    try:
-        node.pool.put(make_blocks(8))
-        client = TestClient(create_app(settings, node), raise_server_exceptions=False)
-        assert client.get("/api/v2/status").status_code == 200
-        assert client.get("/ready").status_code == 200
-        os.kill(server.pid, signal.SIGSTOP)
-        for path in ("/api/v2/status", "/ready"):
-            started = time.monotonic()
-            r = client.get(path)
-            assert time.monotonic() - started < POOL_ANSWER_SECONDS + 1.5, path
-            assert r.status_code == 503, path
-            assert r.json()["error"]["code"] == "unavailable"
-            assert "did not answer in time" in r.json()["error"]["message"]
-            assert "retry-after" in r.headers
-        assert client.get("/health").status_code == 200
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-        node.close()
+    client, server = over_redis
+    assert client.get("/api/v2/status").status_code == 200
+    assert client.get("/ready").status_code == 200
+    os.kill(server.pid, signal.SIGSTOP)
+    for path in ("/api/v2/status", "/ready"):
+        started = time.monotonic()
+        r = client.get(path)
+        assert time.monotonic() - started < POOL_ANSWER_SECONDS + 1.5, path
+        assert r.status_code == 503, path
+        assert r.json()["error"]["code"] == "unavailable"
+        assert "did not answer in time" in r.json()["error"]["message"]
+        assert "retry-after" in r.headers
+    assert client.get("/health").status_code == 200

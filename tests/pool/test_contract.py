@@ -356,3 +356,38 @@ def test_pool_behaves_like_the_model(make_pool: MakePool, steps: list[Put | Take
                 assert pool.take(step.n, source=step.source) == expected
         assert pool.level() == model.level()
         assert pool.recent(100) == model.recent()
+
+
+def test_discard_removes_every_block_of_the_harvests_and_only_those(pool: Pool) -> None:
+    keep = make_blocks(3, "ibm")
+    bad_a, bad_b = make_blocks(2, "ibm"), make_blocks(4, "os")
+    pool.put(keep[:1] + bad_a + keep[1:2])
+    pool.put(bad_b + keep[2:])
+    ids = [bad_a[0].provenance.harvest_id, bad_b[0].provenance.harvest_id, "unknown"]
+    assert pool.discard(ids) == 6
+    assert pool.level() == PoolLevel(blocks=3, credited_bits=3 * 512, by_source={"ibm": 3})
+    assert {p.harvest_id for p, _ in pool.recent()} == {keep[0].provenance.harvest_id}
+    assert datas(pool.take(3)) == datas(keep)
+    assert pool.discard(ids) == 0
+    assert pool.discard([]) == 0
+
+
+def test_records_round_trip_replace_and_delete(pool: Pool) -> None:
+    assert pool.read_record("assessment:ibm") is None
+    pool.write_record("assessment:ibm", b'{"h": 0.9}')
+    pool.write_record("state:ibm", bytes(range(256)))
+    assert pool.read_record("assessment:ibm") == b'{"h": 0.9}'
+    pool.write_record("assessment:ibm", b"second")
+    assert pool.read_record("assessment:ibm") == b"second"
+    assert pool.read_record("state:ibm") == bytes(range(256))
+    pool.write_record("assessment:ibm", None)
+    assert pool.read_record("assessment:ibm") is None
+    pool.write_record("assessment:ibm", None)  # deleting nothing is fine
+
+
+@pytest.mark.parametrize("name", ["", "UPPER", "a b", "x" * 129, "é"])
+def test_a_bad_record_name_is_a_value_error(pool: Pool, name: str) -> None:
+    with pytest.raises(ValueError, match="record name"):
+        pool.write_record(name, b"x")
+    with pytest.raises(ValueError, match="record name"):
+        pool.read_record(name)

@@ -17,10 +17,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from quantumrng.block import BLOCK_BYTES, Block
-from quantumrng.errors import ConfigError, EntropyUnavailable, NotSeeded
+from quantumrng.errors import ConfigError, EntropyUnavailable, NotSeeded, Unavailable
 from quantumrng.node import Node
 from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool, TaggedPool
 from quantumrng.pool._common import dump_provenance
+from quantumrng.pool.sqlite import SCHEMA_VERSION
 from quantumrng.pool.integrity import (
     KEY_BYTES,
     MAX_DROPPED_PER_TAKE,
@@ -304,7 +305,7 @@ def test_a_version_1_file_gains_tags_and_its_old_blocks_are_dropped(
         messages = [r.getMessage() for r in caplog.records]
         assert len(messages) == 1 and "1 blocks from before integrity tags" in messages[0]
         with raw(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         new = make_blocks(1)
         pool.put(new)
         assert pool.take(1) == new
@@ -519,3 +520,30 @@ def test_every_block_put_by_a_node_gets_a_unique_nonce(tmp_path: Path) -> None:
     TaggedPool(engine, KEY).put(make_blocks(50, harvest_id=uuid.uuid4().hex))
     nonces = {b.tag[:16] for b in engine.take(50)}
     assert len(nonces) == 50
+
+
+def test_a_record_altered_in_the_store_fails_closed_and_is_counted() -> None:
+    engine = MemoryPool()
+    pool = TaggedPool(engine, bytes(range(32)))
+    pool.write_record("assessment:ibm", b'{"h": 0.5}')
+    assert pool.read_record("assessment:ibm") == b'{"h": 0.5}'
+    stored = engine.read_record("assessment:ibm")
+    assert stored is not None and stored.startswith(b'{"h": 0.5}')
+    engine.write_record("assessment:ibm", b'{"h": 1.0}' + stored[-32:])
+    with pytest.raises(Unavailable, match="assessment record failed the integrity check"):
+        pool.read_record("assessment:ibm")
+    engine.write_record("assessment:ibm", b"short")
+    with pytest.raises(Unavailable):
+        pool.read_record("assessment:ibm")
+    assert pool.failures_by_reason() == {"bad record tag": 2}
+
+
+def test_a_record_sealed_under_one_name_does_not_verify_under_another() -> None:
+    engine = MemoryPool()
+    pool = TaggedPool(engine, bytes(range(32)))
+    pool.write_record("state:ibm", b"ok")
+    stored = engine.read_record("state:ibm")
+    assert stored is not None
+    engine.write_record("state:file", stored)
+    with pytest.raises(Unavailable):
+        pool.read_record("state:file")

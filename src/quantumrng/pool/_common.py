@@ -24,6 +24,7 @@ __all__ = [
     "MAX_HARVEST_ID_BYTES",
     "MAX_TAG_BYTES",
     "check_limit",
+    "check_record_name",
     "check_take",
     "dump_provenance",
     "group_harvests",
@@ -32,6 +33,8 @@ __all__ = [
 
 MAX_HARVEST_ID_BYTES = 256  # UTF-8 bytes; the Redis entry header stores the length in 16 bits
 MAX_TAG_BYTES = 64  # an integrity tag (nonce + HMAC-SHA256) is 48
+MAX_RECORD_BYTES = 1 << 20  # one stored record (an assessment is a few KiB)
+_RECORD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 
 def check_take(n: int, source: str | None) -> None:
@@ -42,6 +45,19 @@ def check_take(n: int, source: str | None) -> None:
         raise ValueError("n must be at least 1")
     if source is not None and (not isinstance(source, str) or not source):
         raise ValueError("source must be None or a non-empty string")
+
+
+def check_record_name(name: str, value: bytes | None = None) -> None:
+    """Reject a record name that is not 1 to 128 characters of ``[a-z0-9_.:-]``, or a
+    value that is not bytes (at most :data:`MAX_RECORD_BYTES`)."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= 128
+        or any(c not in _RECORD_NAME_CHARS for c in name)
+    ):
+        raise ValueError("a record name must be 1 to 128 characters of a-z, 0-9, _ . : -")
+    if value is not None and (not isinstance(value, bytes) or len(value) > MAX_RECORD_BYTES):
+        raise ValueError(f"a record value must be bytes, at most {MAX_RECORD_BYTES}")
 
 
 def check_limit(limit: int) -> None:

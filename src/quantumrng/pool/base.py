@@ -7,7 +7,7 @@ seen again, even after a crash. Blocks are secrets: no engine logs them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +45,26 @@ class Pool(Protocol):
 
     def level(self) -> PoolLevel:
         """Return the current fill level."""
+        ...
+
+    def discard(self, harvest_ids: Collection[str]) -> int:
+        """Remove every block of these harvests in one step; return how many were removed.
+
+        Quarantine (SP 800-90B §4.3): blocks harvested while the source was
+        failing are never served. Unknown ids are ignored.
+        """
+        ...
+
+    def read_record(self, name: str) -> bytes | None:
+        """Return the record stored under ``name`` (assessment, source state), or None."""
+        ...
+
+    def write_record(self, name: str, value: bytes | None) -> None:
+        """Store ``value`` under ``name`` durably, replacing any; ``None`` deletes it.
+
+        Records live beside the blocks so that every process and node using
+        this store sees the same assessment and failure state.
+        """
         ...
 
     def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:

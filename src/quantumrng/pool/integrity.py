@@ -17,6 +17,14 @@ credit and the provenance too: a store writer can neither raise a block's
 credit nor relabel simulator blocks as ``ibm``. Without the key nobody can
 make a tag that verifies (a different key fails every block).
 
+Records (the source assessment and failure state, ``read_record`` /
+``write_record``) are sealed the same way: the stored value is followed by
+HMAC-SHA256 under the node key of ``RECORD_LABEL || name || 0x00 || value``,
+so a store writer cannot raise a source's assessed credit or forge a state;
+a record that does not verify raises ``Unavailable`` (fail closed). An older
+valid record of the same name can be put back (a rollback); it is dated, and
+status shows its date.
+
 What a store writer can still do:
 
 - delete blocks, or the whole store: denial of service (503), never weaker output;
@@ -39,13 +47,13 @@ import secrets
 import stat
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from quantumrng import forksafe
 from quantumrng.block import BLOCK_BYTES, Block
-from quantumrng.errors import ConfigError, EntropyUnavailable
+from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import check_take, dump_provenance, group_harvests
 from quantumrng.pool.base import Pool, PoolLevel
 from quantumrng.provenance import Provenance
@@ -67,6 +75,8 @@ KEY_BYTES = 32  # HMAC-SHA256 key: the hash's output size (RFC 2104 §3)
 NONCE_BYTES = 16
 TAG_BYTES = NONCE_BYTES + 32
 LABEL = b"quantumrng pool block tag v1\x00"
+RECORD_LABEL = b"quantumrng pool record tag v1\x00"
+RECORD_MAC_BYTES = 32
 MAX_DROPPED_PER_TAKE = 64  # blocks one take drops before it gives up (503)
 REPLAY_WINDOW = 16_384  # nonces of recently taken blocks this process remembers
 KEY_FILE_MODE = 0o600
@@ -264,8 +274,8 @@ class TaggedPool:
             self._failures.update(dropped)
         reasons = ", ".join(f"{why}: {count}" for why, count in sorted(dropped.items()))
         log.warning(
-            "the entropy pool returned %d block(s) that failed the integrity check (%s); "
-            "dropped, never served",
+            "the entropy pool returned %d block(s) or record(s) that failed the integrity "
+            "check (%s); dropped, never served",
             dropped.total(),
             reasons,
         )
@@ -277,6 +287,34 @@ class TaggedPool:
     def recent(self, limit: int = 10) -> list[tuple[Provenance, int]]:
         """The engine's newest harvests (unchecked: shown, never served)."""
         return self.engine.recent(limit)
+
+    def discard(self, harvest_ids: Collection[str]) -> int:
+        """Remove every block of these harvests (the engine's ``discard``)."""
+        return self.engine.discard(harvest_ids)
+
+    def _record_mac(self, name: str, value: bytes) -> bytes:
+        return hmac.digest(self._key, RECORD_LABEL + name.encode() + b"\x00" + value, "sha256")
+
+    def read_record(self, name: str) -> bytes | None:
+        """Return the record ``name`` if its MAC verifies, None if there is none;
+        raise ``Unavailable`` (and count it) when it does not verify."""
+        stored = self.engine.read_record(name)
+        if stored is None:
+            return None
+        value, mac = stored[:-RECORD_MAC_BYTES], stored[-RECORD_MAC_BYTES:]
+        if len(stored) < RECORD_MAC_BYTES or not hmac.compare_digest(
+            mac, self._record_mac(name, value)
+        ):
+            self._dropped(collections.Counter({"bad record tag": 1}))
+            raise Unavailable(f"the pool's {name.split(':')[0]} record failed the integrity check")
+        return value
+
+    def write_record(self, name: str, value: bytes | None) -> None:
+        """Store ``value`` under ``name`` sealed with its MAC; ``None`` deletes it."""
+        if value is None:
+            self.engine.write_record(name, None)
+            return
+        self.engine.write_record(name, value + self._record_mac(name, value))
 
     def close(self) -> None:
         """Close the engine."""

@@ -10,12 +10,12 @@ import heapq
 import itertools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
-from quantumrng.pool._common import check_limit, check_take, group_harvests
+from quantumrng.pool._common import check_limit, check_record_name, check_take, group_harvests
 from quantumrng.pool.base import PoolLevel
 from quantumrng.provenance import Provenance
 
@@ -38,6 +38,7 @@ class MemoryPool:
         self._seq = itertools.count()
         self._queues: dict[str, deque[_Entry]] = {}
         self._harvests: OrderedDict[str, _Harvest] = OrderedDict()
+        self._records: dict[str, bytes] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -108,9 +109,45 @@ class MemoryPool:
             newest = itertools.islice(reversed(self._harvests.values()), limit)
             return [(h.provenance, h.left) for h in newest]
 
+    def discard(self, harvest_ids: Collection[str]) -> int:
+        """Remove every block of these harvests (under the lock); return how many."""
+        ids = set(harvest_ids)
+        with self._lock:
+            self._check_open()
+            removed = 0
+            for kind in list(self._queues):
+                queue = self._queues[kind]
+                kept = deque(e for e in queue if e[1] not in ids)
+                removed += len(queue) - len(kept)
+                if kept:
+                    self._queues[kind] = kept
+                else:
+                    del self._queues[kind]
+            for hid in ids:
+                self._harvests.pop(hid, None)
+            return removed
+
+    def read_record(self, name: str) -> bytes | None:
+        """Return the record ``name``, or None."""
+        check_record_name(name)
+        with self._lock:
+            self._check_open()
+            return self._records.get(name)
+
+    def write_record(self, name: str, value: bytes | None) -> None:
+        """Store or delete the record ``name``."""
+        check_record_name(name, value)
+        with self._lock:
+            self._check_open()
+            if value is None:
+                self._records.pop(name, None)
+            else:
+                self._records[name] = value
+
     def close(self) -> None:
         """Drop every block (nothing persists); later calls raise ``Unavailable``."""
         with self._lock:
             self._closed = True
             self._queues.clear()
             self._harvests.clear()
+            self._records.clear()

@@ -14,6 +14,7 @@ Layout under the key prefix ``P`` (``settings.redis_key``):
 - ``P:recent`` — a sorted set of harvest ids scored by their newest ``seq``.
 - ``P:level`` — a hash of counters: ``blocks``, ``bits``, ``n:<kind>``.
 - ``P:seq`` — the sequence counter.
+- ``P:r:<name>`` — a record (assessment, source state): opaque bytes.
 
 Every write is one Lua script, so Redis runs it atomically: ``take`` checks
 ``LLEN`` before removing anything (all or nothing) and, without a source
@@ -32,7 +33,7 @@ as the SQLite engine).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
     check_limit,
+    check_record_name,
     check_take,
     dump_provenance,
     group_harvests,
@@ -109,6 +111,49 @@ end
 redis.call('HINCRBY', lvl, 'blocks', nb)
 redis.call('HINCRBY', lvl, 'bits', bits)
 return nb
+"""
+
+_DISCARD = """
+local p = ARGV[1]
+local lvl = p .. ':level'
+local gone, by_src = {}, {}
+for i = 2, #ARGV do
+  local hkey = p .. ':h:' .. ARGV[i]
+  local src = redis.call('HGET', hkey, 'source')
+  if src then
+    gone[ARGV[i]] = true
+    by_src[src] = true
+    redis.call('DEL', hkey)
+    redis.call('ZREM', p .. ':recent', ARGV[i])
+  end
+end
+local removed = 0
+for src, _ in pairs(by_src) do
+  local key = p .. ':b:' .. src
+  local entries = redis.call('LRANGE', key, 0, -1)
+  local kept, n, bits = {}, 0, 0
+  for _, e in ipairs(entries) do
+    local size = tonumber(string.sub(e, 21, 24), 16)
+    if gone[string.sub(e, 25, 24 + size)] then
+      n = n + 1
+      bits = bits + tonumber(string.sub(e, 17, 20), 16)
+    else
+      kept[#kept + 1] = e
+    end
+  end
+  if n > 0 then
+    redis.call('DEL', key)
+    for a = 1, #kept, 1000 do
+      redis.call('RPUSH', key, unpack(kept, a, math.min(a + 999, #kept)))
+    end
+    if #kept == 0 then redis.call('SREM', p .. ':kinds', src) end
+    redis.call('HINCRBY', lvl, 'n:' .. src, -n)
+    redis.call('HINCRBY', lvl, 'blocks', -n)
+    redis.call('HINCRBY', lvl, 'bits', -bits)
+    removed = removed + n
+  end
+end
+return removed
 """
 
 _TAKE = """
@@ -233,6 +278,7 @@ class RedisPool:
         self._put = self._client.register_script(_PUT)
         self._take = self._client.register_script(_TAKE)
         self._recent = self._client.register_script(_RECENT)
+        self._discard = self._client.register_script(_DISCARD)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -321,6 +367,30 @@ class RedisPool:
             ]
         except (TypeError, ValueError):
             raise Unavailable(f"{_STORE} holds a malformed harvest record") from None
+
+    def discard(self, harvest_ids: Collection[str]) -> int:
+        """Remove every block of these harvests in one atomic script; return how many."""
+        ids = list(dict.fromkeys(harvest_ids))
+        if not ids:
+            return 0
+        with self._errors():
+            return int(self._discard(keys=[], args=[self._prefix, *ids]))
+
+    def read_record(self, name: str) -> bytes | None:
+        """Return the record ``name``, or None."""
+        check_record_name(name)
+        with self._errors():
+            value = self._client.get(f"{self._prefix}:r:{name}")
+        return None if value is None else bytes(value)
+
+    def write_record(self, name: str, value: bytes | None) -> None:
+        """Store or delete the record ``name``."""
+        check_record_name(name, value)
+        with self._errors():
+            if value is None:
+                self._client.delete(f"{self._prefix}:r:{name}")
+            else:
+                self._client.set(f"{self._prefix}:r:{name}", value)
 
     def close(self) -> None:
         """Close the connections; the pool stays in Redis."""

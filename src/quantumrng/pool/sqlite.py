@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from quantumrng.block import Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
     check_limit,
+    check_record_name,
     check_take,
     dump_provenance,
     group_harvests,
@@ -64,7 +65,7 @@ __all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SqlitePool"]
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0  # seconds a writer waits for the lock before Unavailable
-SCHEMA_VERSION = 2  # 1: no tag column
+SCHEMA_VERSION = 3  # 1: no tag column; 2: no records table
 _STORE = "the SQLite pool"
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _ADD_TAG = "ALTER TABLE blocks ADD COLUMN tag BLOB NOT NULL DEFAULT x''"
@@ -85,6 +86,10 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS blocks_by_source ON blocks(source, id)",
     "CREATE INDEX IF NOT EXISTS blocks_by_harvest ON blocks(harvest_id)",
+    """CREATE TABLE IF NOT EXISTS records (
+        name  TEXT PRIMARY KEY,  -- e.g. assessment:<key>, state:<source>
+        value BLOB NOT NULL      -- opaque here (sealed by pool/integrity.py)
+    )""",
 )
 
 
@@ -139,11 +144,12 @@ class SqlitePool:
             raise self._damaged(_first_line(report))
 
     def _migrate(self) -> None:
-        """Create the schema, or bring a schema 1 file to 2 (its blocks get empty tags)."""
+        """Create the schema, or bring an older file to 3 (schema 1 blocks get empty tags;
+        schema 2 gains the records table)."""
         untagged = 0
         with self._guard(), self._transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, SCHEMA_VERSION):
+            if version not in (0, 1, 2, SCHEMA_VERSION):
                 raise ConfigError(f"pool file {self._path} has unknown schema {version}")
             if version == 1:
                 conn.execute(_ADD_TAG)
@@ -397,6 +403,50 @@ class SqlitePool:
                 .fetchall()
             )
             return [(self._provenance(prov), int(left)) for prov, left, _newest in rows]
+
+    def discard(self, harvest_ids: Collection[str]) -> int:
+        """Remove every block of these harvests in one durable transaction; return how many."""
+        ids = list(dict.fromkeys(harvest_ids))
+        if not ids:
+            return 0
+        with self._guard():
+            with self._transaction() as conn:
+                removed = 0
+                for hid in ids:
+                    removed += conn.execute(
+                        "DELETE FROM blocks WHERE harvest_id = ?", (hid,)
+                    ).rowcount
+                    conn.execute("DELETE FROM harvests WHERE harvest_id = ?", (hid,))
+            self._erase_wal(conn)
+        return removed
+
+    def read_record(self, name: str) -> bytes | None:
+        """Return the record ``name``, or None."""
+        check_record_name(name)
+        with self._guard():
+            row = (
+                self._conn()
+                .execute("SELECT CAST(value AS BLOB) FROM records WHERE name = ?", (name,))
+                .fetchone()
+            )
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):
+            raise self._damaged("a record does not decode")
+        return row[0]
+
+    def write_record(self, name: str, value: bytes | None) -> None:
+        """Store or delete the record ``name`` in one durable transaction."""
+        check_record_name(name, value)
+        with self._guard(), self._transaction() as conn:
+            if value is None:
+                conn.execute("DELETE FROM records WHERE name = ?", (name,))
+            else:
+                conn.execute(
+                    "INSERT INTO records (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
 
     def close(self) -> None:
         """Close this process's connections; the file keeps its contents.

@@ -86,6 +86,7 @@ class Settings:
     file_path: Path = Path("/dev/hwrng")
     file_entropy: float = 0.5  # assessed min-entropy per bit of the device
     file_read_bytes: int = 4096  # bytes read from the device per harvest
+    file_timeout: float = 10.0  # seconds a device read may block before it is a source error
     os_read_bytes: int = 8192  # bytes read from the kernel per harvest
     # --- pool ---------------------------------------------------------------
     data_dir: Path = field(default_factory=default_data_dir)
@@ -144,7 +145,7 @@ class Settings:
         for name in ("reseed_bytes", "max_bytes", "max_json_bytes", "max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("reseed_seconds", "ibm_timeout", "harvest_backoff_max"):
+        for name in ("reseed_seconds", "ibm_timeout", "file_timeout", "harvest_backoff_max"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         for name in ("rate_limit", "rate_burst", "daily_bytes"):

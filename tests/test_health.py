@@ -28,7 +28,11 @@ from quantumrng.sources.base import Harvest
 
 
 def make_harvest(
-    bits: npt.ArrayLike, h: float = 1.0, creditable: bool = True, source: str = "os"
+    bits: npt.ArrayLike,
+    h: float = 1.0,
+    creditable: bool = True,
+    source: str = "os",
+    harvest_id: str = "t",
 ) -> Harvest:
     """Pack a (samples, width) matrix of 0/1 into a harvest."""
     matrix = np.asarray(bits, dtype=np.uint8)
@@ -36,7 +40,7 @@ def make_harvest(
         data=np.packbits(matrix).tobytes(),
         width=matrix.shape[1],
         samples=matrix.shape[0],
-        provenance=Provenance(source=source, harvest_id="t", harvested_at=0.0),
+        provenance=Provenance(source=source, harvest_id=harvest_id, harvested_at=0.0),
         assessed_entropy=h,
         creditable=creditable,
     )
@@ -247,27 +251,36 @@ def test_bias_allowed_by_lower_assessed_entropy() -> None:
 # --- monitor ----------------------------------------------------------------
 
 
-def test_monitor_fair_urandom_harvest_passes_and_credits() -> None:
+def test_monitor_fair_urandom_harvest_passes_and_credits_the_assessed_credit() -> None:
     monitor = HealthMonitor()
-    report = monitor.check(make_harvest(urandom_bits(4096, 8), h=0.5))
+    report = monitor.check(make_harvest(urandom_bits(4096, 8), h=0.5), credit=[0.5] * 8)
     assert report.passed and report.failures == [] and report.startup
-    assert monitor.ready
+    assert monitor.ready and report.state == "ok"
     assert all(0.8 < m <= 1.0 for m in report.min_entropy)  # 4096 samples: UCB costs ~0.1
     assert all(0.45 < f < 0.55 for f in report.ones_fraction)
     assert report.credit_per_stream == [0.5] * 8
     assert report.credited_bits == 4096 * 8 * 0.5
 
 
-def test_monitor_credit_is_min_of_assessed_and_mcv() -> None:
+def test_monitor_credits_nothing_without_an_assessment() -> None:
     report = HealthMonitor().check(make_harvest(fair_bits(4096, 4), h=1.0))
     assert report.passed
-    assert report.credit_per_stream == report.min_entropy
-    assert all(c < 1.0 for c in report.credit_per_stream)
-    assert report.credited_bits == pytest.approx(4096 * sum(report.min_entropy))
+    assert report.credit_per_stream == [0.0] * 4 and report.credited_bits == 0.0
+
+
+def test_monitor_credit_is_the_assessment_not_one_harvests_mcv() -> None:
+    credit = [0.9, 0.8, 0.7, 0.95]
+    report = HealthMonitor().check(make_harvest(fair_bits(4096, 4), h=1.0), credit=credit)
+    assert report.credit_per_stream == credit
+    assert report.credited_bits == pytest.approx(4096 * sum(credit))
+    with pytest.raises(ValueError, match="one credit per stream"):
+        HealthMonitor().check(make_harvest(fair_bits(4096, 4)), credit=[1.0])
 
 
 def test_monitor_simulator_gets_zero_credit() -> None:
-    report = HealthMonitor().check(make_harvest(fair_bits(2048, 4), creditable=False))
+    report = HealthMonitor().check(
+        make_harvest(fair_bits(2048, 4), creditable=False), credit=[1.0] * 4
+    )
     assert report.passed
     assert report.credit_per_stream == [0.0] * 4
     assert report.credited_bits == 0.0
@@ -404,3 +417,62 @@ def test_monitor_is_thread_safe() -> None:
     assert snap["harvests_checked"] == 40
     assert snap["harvests_dropped"] == 0
     assert snap["samples_accepted"] == 40 * 1024
+
+
+# --- failure states (SP 800-90B §4.3) -----------------------------------------
+
+
+def stuck_bits(samples: int, width: int) -> npt.NDArray[np.uint8]:
+    bits = fair_bits(samples, width)
+    bits[:, width - 1] = 0
+    return bits
+
+
+def test_one_failed_harvest_is_intermittent_and_the_next_pass_recovers() -> None:
+    monitor = HealthMonitor(persistent_after=3)
+    assert monitor.check(make_harvest(fair_bits(2048, 3), harvest_id="a")).state == "ok"
+    failed = monitor.check(make_harvest(stuck_bits(2048, 3), harvest_id="b"))
+    assert not failed.passed and failed.state == "intermittent" and failed.quarantine == ()
+    assert monitor.ready  # an intermittent failure does not stop the source
+    assert monitor.check(make_harvest(fair_bits(2048, 3, 2), harvest_id="c")).state == "ok"
+    assert monitor.persistent_failure is None
+
+
+def test_failures_in_a_row_become_persistent_and_quarantine_the_unconfirmed() -> None:
+    monitor = HealthMonitor(persistent_after=3)
+    for hid, seed in (("p1", 1), ("p2", 2)):
+        assert monitor.check(make_harvest(fair_bits(2048, 3, seed), harvest_id=hid)).passed
+    assert monitor.check(make_harvest(stuck_bits(2048, 3), harvest_id="f1")).state == (
+        "intermittent"
+    )
+    # a pass right after a failure confirms nothing: p2's tail was never completed
+    assert monitor.check(make_harvest(fair_bits(2048, 3, 3), harvest_id="p3")).passed
+    monitor.check(make_harvest(stuck_bits(2048, 3), harvest_id="f2"))
+    monitor.check(make_harvest(stuck_bits(2048, 3), harvest_id="f3"))
+    last = monitor.check(make_harvest(stuck_bits(2048, 3), harvest_id="f4"))
+    assert last.state == "persistent"
+    assert last.quarantine == ("p2", "p3")  # p1 was confirmed by p2
+    assert monitor.persistent_failure == ("rct", 2)
+    assert not monitor.ready
+    assert monitor.snapshot()["persistent_failure"] == {"test": "rct", "stream": 2}
+
+
+def test_a_persistent_failure_fails_every_harvest_until_reset_and_a_new_startup() -> None:
+    monitor = HealthMonitor(persistent_after=2)
+    monitor.check(make_harvest(stuck_bits(2048, 2)))
+    assert monitor.check(make_harvest(stuck_bits(2048, 2))).state == "persistent"
+    good = make_harvest(fair_bits(2048, 2), harvest_id="g")
+    refused = monitor.check(good, credit=[1.0, 1.0])
+    assert not refused.passed and refused.credited_bits == 0.0 and refused.state == "persistent"
+    monitor.reset()
+    assert monitor.state == "startup" and not monitor.ready
+    assert not monitor.check(make_harvest(fair_bits(1000, 2))).passed  # start-up needs 1024
+    assert monitor.check(good).passed and monitor.state == "ok"
+
+
+def test_a_source_that_only_fails_never_becomes_ready() -> None:
+    monitor = HealthMonitor(persistent_after=3)
+    zeros = np.zeros((4096, 8), dtype=np.uint8)
+    states = [monitor.check(make_harvest(zeros, harvest_id=f"z{i}")).state for i in range(5)]
+    assert states == ["startup", "startup", "persistent", "persistent", "persistent"]
+    assert not monitor.ready

@@ -12,6 +12,16 @@ the tests continuous across harvests.
 - Bias monitor (ours, not in the standard): the count of the commoner bit
   value in a harvest must stay below what the assessed min-entropy allows,
   at a 2^-20 false-alarm level (see :func:`bias_cutoff`).
+- Failure states, SP 800-90B §4.3: a failed harvest is an *intermittent*
+  failure (dropped; the next harvest is tested afresh); ``persistent_after``
+  failed harvests in a row are a *persistent* failure, which stops the
+  source until a new start-up test passes. A harvest is *confirmed* once
+  the next one passes (its unfinished APT window and RCT run were then
+  completed by passing tests; a pass right after a failure confirms
+  nothing, since the failure restarted the tests); the accepted harvests not
+  yet confirmed when a failure turns persistent are listed for quarantine.
+- Credit is not decided here: it is the source's assessment
+  (:mod:`quantumrng.assessment.source`), given to :meth:`HealthMonitor.check`.
 
 Reports and snapshots carry statistics only, never raw bits.
 """
@@ -56,9 +66,12 @@ __all__ = [
 ALPHA_EXP = 20  # false-positive probability 2^-20 per test, SP 800-90B §4.4
 APT_WINDOW = 1024  # samples per APT window for binary data, SP 800-90B §4.4.2
 STARTUP_SAMPLES = 1024  # samples per stream in the start-up test, SP 800-90B §4.3
+PERSISTENT_AFTER = 3  # failed harvests in a row that make a failure persistent (§4.3)
+MAX_UNCONFIRMED = 1024  # accepted harvests awaiting confirmation that are remembered
 MCV_Z = 2.576  # 99% upper confidence bound, SP 800-90B §6.3.1
 
 TESTS = ("startup", "rct", "apt", "bias")
+STATES = ("startup", "ok", "intermittent", "persistent")
 
 
 def _check_h(h: float) -> None:
@@ -288,9 +301,12 @@ class HealthReport:
     """The verdict on one harvest, per stream (column).
 
     ``failures`` lists (test, stream) pairs, test one of ``startup``,
-    ``rct``, ``apt``, ``bias``. ``credit_per_stream`` is, per stream,
-    min(assessed, MCV estimate) bits per bit when the harvest passed and is
-    creditable, else 0.0; ``credited_bits`` is samples times their sum.
+    ``rct``, ``apt``, ``bias``. ``credit_per_stream`` is, per stream, the
+    assessed credit given to ``check`` (bits per bit) when the harvest
+    passed and is creditable, else 0.0; ``credited_bits`` is samples times
+    their sum. ``state`` is the monitor's state after this harvest (one of
+    :data:`STATES`); when it turned ``persistent`` with this harvest,
+    ``quarantine`` lists the harvest ids whose blocks must not be served.
     """
 
     passed: bool
@@ -300,6 +316,8 @@ class HealthReport:
     credit_per_stream: list[float]
     credited_bits: float
     startup: bool = False
+    state: str = "ok"
+    quarantine: tuple[str, ...] = ()
 
 
 class HealthMonitor:
@@ -320,12 +338,19 @@ class HealthMonitor:
         window: int = APT_WINDOW,
         alpha_exp: int = ALPHA_EXP,
         startup_samples: int = STARTUP_SAMPLES,
+        persistent_after: int = PERSISTENT_AFTER,
     ) -> None:
-        if window < 1 or alpha_exp < 1 or startup_samples < 1:
-            raise ValueError("window, alpha_exp and startup_samples must be positive")
+        if window < 1 or alpha_exp < 1 or startup_samples < 1 or persistent_after < 1:
+            raise ValueError(
+                "window, alpha_exp, startup_samples and persistent_after must be positive"
+            )
         self._window = window
         self._alpha_exp = alpha_exp
         self._startup_samples = startup_samples
+        self._persistent_after = persistent_after
+        self._failed_in_row = 0
+        self._persistent: tuple[str, int] | None = None
+        self._unconfirmed: list[str] = []
         self._lock = threading.Lock()
         self._checked = 0
         self._dropped = 0
@@ -353,15 +378,66 @@ class HealthMonitor:
 
     @property
     def ready(self) -> bool:
-        """True once the start-up test has passed."""
+        """True once the start-up test has passed (and no persistent failure since)."""
         with self._lock:
-            return self._ready
+            return self._ready and self._persistent is None
 
-    def check(self, harvest: Harvest) -> HealthReport:
-        """Test a harvest and return the verdict; a failure is counted, never raised."""
+    @property
+    def state(self) -> str:
+        """One of :data:`STATES`."""
+        with self._lock:
+            return self._state_locked()
+
+    @property
+    def persistent_failure(self) -> tuple[str, int] | None:
+        """The (test, stream) whose failure stopped the source, or None."""
+        with self._lock:
+            return self._persistent
+
+    def _state_locked(self) -> str:
+        if self._persistent is not None:
+            return "persistent"
+        if not self._ready:
+            return "startup"
+        return "intermittent" if self._failed_in_row else "ok"
+
+    def fail_persistently(self, test: str, stream: int) -> None:
+        """Enter the persistent failure state (e.g. as recorded by another process)."""
+        with self._lock:
+            self._persistent = (test, stream)
+            self._ready = False
+            self._unconfirmed.clear()
+            self._forget_carry()
+
+    def reset(self) -> None:
+        """Leave a persistent failure: the source must pass a new start-up test (§4.3)."""
+        with self._lock:
+            self._persistent = None
+            self._failed_in_row = 0
+            self._unconfirmed.clear()
+            self._ready = False
+            self._forget_carry()
+
+    def check(
+        self,
+        harvest: Harvest,
+        *,
+        credit: Sequence[float] | None = None,
+        h: float | None = None,
+    ) -> HealthReport:
+        """Test a harvest and return the verdict; a failure is counted, never raised.
+
+        ``credit`` is the assessed credit per stream (bits per bit), None
+        for none; ``h`` the min-entropy per bit the cutoffs assume (§4.4),
+        by default the source's claim ``harvest.assessed_entropy``. In the
+        persistent failure state every harvest fails until :meth:`reset`.
+        """
         columns = np.ascontiguousarray(harvest.bits().T)
         samples, width = harvest.samples, harvest.width
-        h = harvest.assessed_entropy
+        if h is None:
+            h = harvest.assessed_entropy
+        if credit is not None and len(credit) != width:
+            raise ValueError("need one credit per stream")
         rct_c = rct_cutoff(h, self._alpha_exp)
         apt_c = apt_cutoff(h, self._window, self._alpha_exp)
         bias_c = bias_cutoff(samples, h, self._alpha_exp)
@@ -371,6 +447,16 @@ class HealthMonitor:
         ones_fraction = [int(k) / samples if samples else 0.0 for k in ones]
 
         with self._lock:
+            if self._persistent is not None:
+                return HealthReport(
+                    passed=False,
+                    failures=[self._persistent],
+                    min_entropy=min_entropy,
+                    ones_fraction=ones_fraction,
+                    credit_per_stream=[0.0] * width,
+                    credited_bits=0.0,
+                    state="persistent",
+                )
             if width != self._width:
                 self._restart(width)
             startup = not self._ready
@@ -406,18 +492,32 @@ class HealthMonitor:
             }
             self._last_ones_fraction = ones_fraction
             self._last_min_entropy = min_entropy
+            quarantine: tuple[str, ...] = ()
             if passed:
                 self._rct, self._apt = rct_out, apt_out
                 self._ready = True
                 self._accepted_samples += samples
                 self._accepted_ones += ones
+                if self._failed_in_row:  # tested afresh after a failure: confirms nothing
+                    self._unconfirmed = self._unconfirmed[-MAX_UNCONFIRMED + 1 :]
+                    self._unconfirmed.append(harvest.provenance.harvest_id)
+                else:
+                    self._unconfirmed = [harvest.provenance.harvest_id]
+                self._failed_in_row = 0
             else:
                 self._dropped += 1
                 self._failures.update(name for name, _ in failures)
                 self._forget_carry()
+                self._failed_in_row += 1
+                if self._failed_in_row >= self._persistent_after:
+                    self._persistent = failures[0]
+                    self._ready = False
+                    quarantine = tuple(self._unconfirmed)
+                    self._unconfirmed = []
+            state = self._state_locked()
 
-        if passed and harvest.creditable:
-            credited = [min(h, m) for m in min_entropy]
+        if passed and harvest.creditable and credit is not None:
+            credited = [max(0.0, min(1.0, float(c))) for c in credit]
         else:
             credited = [0.0] * width
         return HealthReport(
@@ -428,6 +528,8 @@ class HealthMonitor:
             credit_per_stream=credited,
             credited_bits=samples * math.fsum(credited),
             startup=startup,
+            state=state,
+            quarantine=quarantine,
         )
 
     def assess(self, harvest: Harvest) -> HealthReport:
@@ -448,7 +550,13 @@ class HealthMonitor:
         with self._lock:
             accepted = self._accepted_samples
             return {
-                "ready": self._ready,
+                "ready": self._ready and self._persistent is None,
+                "state": self._state_locked(),
+                "failed_in_row": self._failed_in_row,
+                "persistent_after": self._persistent_after,
+                "persistent_failure": None
+                if self._persistent is None
+                else {"test": self._persistent[0], "stream": self._persistent[1]},
                 "harvests_checked": self._checked,
                 "harvests_dropped": self._dropped,
                 "failures": {name: self._failures.get(name, 0) for name in TESTS},

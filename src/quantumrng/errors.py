@@ -54,9 +54,11 @@ __all__ = [
     "ReseedRequired",
     "SourceAuthError",
     "SourceError",
+    "SourceFailed",
     "SourceNetworkError",
     "SourceTimeout",
     "Unavailable",
+    "UncreditedRaw",
     "ValidationError",
     "error_class",
 ]
@@ -188,6 +190,21 @@ class HealthTestFailure(Unavailable):
     code = "health_test_failure"
 
 
+class SourceFailed(HealthTestFailure):
+    """Raised while a source is in the persistent failure state (SP 800-90B §4.3):
+    nothing new is harvested, raw output stops and the DRBG is not reseeded."""
+
+    code = "source_failed"
+
+
+class UncreditedRaw(QuantumRNGError):
+    """Raised when raw output is asked of a source that earns no entropy credit
+    (the simulator, ``os``) and the operator has not set ``allow_uncredited_raw``."""
+
+    status = 409
+    code = "raw_not_credited"
+
+
 class SourceError(Unavailable):
     """Raised when an entropy source cannot deliver a harvest."""
 
@@ -241,6 +258,7 @@ BY_STATUS: Mapping[int, type[QuantumRNGError]] = MappingProxyType(
             RequestTimeout,
             RequestHeadersTooLarge,
             RateLimited,
+            UncreditedRaw,
             Unavailable,
         )
     }

@@ -12,11 +12,13 @@
      ├── RequestTimeout            (408) headers not sent in time
      ├── RequestHeadersTooLarge    (431) request line and headers over the limit
      ├── RateLimited               (429, Retry-After)
+     ├── UncreditedRaw             (409) raw output of a zero-credit source
      └── Unavailable               (503, Retry-After)
           ├── EntropyUnavailable   pool cannot supply what was asked
           ├── NotSeeded            DRBG has no seed material (fail closed)
           │    └── ReseedRequired  DRBG reached its reseed interval
           ├── HealthTestFailure    SP 800-90B continuous test failed
+          │    └── SourceFailed     persistent failure: the source is stopped
           └── SourceError          entropy source failed
                ├── SourceAuthError
                ├── SourceNetworkError

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from quantumrng.block import Block
-from quantumrng.errors import HealthTestFailure, SourceNetworkError
+from quantumrng.accounting import SourceFailure, SourceLedger
+from quantumrng.errors import HealthTestFailure, SourceFailed, SourceNetworkError
 from quantumrng.harvester import Harvester
+from quantumrng.health import HealthMonitor
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import Provenance
 from quantumrng.sources._common import NOMINAL_ENTROPY
@@ -48,11 +50,21 @@ class Beacon:
 
 
 class ScriptedSource:
-    """A source that plays back a script of outcomes: 'ok', 'stuck' or an error."""
+    """A source that plays back a script of outcomes: 'ok', 'stuck' or an error.
 
-    kind = "os"
+    As ``kind="os"`` (the default) it earns no credit; as ``file`` it is a
+    noise source whose harvests need an assessment before they earn any.
+    """
 
-    def __init__(self, script: list[str | Exception], nbytes: int = 4096) -> None:
+    def __init__(
+        self,
+        script: list[str | Exception],
+        nbytes: int = 4096,
+        kind: str = "os",
+        configuration: str = "",
+    ) -> None:
+        self.kind = kind
+        self.configuration = configuration
         self.script = list(script)
         self.nbytes = nbytes
         self.calls = 0
@@ -77,18 +89,29 @@ class ScriptedSource:
         # seeded, so a fair harvest can never trip a health test by chance (flaky)
         fair = random.Random(self.calls).randbytes(self.nbytes)
         data = fair if step == "ok" else bytes(self.nbytes)
-        prov = Provenance(source="os", harvest_id=uuid.uuid4().hex, harvested_at=time.time())
+        prov = Provenance(
+            source=self.kind, harvest_id=uuid.uuid4().hex, harvested_at=time.time()
+        )
         return Harvest(
-            data, 8, self.nbytes, prov, assessed_entropy=NOMINAL_ENTROPY, creditable=True
+            data,
+            8,
+            self.nbytes,
+            prov,
+            assessed_entropy=NOMINAL_ENTROPY,
+            creditable=True,
+            configuration=self.configuration,
         )
 
 
-def test_harvest_once_fills_pool_with_credited_blocks(memory_pool: Pool) -> None:
+def test_harvest_once_fills_pool_with_blocks_a_zero_credit_source_earns_nothing_for(
+    memory_pool: Pool,
+) -> None:
     harvester = Harvester(ScriptedSource(["ok"]), memory_pool)
     blocks = harvester.harvest_once()
-    assert blocks and all(b.credited_bits == 512 for b in blocks)
+    assert blocks and all(b.credited_bits == 0 for b in blocks)
     assert memory_pool.level().blocks == len(blocks)
     assert harvester.harvests == 1 and harvester.blocks_added == len(blocks)
+    assert harvester.snapshot()["assessment"] == {"state": "not_credited", "samples_needed": 0}
 
 
 def test_failing_health_test_drops_the_harvest(memory_pool: Pool) -> None:
@@ -313,3 +336,77 @@ def test_snapshot_shows_what_the_source_says_of_itself(memory_pool: Pool) -> Non
         "backend": "scripted",
         "creditable": True,
     }
+
+
+# --- failure states (SP 800-90B §4.3) -----------------------------------------
+
+
+def test_a_persistent_failure_is_recorded_for_every_process_and_quarantines(
+    memory_pool: Pool,
+) -> None:
+    source = ScriptedSource(["ok", "ok", "stuck", "stuck", "stuck"])
+    harvester = Harvester(source, memory_pool, monitor=HealthMonitor(persistent_after=3))
+    first, second = harvester.harvest_once(), harvester.harvest_once()
+    for _ in range(2):
+        with pytest.raises(HealthTestFailure) as intermittent:
+            harvester.harvest_once()
+        assert not isinstance(intermittent.value, SourceFailed)
+    with pytest.raises(SourceFailed, match="'rct' failed persistently on stream 0"):
+        harvester.harvest_once()
+    # the second harvest was never confirmed by a passing one: quarantined
+    assert memory_pool.level().blocks == len(first)
+    failure = SourceLedger(memory_pool, "os").failure()
+    assert failure is not None and (failure.test, failure.stream) == ("rct", 0)
+    assert failure.quarantined_harvests == 1 and failure.quarantined_blocks == len(second)
+    with pytest.raises(SourceFailed):
+        SourceLedger(memory_pool, "os").check_usable()
+    assert harvester.snapshot()["health"]["state"] == "persistent"
+
+
+def test_after_a_persistent_failure_a_new_startup_test_clears_it(memory_pool: Pool) -> None:
+    source = ScriptedSource(["stuck", "ok"])
+    harvester = Harvester(source, memory_pool, monitor=HealthMonitor(persistent_after=1))
+    with pytest.raises(SourceFailed):
+        harvester.harvest_once()
+    assert harvester.harvest_once()  # the start-up test passed
+    assert SourceLedger(memory_pool, "os").failure() is None
+    assert harvester.monitor.state == "ok"
+
+
+def test_with_operator_reset_nothing_is_harvested_until_the_operator_clears_it(
+    memory_pool: Pool,
+) -> None:
+    source = ScriptedSource(["stuck"])
+    harvester = Harvester(
+        source,
+        memory_pool,
+        monitor=HealthMonitor(persistent_after=1),
+        require_operator_reset=True,
+    )
+    with pytest.raises(SourceFailed):
+        harvester.harvest_once()
+    for _ in range(3):
+        with pytest.raises(SourceFailed, match="operator reset"):
+            harvester.harvest_once()
+    assert source.calls == 1  # the failed source is not even asked
+    SourceLedger(memory_pool, "os").clear_failure()  # what `qrng health reset` does
+    assert harvester.harvest_once()
+    assert source.calls == 2
+
+
+def test_a_failure_recorded_by_another_process_stops_this_harvester(memory_pool: Pool) -> None:
+    ledger = SourceLedger(memory_pool, "os")
+    ledger.record_failure(SourceFailure("os", "apt", 3, time.time()))
+    harvester = Harvester(
+        ScriptedSource(["ok"]), memory_pool, require_operator_reset=True
+    )
+    with pytest.raises(SourceFailed, match="'apt' failed persistently on stream 3"):
+        harvester.harvest_once()
+    assert memory_pool.level().blocks == 0
+
+
+def test_a_source_that_only_fails_never_puts_a_block(memory_pool: Pool) -> None:
+    harvester = Harvester(ScriptedSource(["stuck"] * 20), memory_pool, backoff_base=0.001)
+    with pytest.raises(HealthTestFailure):
+        harvester.fill(1, max_failures=10)
+    assert memory_pool.level().blocks == 0

@@ -96,6 +96,11 @@ class Settings:
     pool_low_water: int = 256  # blocks; the harvester refills below this
     pool_high_water: int = 2048  # blocks; the harvester stops at this
     harvest_backoff_max: float = 300.0  # seconds between retries at most
+    # --- entropy accounting (SP 800-90B §3.1, §4.3) ---------------------------
+    assessment_samples: int = 1_000_000  # samples per initial assessment (at least 1,000,000)
+    health_persistent_failures: int = 3  # failed harvests in a row that stop the source
+    require_operator_reset: bool = False  # after a persistent failure: wait for `qrng health reset`
+    allow_uncredited_raw: bool = False  # serve mode=raw from zero-credit sources (demos, tests)
     # --- DRBG ---------------------------------------------------------------
     reseed_bytes: int = 1 << 30  # output bytes between reseeds
     reseed_seconds: float = 300.0  # seconds between reseeds
@@ -134,6 +139,12 @@ class Settings:
         for name in ("ibm_entropy", "file_entropy"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1] bits per bit")
+        if self.assessment_samples < 1_000_000:
+            raise ConfigError(
+                "assessment_samples must be at least 1000000 (SP 800-90B §3.1.1)"
+            )
+        if self.health_persistent_failures < 1:
+            raise ConfigError("health_persistent_failures must be at least 1")
         if not 0 < self.pool_low_water < self.pool_high_water:
             raise ConfigError("need 0 < pool_low_water < pool_high_water")
         if not 0 < self.port < 65536:

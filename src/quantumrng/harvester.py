@@ -1,4 +1,4 @@
-"""The harvester: source → health tests → conditioning → pool, between water marks.
+"""The harvester: source → health tests → assessment → conditioning → pool, between water marks.
 
 A background thread keeps the pool's blocks of the configured source
 between the low and high water marks: below ``low_water`` it harvests until
@@ -6,27 +6,52 @@ between the low and high water marks: below ``low_water`` it harvests until
 counted and backed off exponentially (with jitter, up to ``backoff_max``);
 the failing harvest is dropped, never used. An optional lock file makes
 one harvester per node, however many server workers there are.
+
+Entropy accounting (docs/ARCHITECTURE.md, "Entropy accounting"):
+
+- A creditable source (``ibm``, ``file``) earns credit only once assessed
+  (SP 800-90B §3.1): its first ``assessment_samples`` samples per backend
+  and configuration are health-tested and collected, not stored; the
+  assessment (:func:`~quantumrng.assessment.source.assess_source`, run in
+  a separate process so the server's threads keep the interpreter) is then
+  stored with the pool and sets the credit of every later block. A harvest
+  whose backend or configuration differs from the assessment's starts a new
+  one.
+- A persistent health-test failure (§4.3) is recorded in the pool for every
+  process (:class:`~quantumrng.accounting.SourceLedger`), the blocks of the
+  unconfirmed harvests before it are quarantined (removed), and nothing is
+  harvested until a new start-up test passes: after the backoff, or, with
+  ``require_operator_reset``, once an operator ran ``qrng health reset``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import multiprocessing
 import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
+
+from quantumrng.accounting import SourceFailure, SourceLedger
+from quantumrng.assessment import MIN_SAMPLES
+from quantumrng.assessment.source import SourceAssessment, assess_source, assessment_key
 from quantumrng.block import Block
 from quantumrng.conditioning import condition
-from quantumrng.errors import HealthTestFailure, QuantumRNGError
+from quantumrng.errors import HealthTestFailure, QuantumRNGError, SourceFailed
 from quantumrng.health import HealthMonitor, summarize_failures
 from quantumrng.pool.base import Pool
-from quantumrng.sources.base import Source
+from quantumrng.provenance import CREDITABLE_SOURCE_KINDS
+from quantumrng.sources.base import Harvest, Source
 
 __all__ = ["Harvester"]
 
@@ -49,10 +74,24 @@ class Harvester:
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
         lock_path: Path | None = None,
+        assessment_samples: int = MIN_SAMPLES,
+        require_operator_reset: bool = False,
+        assess_in_subprocess: bool = True,
     ) -> None:
         self.source = source
         self.pool = pool
         self.monitor = monitor if monitor is not None else HealthMonitor()
+        self.ledger = SourceLedger(pool, source.kind, check_seconds=0.0)
+        self.assessment_samples = assessment_samples
+        self.require_operator_reset = require_operator_reset
+        self._assess_in_subprocess = assess_in_subprocess
+        self._assessment: SourceAssessment | None = None
+        self._assessment_loaded = False
+        self._collected: list[npt.NDArray[np.uint8]] = []
+        self._collected_key: str | None = None
+        self._collected_samples = 0
+        self._assessing = False
+        self._recovering = False
         self.low_water = low_water
         self.high_water = high_water
         self.backoff_base = backoff_base
@@ -77,11 +116,13 @@ class Harvester:
     # -- one harvest -----------------------------------------------------------
 
     def harvest_once(self) -> list[Block]:
-        """Harvest, test, condition and store once; return the blocks stored.
+        """Harvest, test, assess or condition, and store once; return the blocks stored.
 
-        Raises the source's ``SourceError`` or ``HealthTestFailure`` after
-        counting it; nothing from a failing harvest reaches the pool.
+        Raises the source's ``SourceError``, ``HealthTestFailure`` or
+        ``SourceFailed`` after counting it; nothing from a failing harvest
+        reaches the pool.
         """
+        self._leave_failure_if_allowed()
         try:
             harvest = self.source.harvest()
         except QuantumRNGError as exc:
@@ -89,7 +130,14 @@ class Harvester:
                 self.source_errors += 1
                 self.last_error = exc.message
             raise
-        report = self.monitor.check(harvest)
+        assessment = self._current_assessment(harvest)
+        credit = None if assessment is None else list(assessment.credit)
+        h = None
+        if assessment is not None and min(assessment.credit) > 0:
+            h = min(harvest.assessed_entropy, *assessment.credit)
+        report = self.monitor.check(harvest, credit=credit, h=h)
+        if report.state == "persistent":
+            raise self._fail_persistently(report.failures[0], report.quarantine)
         if not report.passed:
             message = (
                 f"{harvest.provenance.source} harvest failed health tests: "
@@ -98,9 +146,17 @@ class Harvester:
             with self._mutex:
                 self.last_error = message
             raise HealthTestFailure(message)
-        blocks = condition(harvest, report.credit_per_stream)
-        if blocks:
-            self.pool.put(blocks)
+        if self._recovering:
+            self.ledger.clear_failure()
+            self._recovering = False
+            log.warning("the %s source passed a new start-up test", harvest.provenance.source)
+        if self._needs_assessment(harvest, assessment):
+            self._collect(harvest)
+            blocks: list[Block] = []
+        else:
+            blocks = condition(harvest, report.credit_per_stream)
+            if blocks:
+                self.pool.put(blocks)
         now = time.time()
         with self._mutex:
             self.harvests += 1
@@ -112,6 +168,148 @@ class Harvester:
             while self._recent and now - self._recent[0][0] > RATE_WINDOW_SECONDS:
                 self._recent.popleft()
         return blocks
+
+    # -- failure states (SP 800-90B §4.3) ----------------------------------------
+
+    def _leave_failure_if_allowed(self) -> None:
+        """In the failure state, start a new start-up test if allowed, else raise."""
+        recorded = self.ledger.failure()
+        if recorded is not None and self.monitor.state != "persistent":
+            self.monitor.fail_persistently(recorded.test, recorded.stream)
+        if self.monitor.state != "persistent":
+            return
+        if recorded is not None and self.require_operator_reset:
+            with self._mutex:
+                self.last_error = recorded.message()
+            raise SourceFailed(
+                recorded.message() + "; waiting for an operator reset (qrng health reset)"
+            )
+        self.monitor.reset()  # the next harvest is a new start-up test
+        self._recovering = True
+
+    def _fail_persistently(
+        self, failure: tuple[str, int], quarantine: tuple[str, ...]
+    ) -> SourceFailed:
+        test, stream = failure
+        removed = self.pool.discard(quarantine) if quarantine else 0
+        record = SourceFailure(
+            source=self.source.kind,
+            test=test,
+            stream=stream,
+            failed_at=time.time(),
+            quarantined_harvests=len(quarantine),
+            quarantined_blocks=removed,
+        )
+        self.ledger.record_failure(record)
+        self._recovering = False
+        self._drop_collected()
+        message = record.message()
+        with self._mutex:
+            self.last_error = message
+        log.error("%s", message)
+        return SourceFailed(message)
+
+    # -- initial assessment (SP 800-90B §3.1) --------------------------------------
+
+    def _current_assessment(self, harvest: Harvest) -> SourceAssessment | None:
+        """The assessment that applies to ``harvest``'s backend and configuration, or None."""
+        if not harvest.creditable or harvest.provenance.source not in CREDITABLE_SOURCE_KINDS:
+            return None
+        if not self._assessment_loaded:
+            self._assessment = self.ledger.assessment()
+            self._assessment_loaded = True
+        key = assessment_key(
+            harvest.provenance.source,
+            harvest.provenance.backend,
+            harvest.width,
+            harvest.configuration,
+        )
+        assessment = self._assessment
+        return assessment if assessment is not None and assessment.key == key else None
+
+    def _needs_assessment(self, harvest: Harvest, assessment: SourceAssessment | None) -> bool:
+        return (
+            assessment is None
+            and harvest.creditable
+            and harvest.provenance.source in CREDITABLE_SOURCE_KINDS
+        )
+
+    def _collect(self, harvest: Harvest) -> None:
+        """Keep a passing harvest's bits for the assessment; assess once there are enough."""
+        prov = harvest.provenance
+        key = assessment_key(prov.source, prov.backend, harvest.width, harvest.configuration)
+        if key != self._collected_key:
+            self._drop_collected()
+            self._collected_key = key
+        self._collected.append(harvest.bits())
+        self._collected_samples += harvest.samples
+        if self._collected_samples < self.assessment_samples:
+            return
+        bits = np.concatenate(self._collected)
+        self._drop_collected()
+        kwargs: dict[str, Any] = {
+            "source": prov.source,
+            "backend": prov.backend,
+            "configuration": harvest.configuration,
+            "h_submitter": harvest.assessed_entropy,
+            "min_samples": self.assessment_samples,
+        }
+        log.info(
+            "assessing the %s source on %d samples x %d streams (SP 800-90B)",
+            prov.source,
+            bits.shape[0],
+            bits.shape[1],
+        )
+        with self._mutex:
+            self._assessing = True
+        try:
+            assessment = self._run_assessment(bits, kwargs)
+        finally:
+            bits.fill(0)
+            with self._mutex:
+                self._assessing = False
+        self.ledger.save_assessment(assessment)
+        self._assessment = assessment
+        log.info(
+            "the %s source is assessed at %.3f bits per sample (credit per stream %s)",
+            prov.source,
+            assessment.credited_bits_per_sample,
+            ", ".join(f"{c:.3f}" for c in assessment.credit),
+        )
+
+    def _run_assessment(
+        self, bits: npt.NDArray[np.uint8], kwargs: dict[str, Any]
+    ) -> SourceAssessment:
+        if not self._assess_in_subprocess:
+            return assess_source(bits, **kwargs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+            return executor.submit(assess_source, bits, **kwargs).result()
+
+    def _drop_collected(self) -> None:
+        for bits in self._collected:
+            bits.fill(0)
+        self._collected = []
+        self._collected_key = None
+        self._collected_samples = 0
+
+    def assessment_status(self) -> dict[str, Any]:
+        """Where the source's assessment stands: not needed, collecting, assessing, assessed."""
+        with self._mutex:
+            assessing = self._assessing
+            collected = self._collected_samples
+        kind = self.source.kind
+        if kind not in CREDITABLE_SOURCE_KINDS:
+            return {"state": "not_credited", "samples_needed": 0}
+        assessment = self._assessment
+        if assessment is not None and not collected and not assessing:
+            return {"state": "assessed", **assessment.to_json()}
+        return {
+            "state": "assessing" if assessing else "collecting",
+            "samples_collected": collected,
+            "samples_needed": self.assessment_samples,
+            "previous": None if assessment is None else assessment.to_json(),
+        }
 
     @property
     def dropped(self) -> int:
@@ -282,4 +480,5 @@ class Harvester:
         data["rate"] = self.rate()
         data["source_info"] = self.source.info()
         data["health"] = self.monitor.snapshot()
+        data["assessment"] = self.assessment_status()
         return data

@@ -6,7 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LOCAL_SOURCE_KINDS", "QUANTUM_SOURCE_KINDS", "SOURCE_KINDS", "Provenance"]
+__all__ = [
+    "CREDITABLE_SOURCE_KINDS",
+    "LOCAL_SOURCE_KINDS",
+    "QUANTUM_SOURCE_KINDS",
+    "SOURCE_KINDS",
+    "Provenance",
+]
 
 #: The kinds of entropy source, the one list settings, the CLI, the API
 #: schema and the source factory (``quantumrng.sources``) are checked against.
@@ -15,6 +21,9 @@ SOURCE_KINDS = ("simulator", "ibm", "os", "file")
 QUANTUM_SOURCE_KINDS = frozenset({"ibm"})
 #: Kinds whose harvest takes moments, so a server harvests before it answers.
 LOCAL_SOURCE_KINDS = frozenset({"simulator", "os", "file"})
+#: Kinds whose bits can earn entropy credit, after an assessment: noise sources. The
+#: simulator (a seeded PRNG) and ``os`` (the kernel's DRBG) never do.
+CREDITABLE_SOURCE_KINDS = frozenset({"ibm", "file"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,11 @@ class Harvest:
     ``assessed_entropy`` is the min-entropy per bit the source is designed to
     deliver; the health tests derive their cutoffs from it.
     ``creditable`` is False when the bits come from a seeded PRNG (the
-    simulator): such bits are health-tested but earn zero entropy credit.
+    simulator) or the kernel's generator (``os``): such bits are
+    health-tested but earn zero entropy credit. ``configuration`` names what
+    an entropy assessment depends on beyond the backend (physical qubit
+    layout, calibration): when it changes, the source is assessed again
+    (SP 800-90B §3.1.1).
     """
 
     data: bytes
@@ -37,6 +41,7 @@ class Harvest:
     provenance: Provenance
     assessed_entropy: float
     creditable: bool
+    configuration: str = ""
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.samples < 0:

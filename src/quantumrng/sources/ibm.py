@@ -293,7 +293,24 @@ class IBMSource:
             ),
             assessed_entropy=self.entropy,
             creditable=True,
+            configuration=self._configuration(backend),
         )
+
+    def _configuration(self, backend: Any) -> str:
+        """The physical qubits measured and the backend's calibration time: what the
+        entropy assessment of this source depends on besides the backend's name."""
+        try:
+            layout = list(self._circuit.layout.final_index_layout())[: self.qubits]
+        except Exception:
+            layout = []
+        calibration = ""
+        try:
+            properties = backend.properties()
+            stamp_ = getattr(properties, "last_update_date", None)
+            calibration = "" if stamp_ is None else str(stamp_)
+        except Exception:
+            calibration = ""
+        return f"layout={','.join(map(str, layout))};calibration={calibration}"
 
     def _await(self, job: Any) -> Any:
         """Wait at most ``timeout`` seconds, then fetch the result.

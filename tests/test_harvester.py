@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from quantumrng.block import Block
 from quantumrng.accounting import SourceFailure, SourceLedger
+from quantumrng.block import Block
 from quantumrng.errors import HealthTestFailure, SourceFailed, SourceNetworkError
 from quantumrng.harvester import Harvester
 from quantumrng.health import HealthMonitor
@@ -89,9 +89,7 @@ class ScriptedSource:
         # seeded, so a fair harvest can never trip a health test by chance (flaky)
         fair = random.Random(self.calls).randbytes(self.nbytes)
         data = fair if step == "ok" else bytes(self.nbytes)
-        prov = Provenance(
-            source=self.kind, harvest_id=uuid.uuid4().hex, harvested_at=time.time()
-        )
+        prov = Provenance(source=self.kind, harvest_id=uuid.uuid4().hex, harvested_at=time.time())
         return Harvest(
             data,
             8,
@@ -397,9 +395,7 @@ def test_with_operator_reset_nothing_is_harvested_until_the_operator_clears_it(
 def test_a_failure_recorded_by_another_process_stops_this_harvester(memory_pool: Pool) -> None:
     ledger = SourceLedger(memory_pool, "os")
     ledger.record_failure(SourceFailure("os", "apt", 3, time.time()))
-    harvester = Harvester(
-        ScriptedSource(["ok"]), memory_pool, require_operator_reset=True
-    )
+    harvester = Harvester(ScriptedSource(["ok"]), memory_pool, require_operator_reset=True)
     with pytest.raises(SourceFailed, match="'apt' failed persistently on stream 3"):
         harvester.harvest_once()
     assert memory_pool.level().blocks == 0

@@ -21,7 +21,6 @@ from quantumrng.errors import ConfigError, EntropyUnavailable, NotSeeded, Unavai
 from quantumrng.node import Node
 from quantumrng.pool import MemoryPool, Pool, RedisPool, SqlitePool, TaggedPool
 from quantumrng.pool._common import dump_provenance
-from quantumrng.pool.sqlite import SCHEMA_VERSION
 from quantumrng.pool.integrity import (
     KEY_BYTES,
     MAX_DROPPED_PER_TAKE,
@@ -30,6 +29,7 @@ from quantumrng.pool.integrity import (
     seal,
     verify,
 )
+from quantumrng.pool.sqlite import SCHEMA_VERSION
 from tests.blocks import make_blocks
 from tests.conftest import make_settings
 from tests.pool.support import delete_prefix, new_prefix, redis_url

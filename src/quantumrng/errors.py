@@ -19,6 +19,7 @@
           │    └── ReseedRequired  DRBG reached its reseed interval
           ├── HealthTestFailure    SP 800-90B continuous test failed
           │    └── SourceFailed     persistent failure: the source is stopped
+          ├── SelfTestFailure      a power-on known-answer test failed
           └── SourceError          entropy source failed
                ├── SourceAuthError
                ├── SourceNetworkError
@@ -54,6 +55,7 @@ __all__ = [
     "RequestHeadersTooLarge",
     "RequestTimeout",
     "ReseedRequired",
+    "SelfTestFailure",
     "SourceAuthError",
     "SourceError",
     "SourceFailed",
@@ -205,6 +207,12 @@ class UncreditedRaw(QuantumRNGError):
 
     status = 409
     code = "raw_not_credited"
+
+
+class SelfTestFailure(Unavailable):
+    """Raised when a power-on self-test (a CTR_DRBG known answer) failed: nothing is served."""
+
+    code = "self_test_failure"
 
 
 class SourceError(Unavailable):

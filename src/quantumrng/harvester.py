@@ -281,10 +281,10 @@ class Harvester:
         self, bits: npt.NDArray[np.uint8], kwargs: dict[str, Any]
     ) -> SourceAssessment:
         if not self._assess_in_subprocess:
-            return assess_source(bits, **kwargs)
+            return assess_source(bits, **kwargs).assessment
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-            return executor.submit(assess_source, bits, **kwargs).result()
+            return executor.submit(assess_source, bits, **kwargs).result().assessment
 
     def _drop_collected(self) -> None:
         for bits in self._collected:

@@ -9,11 +9,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from quantumrng.accounting import SourceLedger
+from quantumrng.block import BLOCK_BYTES
 from quantumrng.config import Settings, load_settings
 from quantumrng.engine import Engine
+from quantumrng.errors import UncreditedRaw
 from quantumrng.harvester import Harvester
+from quantumrng.health import HealthMonitor
 from quantumrng.pool import TaggedPool, open_pool
 from quantumrng.pool.base import Pool
+from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, Provenance
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
 
@@ -35,6 +40,7 @@ class Node:
     def __init__(self, settings: Settings | None = None, *, harvest_on_demand: bool = True) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.pool: Pool = open_pool(self.settings)
+        self.ledger = SourceLedger(self.pool, self.settings.source)
         self._source: Source | None = None
         self._harvester: Harvester | None = None
         self.started_at = time.time()
@@ -73,15 +79,70 @@ class Node:
                 # one harvester per node (machine), however many workers share its
                 # pool; a memory pool is private to its process, so it needs its own
                 lock_path=None if s.pool == "memory" else s.data_dir / "harvester.lock",
+                monitor=HealthMonitor(persistent_after=s.health_persistent_failures),
+                assessment_samples=s.assessment_samples,
+                require_operator_reset=s.require_operator_reset,
             )
         return self._harvester
 
     def _refill(self) -> None:
         self.harvester.fill(1)
 
+    @property
+    def credits_raw(self) -> bool:
+        """True when the source can earn credit, so raw output may be served without
+        ``allow_uncredited_raw``."""
+        return self.settings.source in CREDITABLE_SOURCE_KINDS
+
+    def check_raw(self) -> None:
+        """Raise unless raw output may be served now.
+
+        ``UncreditedRaw`` (409) for a zero-credit source (the simulator,
+        ``os``) unless the operator set ``allow_uncredited_raw``;
+        ``SourceFailed`` (503) while the source is in the persistent failure
+        state (SP 800-90B §4.3).
+        """
+        if not self.credits_raw and not self.settings.allow_uncredited_raw:
+            raise UncreditedRaw(
+                f"raw output needs a source credited with full entropy; the "
+                f"{self.settings.source} source earns no credit (use mode=drbg, or set "
+                "allow_uncredited_raw for demos and tests)"
+            )
+        self.ledger.check_usable()
+
+    def raw_bytes(self, n: int) -> tuple[bytes, list[Provenance], int]:
+        """Raw output (the engine's ``raw_bytes``) under :meth:`check_raw`'s rules.
+
+        Without ``allow_uncredited_raw`` every block must be credited full
+        entropy (512 bits); otherwise the bytes are dropped and
+        ``UncreditedRaw`` raised.
+        """
+        self.check_raw()
+        data, provenances, credited = self.engine.raw_bytes(n)
+        blocks = -(-n // BLOCK_BYTES)
+        if credited < blocks * BLOCK_BYTES * 8 and not self.settings.allow_uncredited_raw:
+            del data
+            raise UncreditedRaw(
+                "the pool's blocks for this request are not credited with full entropy "
+                "(the source's assessment credits less); use mode=drbg"
+            )
+        return data, provenances, credited
+
+    def assessment_status(self) -> dict[str, Any]:
+        """The source's assessment: from this process's harvester, else the stored record."""
+        if self._harvester is not None:
+            return self._harvester.assessment_status()
+        if not self.credits_raw:
+            return {"state": "not_credited", "samples_needed": 0}
+        stored = self.ledger.assessment()
+        if stored is None:
+            return {"state": "pending", "samples_needed": self.settings.assessment_samples}
+        return {"state": "assessed", **stored.to_json()}
+
     def status(self) -> dict[str, Any]:
         """Pool level and provenance, engine and harvester counters; no secret."""
         level = self.pool.level()
+        failure = self.ledger.failure()
         data: dict[str, Any] = {
             "source": self.settings.source,
             "uptime_seconds": time.time() - self.started_at,
@@ -99,6 +160,8 @@ class Node:
             },
             "engine": self.engine.stats(),
             "harvester": self._harvester.snapshot() if self._harvester is not None else None,
+            "assessment": self.assessment_status(),
+            "source_state": None if failure is None else failure.to_json(),
         }
         return data
 

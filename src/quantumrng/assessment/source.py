@@ -33,6 +33,7 @@ from quantumrng.assessment import MIN_SAMPLES, Assessment, assess
 
 __all__ = [
     "SourceAssessment",
+    "SourceAssessmentRun",
     "assess_source",
     "assessment_key",
     "whole_sample_symbols",
@@ -120,6 +121,15 @@ class SourceAssessment:
         return made
 
 
+@dataclass(frozen=True)
+class SourceAssessmentRun:
+    """A source assessment with every figure behind it (for ``qrng assess --source``)."""
+
+    assessment: SourceAssessment
+    joint_assessment: Assessment
+    stream_assessments: tuple[Assessment, ...]
+
+
 def assess_source(
     bits: npt.NDArray[np.uint8],
     *,
@@ -129,7 +139,7 @@ def assess_source(
     h_submitter: float,
     min_samples: int = MIN_SAMPLES,
     rng: np.random.Generator | None = None,
-) -> SourceAssessment:
+) -> SourceAssessmentRun:
     """Assess a (samples, width) bit matrix of one source; see the module."""
     if bits.ndim != 2 or bits.shape[1] < 1:
         raise ValueError("need a (samples, width) matrix of bits")
@@ -146,7 +156,7 @@ def assess_source(
     joint_per_bit = joint.h_assessed / k
     streams = tuple(a.h_assessed for a in per_stream)
     credit = tuple(max(0.0, min(h, joint_per_bit, h_submitter)) for h in streams)
-    return SourceAssessment(
+    record = SourceAssessment(
         key=assessment_key(source, backend, width, configuration),
         source=source,
         backend=backend,
@@ -162,3 +172,4 @@ def assess_source(
         joint_iid=joint.iid,
         credit=credit,
     )
+    return SourceAssessmentRun(record, joint, tuple(per_stream))

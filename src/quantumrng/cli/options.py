@@ -55,7 +55,20 @@ DATA_DIR = setting_option(
 )
 REDIS_URL = setting_option("--redis-url", help="Redis URL for --pool redis.")
 
-SHARED_SETTINGS: tuple[Decorator[Any], ...] = (DATA_DIR, source_option(), POOL, REDIS_URL)
+ALLOW_UNCREDITED_RAW = setting_option(
+    "--allow-uncredited-raw",
+    is_flag=True,
+    default=None,
+    help="Serve mode=raw from a source that earns no credit (simulator, os): demos and tests.",
+)
+
+SHARED_SETTINGS: tuple[Decorator[Any], ...] = (
+    DATA_DIR,
+    source_option(),
+    POOL,
+    REDIS_URL,
+    ALLOW_UNCREDITED_RAW,
+)
 """The setting flags accepted both by the ``qrng`` group and by ``qrng serve``."""
 
 COUNT = click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True)

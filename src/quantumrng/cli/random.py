@@ -51,11 +51,11 @@ def _draw(ctx: click.Context) -> Callable[[int], bytes]:
 @click.pass_context
 def bytes_command(ctx: click.Context, n: int, fmt: str, mode: str) -> None:
     """Print N random bytes, streamed in constant memory."""
-    engine = command_node(ctx).engine
+    node = command_node(ctx)
     if mode == "raw":
-        chunks: Iterable[bytes] = [engine.raw_bytes(n)[0]]
+        chunks: Iterable[bytes] = [node.raw_bytes(n)[0]]
     else:
-        chunks = engine.stream(n, STREAM_CHUNK)
+        chunks = node.engine.stream(n, STREAM_CHUNK)
     encode = ENCODERS[fmt]
     out = sys.stdout.buffer
     for chunk in chunks:

@@ -1,8 +1,9 @@
 """Operations: liveness, readiness and Prometheus metrics (status is v2's ``/status``).
 
-``/ready`` is 200 only when this process's DRBG is seeded and the pool holds
-blocks of the configured source and answers every read a take makes; any
-pool failure is a 503, so a load balancer sends no traffic before or then.
+``/ready`` is 200 only when this process's DRBG is seeded, the pool holds
+blocks of the configured source and answers every read a take makes, and
+the source is not stopped by a persistent health-test failure (SP 800-90B
+§4.3); anything else is a 503, so a load balancer sends no traffic then.
 ``/metrics`` carries counters, never a secret (no key, token, pool byte or
 DRBG state); under required auth it needs an ``admin`` key unless
 ``public_status`` is set. ``/health`` and ``/ready`` are always public: load
@@ -67,6 +68,7 @@ def ready_state(ctx: Context) -> dict[str, Any]:
     source = ctx.settings.source
     engine = ctx.engine
     with _pool_errors():
+        ctx.node.ledger.check_usable()  # a source stopped by a persistent failure (§4.3)
         blocks = _pool_blocks(ctx)
         if not engine.seeded and blocks > 0:
             with contextlib.suppress(NotSeeded):  # another worker may have taken the blocks

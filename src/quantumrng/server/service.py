@@ -132,8 +132,8 @@ class _RawReader:
     and never used again. Records the harvests and credit behind what it took.
     """
 
-    def __init__(self, engine: Engine, expected: int) -> None:
-        self._engine = engine
+    def __init__(self, node: Node, expected: int) -> None:
+        self._node = node
         self._next = max(expected, 1)
         self._buf = ZeroingBuffer()
         self.harvests: dict[str, Provenance] = {}
@@ -151,7 +151,7 @@ class _RawReader:
     def _fill(self, need: int) -> None:
         size = -(-max(need, self._next) // BLOCK_BYTES) * BLOCK_BYTES
         self._next = REFILL_BYTES
-        data, provenances, credited = self._engine.raw_bytes(size)
+        data, provenances, credited = self._node.raw_bytes(size)
         for p in provenances:
             self.harvests.setdefault(p.harvest_id, p)
         self.credited_bits += credited
@@ -166,7 +166,7 @@ class _RawReader:
 def _raw(
     ctx: Context, nbytes: int, produce: Callable[[RandomBytes, A], T], args: A
 ) -> tuple[T, _RawReader]:
-    reader = _RawReader(ctx.engine, nbytes)
+    reader = _RawReader(ctx.node, nbytes)
     try:
         return produce(reader, args), reader
     finally:
@@ -185,6 +185,7 @@ async def draw(
     never be met and raises ``PayloadTooLarge`` (413), for every route.
     """
     if mode == "raw":
+        ctx.node.check_raw()
         if -(-nbytes // BLOCK_BYTES) > ctx.settings.pool_high_water:
             limit = raw_limit(ctx.settings)
             raise PayloadTooLarge(

@@ -27,7 +27,17 @@ def _options(command: click.Command) -> dict[str, dict[str, Any]]:
 def test_options_on_both_the_group_and_serve_are_the_shared_declarations() -> None:
     shared = _options(click.command()(shared_settings(lambda **_: None)))
     group, serve = _options(cli), _options(serve_command)
-    assert set(group) & set(serve) == set(shared) == {"source", "pool", "data_dir", "redis_url"}
+    assert (
+        set(group) & set(serve)
+        == set(shared)
+        == {
+            "source",
+            "pool",
+            "data_dir",
+            "redis_url",
+            "allow_uncredited_raw",
+        }
+    )
     for name, declared in shared.items():
         assert group[name] == serve[name] == declared, name
     for command in (cli, serve_command):

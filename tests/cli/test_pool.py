@@ -17,6 +17,9 @@ def test_harvest_then_pool_shows_provenance(tmp_path: Path) -> None:
     assert status["by_source"]["os"] >= 128
     assert status["recent_harvests"][0]["source"] == "os"
     out = qrng(tmp_path, "bytes", "16", "--mode", "raw")
+    assert out.returncode == 1 and out.stdout == b""
+    assert out.stderr.count(b"\n") == 1 and b"os source earns no credit" in out.stderr
+    out = qrng(tmp_path, "--allow-uncredited-raw", "bytes", "16", "--mode", "raw")
     assert out.returncode == 0 and len(out.stdout.strip()) == 32
 
 

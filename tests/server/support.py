@@ -10,6 +10,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from quantumrng.node import Node
+from quantumrng.provenance import CREDITABLE_SOURCE_KINDS
 from quantumrng.server import create_app
 from quantumrng.server.access import Access
 from tests.blocks import make_blocks
@@ -38,12 +39,22 @@ def serve_memory(
     access: Access | None = None,
     **overrides: Any,
 ) -> Served:
-    """Return an app over a memory pool holding ``blocks`` blocks of ``source``."""
+    """Return an app over a memory pool holding ``blocks`` blocks of ``source``.
+
+    Blocks are credited as the source's kind would be (full entropy for
+    ``ibm`` and ``file``, none for the others) unless ``credited_bits`` says
+    otherwise. ``allow_uncredited_raw`` is on unless overridden, so raw-mode
+    mechanics can be tested on the zero-credit sources; the tests of the
+    refusal turn it off.
+    """
+    overrides.setdefault("allow_uncredited_raw", True)
     settings = make_settings(tmp_path, pool="memory", source=source, **overrides)
     node = Node(settings, harvest_on_demand=False)
     if blocks:
         credit = (
-            credited_bits if credited_bits is not None else (0 if source == "simulator" else 512)
+            credited_bits
+            if credited_bits is not None
+            else (512 if source in CREDITABLE_SOURCE_KINDS else 0)
         )
         node.pool.put(make_blocks(blocks, source=source, credited_bits=credit))
     app = create_app(settings, node, access=access)

@@ -126,7 +126,7 @@ def test_a_failing_pool_is_a_gauge_not_a_503(tmp_path: Path) -> None:
 
 
 def test_a_healthy_pool_shows_its_level_and_no_integrity_failures(tmp_path: Path) -> None:
-    served = serve_memory(tmp_path, source="os", blocks=5)
+    served = serve_memory(tmp_path, source="file", blocks=5)
     text = served.client.get("/metrics").text
     assert metric(text, "qrng_pool_up") == 1.0
     assert metric(text, "qrng_pool_credited_bits") == 5 * 512

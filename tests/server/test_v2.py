@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from quantumrng.accounting import SourceFailure
 from quantumrng.formats import ALPHABETS
 from quantumrng.server.access import Access
 from quantumrng.server.keys import KeyStore
@@ -79,10 +80,44 @@ def test_drbg_source_is_the_seed_blocks_harvest(served: Served) -> None:
 
 
 def test_credited_source_reports_its_credit(tmp_path: Path) -> None:
-    served = serve_memory(tmp_path, source="os", blocks=8)
+    served = serve_memory(tmp_path, source="file", blocks=8, allow_uncredited_raw=False)
     body = ok(served, "/api/v2/bytes?n=100&mode=raw")
-    assert body["source"]["kind"] == "os"
+    assert body["source"]["kind"] == "file"
     assert body["source"]["credited_bits"] == 2 * 512  # two 64-byte blocks taken
+
+
+@pytest.mark.parametrize("source", ["simulator", "os"])
+@pytest.mark.parametrize("url", ["/api/v2/bytes?n=16", "/api/v2/integers?n=3&min=1&max=6"])
+def test_raw_from_a_zero_credit_source_is_refused_unless_allowed(
+    tmp_path: Path, source: str, url: str
+) -> None:
+    served = serve_memory(tmp_path, source=source, blocks=8, allow_uncredited_raw=False)
+    error = assert_error(served.client.get(url + "&mode=raw"), 409, "raw_not_credited")
+    assert source in error["message"] and "mode=drbg" in error["message"]
+    assert served.node.pool.level().blocks == 8  # nothing was taken
+    assert served.client.get(url).status_code == 200  # drbg mode is unaffected
+    allowed = serve_memory(tmp_path / "allowed", source=source, blocks=8)
+    assert ok(allowed, url + "&mode=raw")["source"]["credited_bits"] == 0
+
+
+def test_raw_blocks_not_credited_full_entropy_are_refused(tmp_path: Path) -> None:
+    served = serve_memory(
+        tmp_path, source="file", blocks=8, credited_bits=0, allow_uncredited_raw=False
+    )
+    assert_error(served.client.get("/api/v2/bytes?n=16&mode=raw"), 409, "raw_not_credited")
+
+
+def test_raw_and_ready_are_503_while_the_source_is_stopped(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, source="file", blocks=8, allow_uncredited_raw=False)
+    assert served.client.get("/ready").status_code == 200
+    served.node.ledger.record_failure(SourceFailure("file", "apt", 5, 0.0))
+    error = assert_error(served.client.get("/api/v2/bytes?n=16&mode=raw"), 503, "source_failed")
+    assert "'apt' failed persistently on stream 5" in error["message"]
+    assert_error(served.client.get("/ready"), 503, "source_failed")
+    status = served.client.get("/api/v2/status").json()
+    assert status["source_state"]["test"] == "apt" and status["source_state"]["stream"] == 5
+    served.node.ledger.clear_failure()
+    assert served.client.get("/api/v2/bytes?n=16&mode=raw").status_code == 200
 
 
 # --- bytes ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from quantumrng.health import HealthMonitor
 from quantumrng.pool import TaggedPool, open_pool
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, Provenance
+from quantumrng.rbg3 import XorMask
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
 
@@ -110,12 +111,17 @@ class Node:
             )
         self.ledger.check_usable()
 
-    def raw_bytes(self, n: int) -> tuple[bytes, list[Provenance], int]:
-        """Raw output (the engine's ``raw_bytes``) under :meth:`check_raw`'s rules.
+    def raw_bytes(
+        self, n: int, mask: XorMask | None = None
+    ) -> tuple[bytes, list[Provenance], int]:
+        """Raw output: conditioned pool bytes XOR the request's DRBG (RBG3(XOR),
+        :mod:`quantumrng.rbg3`), under :meth:`check_raw`'s rules.
 
-        Without ``allow_uncredited_raw`` every block must be credited full
-        entropy (512 bits); otherwise the bytes are dropped and
-        ``UncreditedRaw`` raised.
+        ``mask`` is the request's :class:`~quantumrng.rbg3.XorMask` when
+        one request reads several times; without it this call is the whole
+        request. Without ``allow_uncredited_raw`` every block must be
+        credited full entropy (512 bits); otherwise the bytes are dropped
+        and ``UncreditedRaw`` raised.
         """
         self.check_raw()
         data, provenances, credited = self.engine.raw_bytes(n)
@@ -126,7 +132,10 @@ class Node:
                 "the pool's blocks for this request are not credited with full entropy "
                 "(the source's assessment credits less); use mode=drbg"
             )
-        return data, provenances, credited
+        if mask is not None:
+            return mask.apply(data), provenances, credited
+        with XorMask() as once:
+            return once.apply(data), provenances, credited
 
     def assessment_status(self) -> dict[str, Any]:
         """The source's assessment: from this process's harvester, else the stored record."""

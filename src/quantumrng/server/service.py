@@ -23,6 +23,7 @@ from quantumrng.engine import Engine, SeedInfo
 from quantumrng.errors import NotSeeded, PayloadTooLarge, Unavailable
 from quantumrng.formats import RandomBytes
 from quantumrng.provenance import QUANTUM_SOURCE_KINDS, Provenance
+from quantumrng.rbg3 import XorMask
 
 if TYPE_CHECKING:
     from quantumrng.harvester import Harvester
@@ -134,6 +135,7 @@ class _RawReader:
 
     def __init__(self, node: Node, expected: int) -> None:
         self._node = node
+        self._mask = XorMask()  # this request's RBG3(XOR) DRBG
         self._next = max(expected, 1)
         self._buf = ZeroingBuffer()
         self.harvests: dict[str, Provenance] = {}
@@ -151,7 +153,7 @@ class _RawReader:
     def _fill(self, need: int) -> None:
         size = -(-max(need, self._next) // BLOCK_BYTES) * BLOCK_BYTES
         self._next = REFILL_BYTES
-        data, provenances, credited = self._node.raw_bytes(size)
+        data, provenances, credited = self._node.raw_bytes(size, self._mask)
         for p in provenances:
             self.harvests.setdefault(p.harvest_id, p)
         self.credited_bits += credited
@@ -159,8 +161,9 @@ class _RawReader:
         self._buf.load(data)
 
     def close(self) -> None:
-        """Zero what was taken and not used."""
+        """Zero what was taken and not used; wipe the request's DRBG."""
         self._buf.clear()
+        self._mask.close()
 
 
 def _raw(

@@ -406,3 +406,71 @@ def test_a_source_that_only_fails_never_puts_a_block(memory_pool: Pool) -> None:
     with pytest.raises(HealthTestFailure):
         harvester.fill(1, max_failures=10)
     assert memory_pool.level().blocks == 0
+
+
+# --- initial assessment (SP 800-90B §3.1) ---------------------------------------
+
+ASSESS_SAMPLES = 3 * 4096  # three harvests; the product needs 1,000,000 (settings refuse less)
+
+
+def assessing_harvester(pool: Pool, source: ScriptedSource) -> Harvester:
+    return Harvester(source, pool, assessment_samples=ASSESS_SAMPLES, assess_in_subprocess=False)
+
+
+def test_a_noise_source_is_collected_then_assessed_then_credited(memory_pool: Pool) -> None:
+    harvester = assessing_harvester(memory_pool, ScriptedSource([], kind="file"))
+    assert harvester.harvest_once() == []  # collected for the assessment, never stored
+    status = harvester.snapshot()["assessment"]
+    assert status["state"] == "collecting" and status["samples_collected"] == 4096
+    assert status["samples_needed"] == ASSESS_SAMPLES
+    assert harvester.harvest_once() == [] and harvester.harvest_once() == []
+    assert memory_pool.level().blocks == 0
+    assessed = harvester.snapshot()["assessment"]
+    assert assessed["state"] == "assessed" and assessed["samples"] == ASSESS_SAMPLES
+    assert assessed["width"] == 8 and len(assessed["credit"]) == 8
+    # fair bytes: every stream assessed well above zero, never above the claim
+    assert all(0.5 < c <= NOMINAL_ENTROPY for c in assessed["credit"])
+    blocks = harvester.harvest_once()
+    assert blocks and all(b.credited_bits == 512 for b in blocks)
+    stored = SourceLedger(memory_pool, "file").assessment()
+    assert stored is not None
+    assert list(stored.credit) == pytest.approx(assessed["credit"], abs=1e-6)
+
+
+def test_a_stored_assessment_credits_at_once_after_a_restart(memory_pool: Pool) -> None:
+    first = assessing_harvester(memory_pool, ScriptedSource([], kind="file"))
+    for _ in range(3):
+        first.harvest_once()
+    again = assessing_harvester(memory_pool, ScriptedSource([], kind="file"))
+    blocks = again.harvest_once()
+    assert blocks and all(b.credited_bits == 512 for b in blocks)
+
+
+def test_a_new_configuration_is_assessed_again_before_any_credit(memory_pool: Pool) -> None:
+    first = assessing_harvester(memory_pool, ScriptedSource([], kind="file", configuration="a"))
+    for _ in range(3):
+        first.harvest_once()
+    moved = assessing_harvester(
+        memory_pool, ScriptedSource([], kind="file", configuration="layout=5,6")
+    )
+    assert moved.harvest_once() == []
+    assert moved.snapshot()["assessment"]["state"] == "collecting"
+
+
+def test_a_biased_source_is_credited_what_its_assessment_shows() -> None:
+    from quantumrng.assessment.source import assess_source
+
+    rng = __import__("numpy").random.default_rng(5)
+    fair = rng.integers(0, 2, (20000, 2), dtype="uint8")
+    fair[:, 1] = rng.random(20000) < 0.75  # stream 1 gives 1 three times in four
+    run = assess_source(
+        fair,
+        source="file",
+        backend="dev",
+        configuration="",
+        h_submitter=1.0,
+        min_samples=20000,
+    )
+    low, high = run.assessment.credit[1], run.assessment.credit[0]
+    assert low < 0.45 < 0.85 < high  # -log2(0.75) = 0.415, less the confidence bound
+    assert run.assessment.credited_bits_per_sample <= 2 * run.assessment.joint + 1e-12

@@ -11,9 +11,11 @@ and configuration (qubit layout, calibration):
   row-major bitstream cut into bytes, 8-bit symbols. Its H_I per symbol
   divided by the symbol's bits is the joint figure, bits per bit.
 
-Stream ``i`` is credited min(H_i, joint, H_submitter) bits per bit, so a
-whole sample never gets more than ``width`` times the joint figure nor a
-stream more than it shows alone. The continuous health tests then guard the
+Stream ``i`` is first given min(H_i, H_submitter) bits per bit; when
+these add up to more than ``width`` times the joint figure, all are scaled
+down in proportion. So a stream never gets more than it shows alone, nor a
+whole sample more than its joint assessment (H_I = min(H_original,
+n H_bitstring, H_submitter) per sample, §3.1.3). The continuous health tests then guard the
 source (§4.4); a change of backend or configuration needs a new assessment.
 """
 
@@ -155,7 +157,10 @@ def assess_source(
     joint = assess(symbols, k, h_submitter=k * h_submitter, min_samples=min_samples, rng=rng)
     joint_per_bit = joint.h_assessed / k
     streams = tuple(a.h_assessed for a in per_stream)
-    credit = tuple(max(0.0, min(h, joint_per_bit, h_submitter)) for h in streams)
+    own = [max(0.0, min(h, h_submitter)) for h in streams]
+    total = math.fsum(own)
+    scale = min(1.0, width * joint_per_bit / total) if total > 0 else 0.0
+    credit = tuple(h * scale for h in own)
     record = SourceAssessment(
         key=assessment_key(source, backend, width, configuration),
         source=source,

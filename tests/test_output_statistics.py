@@ -117,7 +117,7 @@ def test_raw_os_output_passes_the_battery(tmp_path: Path) -> None:
     node = Node(make_settings(tmp_path, source="os", pool="memory"))
     Harvester(node.source, node.pool).fill(SAMPLE_BYTES // 64)
     data, _, credited = node.engine.raw_bytes(SAMPLE_BYTES)
-    assert credited == 512 * (SAMPLE_BYTES // 64)
+    assert credited == 0  # the kernel's generator earns no credit
     assert failures(data) == []
 
 

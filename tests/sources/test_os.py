@@ -1,4 +1,4 @@
-"""The os source: kernel random bytes as 8-bit rows."""
+"""The os source: kernel random bytes as 8-bit rows, health-tested but never credited."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from quantumrng.sources._common import NOMINAL_ENTROPY
 def test_harvest_reads_the_configured_number_of_bytes() -> None:
     harvest = OSSource(Settings(os_read_bytes=1000)).harvest()
     assert (harvest.width, harvest.samples, len(harvest.data)) == (8, 1000, 1000)
-    assert harvest.creditable is True
     assert harvest.assessed_entropy == NOMINAL_ENTROPY
     assert harvest.provenance.source == "os"
     assert harvest.provenance.backend == "getrandom"
+
+
+def test_the_kernel_generator_is_not_creditable() -> None:
+    """Its output is a deterministic generator's: zero credit, whatever it looks like.
+    The kernel's entropy reaches seeds as the engine's OS-entropy input instead."""
+    harvest = OSSource(Settings(os_read_bytes=64)).harvest()
+    assert harvest.creditable is False
+    assert OSSource(Settings()).info()["creditable"] is False
 
 
 def test_harvests_differ() -> None:
@@ -40,11 +47,11 @@ def test_rejects_nonpositive_size() -> None:
         OSSource(Settings(os_read_bytes=0))
 
 
-def test_info_names_the_kernel_and_its_credit() -> None:
+def test_info_names_the_kernel_and_no_credit() -> None:
     assert OSSource(Settings(os_read_bytes=64)).info() == {
         "kind": "os",
         "backend": "getrandom",
         "read_bytes": 64,
         "assessed_entropy": NOMINAL_ENTROPY,
-        "creditable": True,
+        "creditable": False,
     }

@@ -1,7 +1,8 @@
 """Entropy sources: each turns one run into a :class:`Harvest` of raw bits.
 
 ``simulator`` (the default; no entropy credit), ``ibm`` (IBM Quantum
-hardware), ``os`` (the kernel) and ``file`` (a hardware RNG device).
+hardware), ``os`` (the kernel's generator; no entropy credit) and ``file``
+(a hardware RNG character device).
 Qiskit is imported on a source's first harvest, never on import.
 """
 

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CREG", "NOMINAL_ENTROPY", "hadamard_circuit", "packed_columns", "stamp"]
 
-#: Min-entropy per bit claimed, for health-test cutoffs and as the credit cap, by
-#: sources whose bits should be ideal (kernel CSPRNG, simulated fair qubits). Not 1:
+#: Min-entropy per bit assumed, for health-test cutoffs, by sources whose bits should
+#: look ideal but earn no credit (kernel CSPRNG, simulated fair qubits). Not 1:
 #: with alpha = 2^-20 the RCT cutoff at H = 1 is 21 and a fair 64 Kbit harvest would
 #: trip it one time in 16; at 0.75 the cutoff is 28 and that is one in 2^11
 #: (SP 800-90B §4.4.1), while a stuck or strongly biased stream is still caught.

@@ -1,8 +1,11 @@
 """The ``os`` source: bytes from the kernel's CSPRNG (``getrandom(2)``).
 
-Each byte is one row of 8 columns (bit positions). The kernel output is
-conditioned already; it is health-tested and credited at ``NOMINAL_ENTROPY``
-(capped by the observed estimate) because nothing about it is seeded by us.
+Each byte is one row of 8 columns (bit positions). The kernel's output is
+that of a deterministic generator, not of a noise source (SP 800-90B §2.2.1):
+its harvests are health-tested (at ``NOMINAL_ENTROPY`` for the cutoffs) but
+not creditable, so they earn zero entropy credit. The kernel's entropy
+already reaches every seed as the engine's OS-entropy input; counting it
+again here would count it twice.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ class OSSource:
             "backend": BACKEND,
             "read_bytes": self.read_bytes,
             "assessed_entropy": NOMINAL_ENTROPY,
-            "creditable": True,
+            "creditable": False,
         }
 
     def harvest(self) -> Harvest:
-        """Return ``read_bytes`` kernel random bytes as 8-bit rows."""
+        """Return ``read_bytes`` kernel random bytes as 8-bit rows, earning no credit."""
         try:
             data = os.urandom(self.read_bytes)
         except OSError as exc:
@@ -55,5 +58,5 @@ class OSSource:
             samples=len(data),
             provenance=stamp(self.kind, backend=BACKEND),
             assessed_entropy=NOMINAL_ENTROPY,
-            creditable=True,
+            creditable=False,
         )

@@ -234,7 +234,8 @@ class SourceNetworkError(SourceError):
 
 
 class SourceTimeout(SourceError):
-    """Raised when a quantum job waits in the queue longer than allowed."""
+    """Raised when a quantum job waits in the queue longer than allowed, or a device
+    read blocks past ``file_timeout``."""
 
     code = "source_timeout"
 

@@ -26,6 +26,7 @@ _DESCRIPTIONS = {
     401: "An API key is needed and none valid was sent.",
     403: "The API key lacks the scope this needs.",
     404: "No such resource.",
+    409: "mode=raw from a source that earns no entropy credit (allow_uncredited_raw is off).",
     413: "More than the configured maximum was asked for.",
     422: "A parameter is well-formed but out of range.",
     429: "Over the rate limit or the daily byte quota; see Retry-After.",

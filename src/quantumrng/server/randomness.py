@@ -131,8 +131,11 @@ def mode_param(ctx: Context, modes: Sequence[str]) -> Param:
         "mode",
         "enum",
         "`drbg`: the CTR_DRBG seeded from the pool (unlimited). "
-        "`raw`: conditioned pool entropy itself (rationed; 503 when the pool is dry, "
-        f"413 beyond the pool's high-water mark of {raw_limit(ctx.settings)} bytes).",
+        "`raw`: full-entropy conditioned pool bytes XOR a DRBG instantiated for the "
+        "request (SP 800-90C RBG3(XOR)); rationed: 503 when the pool is dry or the "
+        "source is stopped by a health-test failure, 409 when the source earns no "
+        "entropy credit (unless the operator allows it), "
+        f"413 beyond the pool's high-water mark of {raw_limit(ctx.settings)} bytes.",
         default=modes[0],
         choices=tuple(modes),
     )

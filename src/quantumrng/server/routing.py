@@ -37,7 +37,7 @@ __all__ = [
 Handler = Callable[[Request], Awaitable[Response]]
 
 #: The errors any randomness route may answer.
-RANDOM_ERRORS = (400, 401, 403, 413, 422, 429, 503)
+RANDOM_ERRORS = (400, 401, 403, 409, 413, 422, 429, 503)
 
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"  # RFC 3986 pchar and "/", kept as they are
 _QUERY_SAFE = _PATH_SAFE + "?%"  # a query string arrives percent-encoded already

@@ -6,12 +6,46 @@ from good entropy and reseed it. In a forked child every instance is wiped
 (NotSeeded until replaced), so parent and child never repeat each other.
 ``ctr_len`` = blocklen (128 bits), so every Generate keystream is plain
 AES-256-CTR starting at V + 1 (Table 3 limits apply).
+
+Secrets in memory (SP 800-90A §8.3, §9.4). What this module overwrites with
+zeros, in place:
+
+- the internal state: Key and V live in one 48-byte ``bytearray`` that every
+  CTR_DRBG_Update writes in place (the keystream is written straight into it),
+  and that ``wipe``/``close`` (uninstantiate), a failed request and a fork (in
+  the child) zero;
+- the counter block V + 1 given to the cipher, zeroed once the cipher has it,
+  and the keystream block cut off after an output that ends mid-block;
+- seed material it makes: Block_Cipher_df's input string S (which holds the
+  entropy input, nonce and personalization or additional input), its BCC
+  output and temp (K || X), and its output; the padded additional input of the
+  no-df mode. No-df seed material (entropy input XOR personalization) is never
+  made: the entropy input is fed through the Update keystream, the
+  personalization XORed into the state afterwards;
+- inputs are never copied: a ``bytearray`` or ``memoryview`` given as entropy
+  input is used where it is, and stays its owner's to wipe (the engine wipes
+  its own).
+
+What it cannot wipe, and does not pretend to:
+
+- immutable ``bytes`` a caller passes (``os.urandom``'s result, a pool block's
+  data): they live until the garbage collector frees them, and freed memory is
+  not cleared;
+- the AES key schedule that OpenSSL builds inside each ``cryptography`` cipher
+  context (one per Update or Generate call, holding Key or the df key K): it is
+  freed when the context is released, at once in CPython, and cleared then only
+  as far as OpenSSL clears its own contexts;
+- Python ``int`` objects (lengths, the reseed counter, which are not secret)
+  and ``generate``'s ``bytes`` result, which belongs to the caller;
+- copies outside the process's control: swap, core dumps, hibernation (no
+  ``mlock``).
 """
 
 from __future__ import annotations
 
 import operator
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import ClassVar, Final, NoReturn, Self, SupportsIndex
 
@@ -40,24 +74,28 @@ MAX_INPUT_BYTES: Final = 2**35 // 8  # entropy, personalization, additional inpu
 MIN_ENTROPY_BYTES: Final = SECURITY_STRENGTH // 8  # 32 bytes (§10.2.1.3.2)
 MIN_NONCE_BYTES: Final = SECURITY_STRENGTH // 16  # 16 bytes (§8.6.7)
 _DF_MAX_INPUT_BYTES: Final = 2**32 - 1  # L is a 32-bit byte count (§10.3.2 step 2)
+_CBC_ROOM: Final = BLOCKLEN - 1  # cryptography's update_into wants this much spare room in CBC
 
-_V_MASK: Final = (1 << (8 * BLOCKLEN)) - 1
+BytesLike = bytes | bytearray | memoryview  # what the DRBG takes without a copy
 _ZEROS: Final = memoryview(bytes(MAX_BYTES_PER_REQUEST + BLOCKLEN + SEEDLEN))
 _DF_CIPHER: Final = Cipher(algorithms.AES(bytes(range(KEYLEN))), modes.CBC(bytes(BLOCKLEN)))
 
 
-def _as_bytes(data: bytes, name: str) -> bytes:
-    """Return ``data`` as bytes; an int or str is refused, never turned into zeros."""
-    if type(data) is bytes:
+def _as_buffer(data: object, name: str) -> BytesLike:
+    """Return ``data`` as a flat byte buffer without copying it; an int or str is refused,
+    never turned into zeros."""
+    if type(data) is bytes or type(data) is bytearray:
         return data
     try:
-        with memoryview(data) as view:
-            return view.tobytes()
+        view = memoryview(data)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"{name} must be bytes-like, not {type(data).__name__}") from None
+    if view.c_contiguous:
+        return view.cast("B")
+    return bytearray(view)  # a strided view: one contiguous copy
 
 
-def _check_length(data: bytes, name: str, low: int, high: int) -> None:
+def _check_length(data: BytesLike, name: str, low: int, high: int) -> None:
     """Raise ValueError unless ``low <= len(data) <= high``; the message holds lengths only."""
     if not low <= len(data) <= high:
         if low == high:
@@ -65,47 +103,51 @@ def _check_length(data: bytes, name: str, low: int, high: int) -> None:
         raise ValueError(f"{name} must be {low} to {high} bytes, got {len(data)}")
 
 
-def _xor(a: bytes, b: bytes) -> bytes:
-    """Return a XOR b for two byte strings of the same length."""
-    return (int.from_bytes(a) ^ int.from_bytes(b)).to_bytes(len(a))
+def _zero(buffer: bytearray | memoryview) -> None:
+    """Overwrite ``buffer`` with zeros, in place."""
+    n = len(buffer)
+    buffer[:] = _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
 
 
-def _ctr(key: bytes, v: int) -> CipherContext:
-    """AES-256-CTR keystream whose first block is Block_Encrypt(Key, V + 1 mod 2**128)."""
-    counter = ((v + 1) & _V_MASK).to_bytes(BLOCKLEN)
-    return Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
+def _xor_into(target: bytearray, data: BytesLike) -> None:
+    """XOR ``data`` into the start of ``target`` in place (``data`` padded with zeros)."""
+    for i, byte in enumerate(memoryview(data).cast("B")):
+        target[i] ^= byte
 
 
-def _new_state(temp: bytes, provided_data: bytes | None) -> tuple[bytes, int]:
-    """Split Update's temp (XOR provided_data) into (Key, V), SP 800-90A §10.2.1.2 steps 4-6."""
-    if provided_data is not None:
-        temp = _xor(temp, provided_data)
-    return temp[:KEYLEN], int.from_bytes(temp[KEYLEN:])
+def _block_cipher_df(parts: Sequence[BytesLike], out: memoryview) -> None:
+    """Block_Cipher_df(input_string, seedlen), SP 800-90A §10.3.2, into ``out``.
 
-
-def _update(provided_data: bytes | None, key: bytes, v: int) -> tuple[bytes, int]:
-    """CTR_DRBG_Update, SP 800-90A §10.2.1.2; ``None`` stands for seedlen zero bits."""
-    return _new_state(_ctr(key, v).update(_ZEROS[:SEEDLEN]), provided_data)
-
-
-def _bcc(iv_block: bytes, data: bytes) -> bytes:
-    """BCC (SP 800-90A §10.3.3) under the df key: the CBC-MAC of IV || data, zero IV."""
-    encryptor = _DF_CIPHER.encryptor()
-    encryptor.update(iv_block)
-    return encryptor.update(data)[-BLOCKLEN:]
-
-
-def _block_cipher_df(input_string: bytes) -> bytes:
-    """Block_Cipher_df(input_string, seedlen), SP 800-90A §10.3.2."""
-    if len(input_string) > _DF_MAX_INPUT_BYTES:
+    ``input_string`` is the concatenation of ``parts``; ``out`` receives seedlen
+    bytes and needs ``_CBC_ROOM`` more. Every intermediate is zeroed on return.
+    """
+    length = sum(len(part) for part in parts)
+    if length > _DF_MAX_INPUT_BYTES:
         raise ValueError(f"derivation function input must be at most {_DF_MAX_INPUT_BYTES} bytes")
-    s = b"".join((len(input_string).to_bytes(4), SEEDLEN.to_bytes(4), input_string, b"\x80"))
-    s += bytes(-len(s) % BLOCKLEN)
-    temp = b"".join(
-        _bcc(i.to_bytes(4) + bytes(BLOCKLEN - 4), s) for i in range(SEEDLEN // BLOCKLEN)
-    )
-    key, x = temp[:KEYLEN], temp[KEYLEN:]
-    return Cipher(algorithms.AES(key), modes.CBC(x)).encryptor().update(_ZEROS[:SEEDLEN])
+    size = 8 + length + 1  # S = L || N || input_string || 0x80, padded to a block
+    size += -size % BLOCKLEN
+    data = bytearray(BLOCKLEN + size)  # the IV block (i || 0^96), then S: BCC's input
+    data[BLOCKLEN : BLOCKLEN + 8] = length.to_bytes(4) + SEEDLEN.to_bytes(4)
+    pos = BLOCKLEN + 8
+    for part in parts:
+        data[pos : pos + len(part)] = part
+        pos += len(part)
+    data[pos] = 0x80
+    chained = bytearray(len(data) + _CBC_ROOM)
+    temp = bytearray(SEEDLEN)
+    try:
+        for i in range(SEEDLEN // BLOCKLEN):
+            data[3] = i  # the IV block: i as 32 bits big-endian (i < 3: its low byte), zeros
+            # BCC (§10.3.3): the last block of CBC under the df key with a zero IV
+            _DF_CIPHER.encryptor().update_into(data, chained)
+            temp[i * BLOCKLEN : (i + 1) * BLOCKLEN] = chained[len(data) - BLOCKLEN : len(data)]
+        key, x = memoryview(temp)[:KEYLEN], memoryview(temp)[KEYLEN:]
+        # X := Block_Encrypt(K, X) three times: CBC over zeros with IV X
+        Cipher(algorithms.AES(key), modes.CBC(x)).encryptor().update_into(_ZEROS[:SEEDLEN], out)
+    finally:
+        _zero(data)
+        _zero(chained)
+        _zero(temp)
 
 
 def _request_length(num_bytes: SupportsIndex) -> int:
@@ -123,10 +165,21 @@ class CtrDrbg:
     without it the entropy input is exactly seedlen (48) bytes, the nonce is
     ignored and personalization/additional input are at most 48 bytes.
     Thread-safe; fails closed with NotSeeded after ``wipe()``, a failed request
-    or a fork (in the child).
+    or a fork (in the child). Key and V are overwritten in place and zeroed on
+    wipe (see the module docstring for what cannot be).
     """
 
-    __slots__ = ("__weakref__", "_df", "_key", "_lock", "_reseed_counter", "_v")
+    __slots__ = (
+        "__weakref__",
+        "_counter",
+        "_df",
+        "_key",
+        "_lock",
+        "_reseed_counter",
+        "_seeded",
+        "_state",
+        "_v",
+    )
 
     SECURITY_STRENGTH: ClassVar[int] = SECURITY_STRENGTH
     KEYLEN: ClassVar[int] = KEYLEN
@@ -135,36 +188,42 @@ class CtrDrbg:
     MAX_BYTES_PER_REQUEST: ClassVar[int] = MAX_BYTES_PER_REQUEST
     RESEED_INTERVAL: ClassVar[int] = RESEED_INTERVAL
 
-    _key: bytes | None
-    _v: int
+    _state: bytearray  # Key || V, the working state (§10.2.1.1), written in place
+    _key: memoryview  # _state[:KEYLEN]
+    _v: memoryview  # _state[KEYLEN:]
+    _counter: bytearray  # scratch: the counter block V + 1, and a skipped keystream tail
+    _seeded: bool
     _reseed_counter: int
 
     def __init__(
         self,
-        entropy_input: bytes,
-        nonce: bytes,
-        personalization: bytes = b"",
+        entropy_input: BytesLike,
+        nonce: BytesLike,
+        personalization: BytesLike = b"",
         *,
         derivation_function: bool = True,
     ) -> None:
         """Instantiate, SP 800-90A §10.2.1.3.2 (df) or §10.2.1.3.1 (no df)."""
         self._df = bool(derivation_function)
         self._lock = threading.Lock()
-        self._key, self._v, self._reseed_counter = None, 0, 0
-        entropy = _as_bytes(entropy_input, "entropy_input")
-        pers = _as_bytes(personalization, "personalization")
+        self._state = bytearray(SEEDLEN)
+        state = memoryview(self._state)
+        self._key, self._v = state[:KEYLEN], state[KEYLEN:]
+        self._counter = bytearray(BLOCKLEN)
+        self._seeded, self._reseed_counter = False, 0
+        entropy = _as_buffer(entropy_input, "entropy_input")
+        pers = _as_buffer(personalization, "personalization")
         if self._df:
             _check_length(entropy, "entropy_input", MIN_ENTROPY_BYTES, MAX_INPUT_BYTES)
-            nonce_bytes = _as_bytes(nonce, "nonce")
+            nonce_bytes = _as_buffer(nonce, "nonce")
             _check_length(nonce_bytes, "nonce", MIN_NONCE_BYTES, MAX_INPUT_BYTES)
             _check_length(pers, "personalization", 0, MAX_INPUT_BYTES)
-            seed_material = _block_cipher_df(entropy + nonce_bytes + pers)
+            self._update_from_df((entropy, nonce_bytes, pers))
         else:
             _check_length(entropy, "entropy_input", SEEDLEN, SEEDLEN)
             _check_length(pers, "personalization", 0, SEEDLEN)
-            seed_material = _xor(entropy, pers.ljust(SEEDLEN, b"\x00"))
-        self._key, self._v = _update(seed_material, bytes(KEYLEN), 0)
-        self._reseed_counter = 1
+            self._update_no_df(entropy, pers)
+        self._seeded, self._reseed_counter = True, 1
         forksafe.register(self)
 
     @property
@@ -177,55 +236,70 @@ class CtrDrbg:
         """Whether inputs pass through Block_Cipher_df (§10.3.2)."""
         return self._df
 
-    def reseed(self, entropy_input: bytes, additional_input: bytes = b"") -> None:
+    def reseed(self, entropy_input: BytesLike, additional_input: BytesLike = b"") -> None:
         """Reseed, SP 800-90A §10.2.1.4.2 (df) or §10.2.1.4.1 (no df); resets the counter."""
-        entropy = _as_bytes(entropy_input, "entropy_input")
-        additional = _as_bytes(additional_input, "additional_input")
+        entropy = _as_buffer(entropy_input, "entropy_input")
+        additional = _as_buffer(additional_input, "additional_input")
         if self._df:
             _check_length(entropy, "entropy_input", MIN_ENTROPY_BYTES, MAX_INPUT_BYTES)
             _check_length(additional, "additional_input", 0, MAX_INPUT_BYTES)
-            seed_material = _block_cipher_df(entropy + additional)
         else:
             _check_length(entropy, "entropy_input", SEEDLEN, SEEDLEN)
             _check_length(additional, "additional_input", 0, SEEDLEN)
-            seed_material = _xor(entropy, additional.ljust(SEEDLEN, b"\x00"))
         with self._lock:
-            key = self._seeded_key()
-            self._key, self._v = _update(seed_material, key, self._v)
-            self._reseed_counter = 1
-
-    def generate(self, num_bytes: int, additional_input: bytes = b"") -> bytes:
-        """Return ``num_bytes`` pseudorandom bytes, SP 800-90A §10.2.1.5 (ctr_len = blocklen)."""
-        n = _request_length(num_bytes)
-        additional = self._additional(additional_input)
-        with self._lock:
-            encryptor = self._start(additional)
+            self._check_seeded()
             try:
-                out = encryptor.update(_ZEROS[:n])
-                self._finish(encryptor, n, additional)
+                if self._df:
+                    self._update_from_df((entropy, additional))
+                else:
+                    self._update_no_df(entropy, additional)
             except BaseException:
                 self._drop()
                 raise
-        return out
+            self._reseed_counter = 1
 
-    def generate_into(self, out: memoryview | bytearray, additional_input: bytes = b"") -> None:
-        """Fill the writable buffer ``out`` as ``generate(len(out))`` would, without a copy."""
+    def generate(self, num_bytes: int, additional_input: BytesLike = b"") -> bytes:
+        """Return ``num_bytes`` pseudorandom bytes, SP 800-90A §10.2.1.5 (ctr_len = blocklen)."""
+        n = _request_length(num_bytes)
         additional = self._additional(additional_input)
-        with memoryview(out) as raw, raw.cast("B") as view:
-            if view.readonly:
-                raise TypeError("generate_into needs a writable buffer")
-            n = _request_length(view.nbytes)
+        try:
             with self._lock:
-                encryptor = self._start(additional)
+                self._check_ready()
                 try:
-                    encryptor.update_into(_ZEROS[:n], view)
+                    encryptor = self._start(additional)
+                    out = encryptor.update(_ZEROS[:n])
                     self._finish(encryptor, n, additional)
                 except BaseException:
                     self._drop()
                     raise
+        finally:
+            if additional is not None:
+                _zero(additional)
+        return out
+
+    def generate_into(self, out: memoryview | bytearray, additional_input: BytesLike = b"") -> None:
+        """Fill the writable buffer ``out`` as ``generate(len(out))`` would, without a copy."""
+        with memoryview(out) as raw, raw.cast("B") as view:
+            if view.readonly:
+                raise TypeError("generate_into needs a writable buffer")
+            n = _request_length(view.nbytes)
+            additional = self._additional(additional_input)
+            try:
+                with self._lock:
+                    self._check_ready()
+                    try:
+                        encryptor = self._start(additional)
+                        encryptor.update_into(_ZEROS[:n], view)
+                        self._finish(encryptor, n, additional)
+                    except BaseException:
+                        self._drop()
+                        raise
+            finally:
+                if additional is not None:
+                    _zero(additional)
 
     def wipe(self) -> None:
-        """Drop Key and V; every later reseed or generate raises NotSeeded."""
+        """Uninstantiate (§9.4): zero Key and V in place; every later call raises NotSeeded."""
         with self._lock:
             self._drop()
 
@@ -250,49 +324,101 @@ class CtrDrbg:
 
     def __repr__(self) -> str:
         mode = "use df" if self._df else "no df"
-        status = "seeded" if self._key is not None else "wiped"
+        status = "seeded" if self._seeded else "wiped"
         return f"<CtrDrbg AES-256 {mode}, {status}>"
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         raise TypeError("a CtrDrbg cannot be copied or pickled: two copies repeat output")
 
-    def _additional(self, additional_input: bytes) -> bytes | None:
-        """Prepare additional input for Generate step 2; ``None`` when it is empty (Null)."""
-        additional = _as_bytes(additional_input, "additional_input")
-        if not additional:
+    # -- SP 800-90A functions on the state in place ------------------------------
+
+    def _keystream(self) -> CipherContext:
+        """AES-256-CTR under Key whose first block is Block_Encrypt(Key, V + 1 mod 2**128)."""
+        counter = self._counter
+        counter[:] = self._v
+        last = counter[BLOCKLEN - 1]
+        if last != 0xFF:
+            counter[BLOCKLEN - 1] = last + 1
+        else:  # carry, wrapping at 2**128 (ctr_len = blocklen)
+            for i in range(BLOCKLEN - 1, -1, -1):
+                if counter[i] != 0xFF:
+                    counter[i] += 1
+                    break
+                counter[i] = 0
+        try:
+            return Cipher(algorithms.AES(self._key), modes.CTR(counter)).encryptor()
+        finally:
+            counter[:] = _ZEROS[:BLOCKLEN]
+
+    def _update(self, provided_data: BytesLike | None) -> None:
+        """CTR_DRBG_Update, SP 800-90A §10.2.1.2: Key || V := the next seedlen bytes of
+        keystream XOR provided_data, written straight into the state (``None``: zeros)."""
+        data = _ZEROS[:SEEDLEN] if provided_data is None else provided_data
+        self._keystream().update_into(data, self._state)
+
+    def _update_from_df(self, parts: Sequence[BytesLike]) -> None:
+        """Update with Block_Cipher_df(parts) as provided_data (df instantiate and reseed)."""
+        seed_material = bytearray(SEEDLEN + _CBC_ROOM)
+        try:
+            view = memoryview(seed_material)
+            _block_cipher_df(parts, view)
+            self._update(view[:SEEDLEN])
+        finally:
+            _zero(seed_material)
+
+    def _update_no_df(self, entropy: BytesLike, extra: BytesLike) -> None:
+        """Update with entropy XOR extra (padded to seedlen) as provided_data (no df): the
+        keystream XORs the entropy in as it is written, then ``extra`` is XORed in place."""
+        self._update(entropy)
+        if len(extra):
+            _xor_into(self._state, extra)
+
+    def _additional(self, additional_input: BytesLike) -> memoryview | None:
+        """Prepare additional input for Generate step 2 in a buffer the caller zeroes after
+        the request; ``None`` when it is empty (Null)."""
+        additional = _as_buffer(additional_input, "additional_input")
+        if not len(additional):
             return None
         if self._df:
             _check_length(additional, "additional_input", 0, MAX_INPUT_BYTES)
-            return _block_cipher_df(additional)
+            out = memoryview(bytearray(SEEDLEN + _CBC_ROOM))
+            _block_cipher_df((additional,), out)
+            return out[:SEEDLEN]
         _check_length(additional, "additional_input", 0, SEEDLEN)
-        return additional.ljust(SEEDLEN, b"\x00")
+        padded = bytearray(SEEDLEN)
+        padded[: len(additional)] = additional
+        return memoryview(padded)
 
-    def _seeded_key(self) -> bytes:
-        """Return Key, or raise NotSeeded when the state was dropped. Caller holds the lock."""
-        if self._key is None:
+    def _check_seeded(self) -> None:
+        """Raise NotSeeded when the state was dropped. Caller holds the lock."""
+        if not self._seeded:
             raise NotSeeded("the DRBG has no seed (wiped or failed); instantiate a new one")
-        return self._key
 
-    def _start(self, additional: bytes | None) -> CipherContext:
-        """Generate steps 1-2 and the keystream for step 4. Caller holds the lock."""
-        key = self._seeded_key()
+    def _check_ready(self) -> None:
+        """Generate step 1: seeded and within the reseed interval. Caller holds the lock."""
+        self._check_seeded()
         if self._reseed_counter > RESEED_INTERVAL:
             raise ReseedRequired("the DRBG reached its reseed interval; reseed it")
-        v = self._v
-        if additional is not None:
-            key, v = _update(additional, key, v)
-        self._key, self._v = key, v
-        return _ctr(key, v)
 
-    def _finish(self, encryptor: CipherContext, n: int, additional: bytes | None) -> None:
+    def _start(self, additional: memoryview | None) -> CipherContext:
+        """Generate step 2 and the keystream for step 4. Caller holds the lock."""
+        if additional is not None:
+            self._update(additional)
+        return self._keystream()
+
+    def _finish(self, encryptor: CipherContext, n: int, additional: memoryview | None) -> None:
         """Generate steps 6-7: Update from the keystream right after the output blocks."""
         skip = -n % BLOCKLEN
-        temp = encryptor.update(_ZEROS[: skip + SEEDLEN])[skip:]
-        self._key, self._v = _new_state(temp, additional)
+        if skip:  # the rest of the last output block: never output, zeroed at once
+            encryptor.update_into(_ZEROS[:skip], self._counter)
+            self._counter[:] = _ZEROS[:BLOCKLEN]
+        data = _ZEROS[:SEEDLEN] if additional is None else additional
+        encryptor.update_into(data, self._state)
         self._reseed_counter += 1
 
     def _drop(self) -> None:
-        """Forget Key, V and the counter (fail closed). Caller holds the lock."""
-        self._key, self._v, self._reseed_counter = None, 0, 0
-
-
+        """Zero Key, V and the scratch block, and forget the counter (fail closed).
+        Caller holds the lock."""
+        self._state[:] = _ZEROS[:SEEDLEN]
+        self._counter[:] = _ZEROS[:BLOCKLEN]
+        self._seeded, self._reseed_counter = False, 0

@@ -4,10 +4,31 @@ Seed material (SP 800-90A §8.6.3, §9.1) is one conditioned pool block, 32
 bytes of OS entropy and a personalization string (host, pid, thread, time):
 the quantum provider, who saw the raw bits, cannot predict output without
 the OS entropy, and a reader of the pool file cannot without the OS entropy
-either. The DRBG is reseeded after ``reseed_bytes`` of output or
-``reseed_seconds``, on a prediction-resistance request, and in every forked
-child. With no block of the configured source in the pool it raises
-``NotSeeded``: there is no fallback generator.
+either. The entropy input is assembled in a ``bytearray`` that is zeroed once
+the DRBG has taken it (``drbg`` says what else is and is not wiped). With no
+block of the configured source in the pool seeding raises ``NotSeeded``: there
+is no fallback generator.
+
+Power-on self-test: before its first seeding the engine runs the CTR_DRBG
+known-answer tests, use df and no df (:func:`quantumrng.selftest.power_on_selftest`,
+once per process); if one fails every seeding raises ``SelfTestFailure`` (503)
+and nothing is served.
+
+Reseeding: after ``reseed_bytes`` of output or ``reseed_seconds``, whichever
+comes first, on every generate call of a prediction-resistance request, and in
+every forked child (wiped there). Buffered output obeys the same budget: a
+thread's buffer is served only while the seed it came from is the current one
+and no reseed is due. A seeding, a wipe and the byte budget running out make
+every buffer stale; the time budget is checked on every read. So a slow reader
+never gets bytes of an old seed once a reseed is due: its next read reseeds,
+and raises ``NotSeeded`` if the pool is dry.
+
+Prediction resistance (``prediction_resistance=True``): before every SP 800-90A
+generate call of the request, at most 64 KiB each, the DRBG is reseeded
+(§9.2) with fresh entropy input, one pool block never used elsewhere (64
+conditioned bytes) and 32 new bytes of ``os.urandom``, with a new
+personalization string as additional input; the reseed and the generate call
+run under one lock hold, so no other request comes between them.
 """
 
 from __future__ import annotations
@@ -23,7 +44,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from quantumrng import forksafe
+from quantumrng import forksafe, selftest
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.buffer import ZeroingBuffer
 from quantumrng.drbg import MAX_BYTES_PER_REQUEST, CtrDrbg
@@ -42,6 +63,8 @@ NONCE_BYTES = 16  # SP 800-90A §8.6.7: at least half the security strength
 _T = TypeVar("_T")
 _ZEROS = memoryview(bytes(BUFFER_BYTES))
 _SCRATCH_ZEROS = memoryview(bytes(SCRATCH_BYTES))
+_SMALL_ZEROS = tuple(bytes(i) for i in range(257))  # reads this small zero from one of these
+_clock = time.monotonic  # the reseed clock (one global lookup on the hot path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +105,13 @@ class Engine:
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's _ThreadBuffer
         self._buffers: weakref.WeakSet[_ThreadBuffer] = weakref.WeakSet()
-        self._generation = 0  # bumped at each seeding and wipe: older buffers are stale
+        self._deadline = -math.inf  # _clock() at which the current seed is due
         self._scratch = memoryview(bytearray(SCRATCH_BYTES))
         self._scratch_lock = threading.Lock()
         self._drbg: CtrDrbg | None = None
         self._seed: SeedInfo | None = None
         self._reseeds = 0
         self._since_reseed = 0
-        self._seeded_mono = 0.0
         self._bytes_out = 0
         self._raw_out = 0
         forksafe.register(self)
@@ -125,44 +147,59 @@ class Engine:
         }
 
     def wipe(self) -> None:
-        """Drop the DRBG state and make all buffered output stale; the next read reseeds.
+        """Zero the DRBG state and every thread's unread buffered output; the next
+        read reseeds.
 
-        The calling thread's buffer is zeroed now; another thread's is zeroed
-        when that thread next reads (zeroing it under its feet could hand out
-        zeros), or when the thread ends.
+        Every buffer is marked stale before any is zeroed, and a clear bumps
+        the buffer's fill count before it zeroes; a small read checks that
+        count again after copying, so a read racing the wipe throws its copy
+        away instead of serving zeros.
         """
         with self._lock:
             self._wipe_locked()
-        buffer = getattr(self._local, "buffer", None)
-        if buffer is not None:
-            buffer.clear()
+            for buffer in list(self._buffers):
+                buffer.clear()
 
     def _wipe_locked(self) -> None:
+        self._stale_locked()
         if self._drbg is not None:
             self._drbg.wipe()
         self._drbg = None
-        self._generation += 1
+
+    def _stale_locked(self) -> None:
+        """Make every thread's buffered output stale: its next small read refills."""
+        for buffer in list(self._buffers):
+            buffer.expires = -math.inf
 
     def after_fork_in_child(self) -> None:
-        """Wipe the DRBG and every buffer: only the forking thread survives a fork,
-        so zeroing other threads' buffers is safe here (``forksafe``)."""
+        """Wipe the DRBG and every buffer (``forksafe``); the locks are replaced first,
+        since a parent thread may hold them."""
         self._lock = threading.Lock()
         self._scratch_lock = threading.Lock()
         self._scratch[:] = _SCRATCH_ZEROS
+        self._wipe_locked()
         for buffer in list(self._buffers):
             buffer.clear()
-        self._wipe_locked()
 
     # -- seeding ---------------------------------------------------------------
 
     def _take_block(self) -> Block:
+        """One pool block to seed from, after the power-on self-test; ``NotSeeded``
+        when the pool (refilled once if the engine can) has none."""
+        selftest.power_on_selftest()  # SelfTestFailure: never seeded, nothing served
         try:
+            try:
+                return self._pool.take(1, source=self._source)[0]
+            except EntropyUnavailable:
+                if self._refill is None:
+                    raise
+            self._refill()
             return self._pool.take(1, source=self._source)[0]
         except EntropyUnavailable:
-            if self._refill is None:
-                raise
-        self._refill()
-        return self._pool.take(1, source=self._source)[0]
+            raise NotSeeded(
+                "no entropy in the pool to seed the DRBG: run `qrng harvest` or wait "
+                "for the harvester"
+            ) from None
 
     def _personalization(self) -> bytes:
         return (
@@ -171,47 +208,74 @@ class Engine:
         ).encode()
 
     def reseed(self) -> None:
-        """Reseed now from a fresh pool block and OS entropy (SP 800-90A §9.2)."""
-        try:
-            block = self._take_block()
-        except EntropyUnavailable:
-            raise NotSeeded(
-                "no entropy in the pool to seed the DRBG: run `qrng harvest` or wait "
-                "for the harvester"
-            ) from None
+        """Reseed now from a fresh pool block and OS entropy (SP 800-90A §9.2).
+
+        Raises ``SelfTestFailure`` if the power-on self-test failed and
+        ``NotSeeded`` when the pool has no block.
+        """
+        block = self._take_block()
         with self._lock:
             self._install_locked(block)
 
     def _install_locked(self, block: Block) -> None:
-        entropy = block.data + os.urandom(OS_ENTROPY_BYTES)
-        if self._drbg is None:
-            self._drbg = CtrDrbg(entropy, os.urandom(NONCE_BYTES), self._personalization())
-        else:
-            self._drbg.reseed(entropy, self._personalization())
+        data = block.data
+        entropy = bytearray(len(data) + OS_ENTROPY_BYTES)
+        try:
+            entropy[: len(data)] = data
+            entropy[len(data) :] = os.urandom(OS_ENTROPY_BYTES)
+            if self._drbg is None:
+                self._drbg = CtrDrbg(entropy, os.urandom(NONCE_BYTES), self._personalization())
+            else:
+                self._drbg.reseed(entropy, self._personalization())
+        except BaseException:
+            self._wipe_locked()
+            raise
+        finally:
+            entropy[:] = bytes(len(entropy))
         self._reseeds += 1
         self._since_reseed = 0
-        self._seeded_mono = time.monotonic()
+        self._deadline = _clock() + self._reseed_seconds
         self._seed = SeedInfo(block.provenance, block.credited_bits, time.time(), self._reseeds)
-        self._generation += 1
+        self._stale_locked()
 
     def _due_locked(self) -> bool:
-        return (
-            self._since_reseed >= self._reseed_bytes
-            or time.monotonic() - self._seeded_mono >= self._reseed_seconds
-        )
+        return self._since_reseed >= self._reseed_bytes or _clock() >= self._deadline
 
-    def _request(self, fill: Callable[[CtrDrbg], _T], size: int) -> _T:
-        """Run one SP 800-90A generate request of ``size`` bytes, reseeding first
-        (outside the lock, since it may harvest) when the DRBG is missing or due."""
+    def _count_locked(self, size: int) -> None:
+        """Count ``size`` bytes of output against the budget; when they use it up,
+        buffered output of this seed goes stale."""
+        before = self._since_reseed
+        self._since_reseed = before + size
+        self._bytes_out += size
+        if before < self._reseed_bytes <= before + size:
+            self._stale_locked()
+
+    def _request(self, fill: Callable[[CtrDrbg], _T], size: int, *, fresh: bool = False) -> _T:
+        """Run one SP 800-90A generate request of ``size`` bytes.
+
+        The DRBG is reseeded first when it is missing or due, or always with
+        ``fresh`` (prediction resistance): the block is taken outside the lock
+        (it may harvest), then reseed and generate run under one lock hold. A
+        DRBG that has dropped its state (a request failed in it) is replaced
+        from a new block.
+        """
+        block = self._take_block() if fresh else None
         while True:
             with self._lock:
+                installed = block is not None
+                if block is not None:
+                    self._install_locked(block)
+                    block = None
                 drbg = self._drbg
-                if drbg is not None and not self._due_locked():
-                    result = fill(drbg)
-                    self._since_reseed += size
-                    self._bytes_out += size
-                    return result
-            self.reseed()
+                if drbg is not None and (installed or not self._due_locked()):
+                    try:
+                        result = fill(drbg)
+                    except NotSeeded:  # it dropped its state (a failed request) or is spent
+                        self._wipe_locked()
+                    else:
+                        self._count_locked(size)
+                        return result
+            block = self._take_block()
 
     # -- output ----------------------------------------------------------------
 
@@ -219,73 +283,94 @@ class Engine:
         """Return ``n`` bytes of DRBG output.
 
         Requests up to 4 KiB are cut from the calling thread's 64 KiB buffer
-        of DRBG output (no lock on this hot path), whose bytes are zeroed as
-        they are handed out; a buffer filled before the latest seeding is
-        not used. With ``prediction_resistance`` the DRBG is reseeded from a
-        fresh pool block and OS entropy first, and the buffer is bypassed.
+        of DRBG output (no lock on this hot path): the read position moves
+        past the bytes before they are copied, and they are zeroed as they
+        are handed out. A buffer filled under an older seed, or once a reseed
+        is due, is not used: the read reseeds. With ``prediction_resistance``
+        the buffer is bypassed and every 64 KiB generate call of the request
+        is preceded by a reseed from a fresh pool block and OS entropy.
         """
         if 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
-            buffer: _ThreadBuffer | None = getattr(self._local, "buffer", None)
-            if buffer is not None and buffer.generation == self._generation:
-                pos = buffer.pos
-                end = pos + n
-                if end <= BUFFER_BYTES:
+            try:
+                buffer: _ThreadBuffer = self._local.buffer
+            except AttributeError:
+                return self._refill_and_read(n)
+            fills = buffer.fills
+            pos = buffer.pos
+            end = pos + n
+            if end <= BUFFER_BYTES:
+                # Claim the bytes before any call: in CPython no thread switch, signal
+                # handler or finalizer runs between reading pos and this store (no call,
+                # no backward jump), so a re-entrant read starts after them.
+                buffer.pos = end
+                if _clock() < buffer.expires:  # filled under the current seed, not due
                     view = buffer.view
                     out = view[pos:end].tobytes()
-                    view[pos:end] = _ZEROS[:n]
-                    buffer.pos = end
-                    return out
-            return self._from_fresh_buffer(n)
+                    view[pos:end] = _SMALL_ZEROS[n] if n <= 256 else _ZEROS[:n]
+                    if buffer.fills == fills:  # not cleared or refilled under the copy
+                        return out
+            return self._refill_and_read(n)
         if n < 0:
             raise ValueError("n must be non-negative")
-        if prediction_resistance:
-            self.reseed()
         if n > SCRATCH_BYTES:
             buf = bytearray(n)
-            self.random_into(buf)
+            self.random_into(buf, prediction_resistance=prediction_resistance)
             return bytes(buf)
         with self._scratch_lock:  # one allocation, as os.urandom makes
             view = self._scratch[:n]
             try:
-                self.random_into(view)
+                self.random_into(view, prediction_resistance=prediction_resistance)
                 return view.tobytes()
             finally:
                 view[:] = _SCRATCH_ZEROS[:n]
 
-    def _from_fresh_buffer(self, n: int) -> bytes:
+    def _refill_and_read(self, n: int) -> bytes:
+        """The small-read slow path: drop what is left in the thread's buffer (spent,
+        stale, due or raced), refill it with one generate request and read from it."""
         buffer: _ThreadBuffer | None = getattr(self._local, "buffer", None)
         if buffer is None:
             buffer = self._local.buffer = _ThreadBuffer()
             with self._lock:
                 self._buffers.add(buffer)
-        elif buffer.generation != self._generation:
-            buffer.clear()  # output of an older seed: never served, not kept either
+        else:
+            buffer.clear()  # what is left is never served, and not kept either
         return self._request(partial(self._refill_locked, buffer=buffer, n=n), BUFFER_BYTES)
 
     def _refill_locked(self, drbg: CtrDrbg, buffer: _ThreadBuffer, n: int) -> bytes:
+        buffer.fills += 1
         view = buffer.view
-        drbg.generate_into(view)
-        buffer.generation = self._generation
+        try:
+            drbg.generate_into(view)
+        except BaseException:
+            buffer.clear()  # whatever the failed request wrote: zeroed, never served
+            raise
+        buffer.expires = self._deadline
+        buffer.pos = n
         out = view[:n].tobytes()
         view[:n] = _ZEROS[:n]
-        buffer.pos = n
         return out
 
-    def random_into(self, out: bytearray | memoryview) -> None:
-        """Fill ``out`` with DRBG output, one SP 800-90A request per 64 KiB."""
+    def random_into(
+        self, out: bytearray | memoryview, *, prediction_resistance: bool = False
+    ) -> None:
+        """Fill ``out`` with DRBG output, one SP 800-90A request per 64 KiB; with
+        ``prediction_resistance`` each request is preceded by a fresh reseed."""
         view = memoryview(out).cast("B")
         start = 0
         for size in _request_sizes(len(view)):
             chunk = view[start : start + size]
-            self._request(partial(CtrDrbg.generate_into, out=chunk), size)
+            fill = partial(CtrDrbg.generate_into, out=chunk)
+            self._request(fill, size, fresh=prediction_resistance)
             start += size
 
-    def stream(self, n: int, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    def stream(
+        self, n: int, chunk_bytes: int = 1 << 20, *, prediction_resistance: bool = False
+    ) -> Iterator[bytes]:
         """Yield ``n`` bytes of DRBG output in chunks of at most ``chunk_bytes``."""
         left = n
         while left > 0:
             size = min(chunk_bytes, left)
-            yield self.random_bytes(size)
+            yield self.random_bytes(size, prediction_resistance=prediction_resistance)
             left -= size
 
     def raw_bytes(self, n: int) -> tuple[bytes, list[Provenance], int]:
@@ -316,10 +401,26 @@ def _request_sizes(n: int) -> list[int]:
 
 
 class _ThreadBuffer(ZeroingBuffer):
-    """One thread's 64 KiB of DRBG output, tagged with the seeding it came from."""
+    """One thread's 64 KiB of DRBG output, served until ``expires`` (``_clock()``).
 
-    __slots__ = ("generation",)
+    Only its thread reads it. Under the engine's lock a refill sets
+    ``expires`` to its seed's deadline, and a seeding, a wipe or the byte
+    budget running out sets it to -inf (stale); ``Engine.wipe`` also clears it,
+    from any thread. ``fills`` counts refills and clears and is bumped before
+    the bytes change, so a read that copied while another thread or a
+    re-entrant call cleared or refilled the buffer sees it moved and drops its
+    copy.
+    """
+
+    __slots__ = ("expires", "fills")
 
     def __init__(self) -> None:
+        self.expires = -math.inf
+        self.fills = 0
         super().__init__(BUFFER_BYTES)
-        self.generation = -1
+
+    def clear(self) -> None:
+        """Zero all of it (bytes a read claimed but did not serve too) and mark it empty."""
+        self.fills += 1
+        self.view[:] = _ZEROS
+        self.pos = BUFFER_BYTES

@@ -2,6 +2,11 @@
 
 Blocks wait in one FIFO queue per source kind, each tagged with a global
 sequence number so an unfiltered take merges the queues oldest first.
+
+Fork-safe like the other engines (``forksafe``): a forked child would hold a
+copy of every block its parent may still hand out, so in the child the pool
+starts empty (its records, which are not output, are kept) and its lock is
+replaced, since a parent thread may hold it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from quantumrng import forksafe
 from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool._common import check_limit, check_record_name, check_take, group_harvests
@@ -40,6 +46,7 @@ class MemoryPool:
         self._harvests: OrderedDict[str, _Harvest] = OrderedDict()
         self._records: dict[str, bytes] = {}
         self._closed = False
+        forksafe.register(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -143,6 +150,12 @@ class MemoryPool:
                 self._records.pop(name, None)
             else:
                 self._records[name] = value
+
+    def after_fork_in_child(self) -> None:
+        """Drop every block in a forked child: each is its parent's to hand out once."""
+        self._lock = threading.Lock()
+        self._queues.clear()
+        self._harvests.clear()
 
     def close(self) -> None:
         """Drop every block (nothing persists); later calls raise ``Unavailable``."""

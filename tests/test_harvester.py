@@ -16,7 +16,12 @@ import pytest
 
 from quantumrng.accounting import SourceFailure, SourceLedger
 from quantumrng.block import Block
-from quantumrng.errors import HealthTestFailure, SourceFailed, SourceNetworkError
+from quantumrng.errors import (
+    HealthTestFailure,
+    RepeatedHarvest,
+    SourceFailed,
+    SourceNetworkError,
+)
 from quantumrng.harvester import Harvester
 from quantumrng.health import HealthMonitor
 from quantumrng.pool.base import Pool
@@ -474,3 +479,29 @@ def test_a_biased_source_is_credited_what_its_assessment_shows() -> None:
     low, high = run.assessment.credit[1], run.assessment.credit[0]
     assert low < 0.45 < 0.85 < high  # -log2(0.75) = 0.415, less the confidence bound
     assert run.assessment.credited_bits_per_sample <= 2 * run.assessment.joint + 1e-12
+
+
+class RepeatingDevice(ScriptedSource):
+    """A file source whose device repeats itself after the first harvests."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__([], kind="file")
+        self.good = good
+
+    def harvest(self) -> Harvest:
+        if self.calls >= self.good:
+            self.calls += 1
+            raise RepeatedHarvest("entropy device /dev/x repeated an earlier harvest")
+        return super().harvest()
+
+
+def test_a_device_repeating_itself_fails_persistently_like_a_failed_test(
+    memory_pool: Pool,
+) -> None:
+    harvester = Harvester(RepeatingDevice(good=0), memory_pool)
+    for _ in range(2):
+        with pytest.raises(RepeatedHarvest):
+            harvester.harvest_once()
+    with pytest.raises(SourceFailed, match="'repeat' failed persistently on whole harvests"):
+        harvester.harvest_once()
+    assert harvester.snapshot()["health"]["failures"]["repeat"] == 3

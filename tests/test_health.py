@@ -395,7 +395,7 @@ def test_snapshot_counts_and_is_plain() -> None:
     json.dumps(snap)
     assert snap["ready"] is True
     assert snap["harvests_checked"] == 2 and snap["harvests_dropped"] == 1
-    assert snap["failures"] == {"startup": 0, "rct": 1, "apt": 1, "bias": 1}
+    assert snap["failures"] == {"startup": 0, "rct": 1, "apt": 1, "bias": 1, "repeat": 0}
     assert snap["streams"] == 2 and snap["samples_accepted"] == 2048
     assert snap["ones_fraction"] == [float(bits[:, i].mean()) for i in range(2)]
     assert snap["last_ones_fraction"][0] == 1.0

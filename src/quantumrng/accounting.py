@@ -46,10 +46,10 @@ class SourceFailure:
 
     def message(self) -> str:
         """One line for errors, logs and status: the source, test and stream; no data."""
+        where = f"on stream {self.stream}" if self.stream >= 0 else "on whole harvests"
         return (
             f"the {self.source} source is stopped: health test {self.test!r} failed "
-            f"persistently on stream {self.stream}; {self.quarantined_blocks} block(s) "
-            "quarantined"
+            f"persistently {where}; {self.quarantined_blocks} block(s) quarantined"
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@
           │    └── SourceFailed     persistent failure: the source is stopped
           ├── SelfTestFailure      a power-on known-answer test failed
           └── SourceError          entropy source failed
+               ├── RepeatedHarvest  a device repeated an earlier harvest
                ├── SourceAuthError
                ├── SourceNetworkError
                └── SourceTimeout
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDenied",
     "QuantumRNGError",
     "RateLimited",
+    "RepeatedHarvest",
     "RequestHeadersTooLarge",
     "RequestTimeout",
     "ReseedRequired",
@@ -219,6 +221,13 @@ class SourceError(Unavailable):
     """Raised when an entropy source cannot deliver a harvest."""
 
     code = "source_error"
+
+
+class RepeatedHarvest(SourceError):
+    """Raised when a device returns a harvest identical to an earlier one (a stuck
+    source, or a regular file read again): counted as a failed health test."""
+
+    code = "repeated_harvest"
 
 
 class SourceAuthError(SourceError):

@@ -47,7 +47,7 @@ from quantumrng.assessment import MIN_SAMPLES
 from quantumrng.assessment.source import SourceAssessment, assess_source, assessment_key
 from quantumrng.block import Block
 from quantumrng.conditioning import condition
-from quantumrng.errors import HealthTestFailure, QuantumRNGError, SourceFailed
+from quantumrng.errors import HealthTestFailure, QuantumRNGError, RepeatedHarvest, SourceFailed
 from quantumrng.health import HealthMonitor, summarize_failures
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import CREDITABLE_SOURCE_KINDS
@@ -129,6 +129,10 @@ class Harvester:
             with self._mutex:
                 self.source_errors += 1
                 self.last_error = exc.message
+            if isinstance(exc, RepeatedHarvest):  # a stuck device: a failed health test
+                state, quarantine = self.monitor.record_failure("repeat")
+                if state == "persistent":
+                    raise self._fail_persistently(("repeat", -1), quarantine) from None
             raise
         assessment = self._current_assessment(harvest)
         credit = None if assessment is None else list(assessment.credit)

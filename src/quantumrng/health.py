@@ -70,7 +70,7 @@ PERSISTENT_AFTER = 3  # failed harvests in a row that make a failure persistent 
 MAX_UNCONFIRMED = 1024  # accepted harvests awaiting confirmation that are remembered
 MCV_Z = 2.576  # 99% upper confidence bound, SP 800-90B §6.3.1
 
-TESTS = ("startup", "rct", "apt", "bias")
+TESTS = ("startup", "rct", "apt", "bias", "repeat")
 STATES = ("startup", "ok", "intermittent", "persistent")
 
 
@@ -400,6 +400,23 @@ class HealthMonitor:
         if not self._ready:
             return "startup"
         return "intermittent" if self._failed_in_row else "ok"
+
+    def record_failure(self, test: str, stream: int = -1) -> tuple[str, tuple[str, ...]]:
+        """Count a failure found outside :meth:`check` (e.g. ``repeat``: a device gave
+        a harvest it gave before) like a failed harvest; return the state and, when
+        it turned persistent, the harvest ids to quarantine."""
+        with self._lock:
+            self._dropped += 1
+            self._failures[test] += 1
+            self._forget_carry()
+            self._failed_in_row += 1
+            quarantine: tuple[str, ...] = ()
+            if self._persistent is None and self._failed_in_row >= self._persistent_after:
+                self._persistent = (test, stream)
+                self._ready = False
+                quarantine = tuple(self._unconfirmed)
+                self._unconfirmed = []
+            return self._state_locked(), quarantine
 
     def fail_persistently(self, test: str, stream: int) -> None:
         """Enter the persistent failure state (e.g. as recorded by another process)."""

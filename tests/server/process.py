@@ -53,8 +53,10 @@ def run_server(
     *flags: str,
     verify: ssl.SSLContext | bool = True,
     settings: Mapping[str, str] | None = None,
+    wait_for: str = "/ready",
 ) -> Iterator[Server]:
-    """Run `qrng serve` (source os) on a free loopback port until ``/ready``; stop it after.
+    """Run `qrng serve` (source os) on a free loopback port until ``wait_for`` answers 200;
+    stop it after.
 
     ``flags`` go on the command line, ``settings`` into ``QRNG_<NAME>`` variables.
     """
@@ -92,7 +94,7 @@ def run_server(
                 raise AssertionError(f"server exited {proc.returncode}: {log.read_text()}")
             try:
                 if (
-                    httpx.get(server.base_url + "/ready", verify=verify, timeout=2).status_code
+                    httpx.get(server.base_url + wait_for, verify=verify, timeout=2).status_code
                     == 200
                 ):
                     break

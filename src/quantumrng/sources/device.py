@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from quantumrng.config import Settings
-from quantumrng.errors import ConfigError, SourceError, SourceTimeout
+from quantumrng.errors import ConfigError, RepeatedHarvest, SourceError, SourceTimeout
 from quantumrng.sources._common import stamp
 from quantumrng.sources.base import Harvest
 
@@ -187,7 +187,7 @@ class FileSource:
         with self._lock:
             if digest in self._recent:
                 self._recent.move_to_end(digest)
-                raise SourceError(
+                raise RepeatedHarvest(
                     f"entropy device {self.path} repeated an earlier harvest: "
                     "its output is not fresh entropy"
                 )

@@ -664,30 +664,16 @@ def _radix_argsort_py(keys: I64) -> I32:
 _radix_argsort = cast(Callable[[I64], I32], _jit(_radix_argsort_py))
 
 
-def _unsorted_groups_py(sa: I32, rank: I32) -> tuple[I64, I64, int]:
-    """The groups of two or more suffixes with one rank: their [start, end) in ``sa``, and how many
-    suffixes they hold."""
-    n = sa.size
-    starts = np.empty(n // 2 + 1, dtype=np.int64)
-    ends = np.empty(n // 2 + 1, dtype=np.int64)
-    count = 0
-    members = 0
-    j = 0
-    while j < n:
-        head = rank[sa[j]]
-        e = j + 1
-        while e < n and rank[sa[e]] == head:
-            e += 1
-        if e - j > 1:
-            starts[count] = j
-            ends[count] = e
-            count += 1
-            members += e - j
-        j = e
-    return starts[:count], ends[:count], members
-
-
-_unsorted_groups = _jit(_unsorted_groups_py)
+def _unsorted_groups(sa: I32, rank: I32) -> tuple[I64, I64, int]:
+    """The groups of two or more suffixes with one rank: their [start, end) in ``sa``, and how
+    many suffixes they hold."""
+    ranks = rank[sa]
+    edge = np.flatnonzero(np.diff(ranks)) + 1
+    starts = np.concatenate(([0], edge)).astype(np.int64)
+    ends = np.concatenate((edge, [sa.size])).astype(np.int64)
+    keep = ends - starts > 1
+    starts, ends = starts[keep], ends[keep]
+    return starts, ends, int((ends - starts).sum())
 
 
 def _full_round_py(sa: I32, rank: I32, h: int) -> tuple[I32, I32]:
@@ -721,70 +707,59 @@ def _full_round_py(sa: I32, rank: I32, h: int) -> tuple[I32, I32]:
     return tmp, new_rank
 
 
-_full_round = _jit(_full_round_py)
+_full_round = cast(Callable[[I32, I32, int], tuple[I32, I32]], _jit(_full_round_py))
 
 
-def _group_round_py(
+def _group_round(
     sa: I32, rank: I32, h: int, starts: I64, ends: I64, members: int
 ) -> tuple[I64, I64, int]:
     """One doubling round over the unsorted groups only, each sorted by the rank h further on;
     returns the groups still unsorted (as ``_unsorted_groups``)."""
     n = sa.size
-    who = np.empty(members, dtype=np.int32)
-    heads = np.empty(members, dtype=np.int32)
-    next_starts = np.empty(members // 2 + 1, dtype=np.int64)
-    next_ends = np.empty(members // 2 + 1, dtype=np.int64)
-    groups = 0
-    still = 0
-    done = 0
-    for g in range(starts.size):
-        gs = starts[g]
-        m = ends[g] - gs
-        second = np.empty(m, dtype=np.int64)
-        for t in range(m):
-            p = sa[gs + t] + h
-            second[t] = rank[p] if p < n else -1
-        order = np.argsort(second)
-        block = sa[gs : gs + m].copy()
-        head = gs
-        for t in range(m + 1):
-            if t == m or (t > 0 and second[order[t]] != second[order[t - 1]]):
-                if gs + t - head > 1:
-                    next_starts[groups] = head
-                    next_ends[groups] = gs + t
-                    groups += 1
-                    still += gs + t - head
-                if t == m:
-                    break
-                head = gs + t
-            sa[gs + t] = block[order[t]]
-            who[done] = sa[gs + t]
-            heads[done] = head
-            done += 1
-    for t in range(done):
-        rank[who[t]] = heads[t]
-    return next_starts[:groups], next_ends[:groups], still
+    sizes = ends - starts
+    # the slots of every member in sa, group after group, and its group's start
+    first = np.repeat(starts, sizes)
+    slots = first + (np.arange(members) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    suffixes = sa[slots]
+    ahead = suffixes.astype(np.int64) + h
+    second = np.full(members, -1, dtype=np.int64)
+    inside = ahead < n
+    second[inside] = rank[ahead[inside]]
+    key = first * (n + 1) + second + 1
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    suffixes = suffixes[order]
+    sa[slots] = suffixes
+    new = np.empty(members, dtype=bool)
+    new[0] = True
+    new[1:] = key[1:] != key[:-1]
+    heads = np.maximum.accumulate(np.where(new, slots, 0))
+    rank[suffixes] = heads
+    begin = np.flatnonzero(new)
+    stop = np.append(begin[1:], members)
+    keep = stop - begin > 1
+    next_starts = slots[begin[keep]]
+    next_ends = next_starts + (stop - begin)[keep]
+    return next_starts, next_ends, int((stop - begin)[keep].sum())
 
 
-_group_round = _jit(_group_round_py)
-
-
-def _suffix_array_py(text: U8, bits: int, width: int) -> tuple[I32, I32]:
+def _suffix_array(text: U8, bits: int, width: int) -> tuple[I32, I32]:
     """Suffix array and its inverse: radix sort of the suffix keys, then prefix doubling.
 
     From ranks by the first ``width`` symbols, each round ranks by twice as
-    many (Manber-Myers); a round touches only the suffixes still tied when
-    they are few (Larsson-Sadakane), every suffix in one linear pass otherwise.
+    many (Manber-Myers); a round touches only the suffixes still tied
+    (Larsson-Sadakane), or every suffix in one linear pass when nearly all are.
     """
     n = text.size
     keys = _suffix_keys(text, bits, width)
     sa = _radix_argsort(keys)
+    ordered = keys[sa]
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    new[1:] = ordered[1:] != ordered[:-1]
     rank = np.empty(n, dtype=np.int32)
-    head = 0
-    for j in range(n):
-        if j == 0 or keys[sa[j]] != keys[sa[j - 1]]:
-            head = j
-        rank[sa[j]] = head
+    rank[sa] = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    del keys, ordered, new
     h = width
     starts, ends, members = _unsorted_groups(sa, rank)
     while members > 0:
@@ -795,9 +770,6 @@ def _suffix_array_py(text: U8, bits: int, width: int) -> tuple[I32, I32]:
             starts, ends, members = _group_round(sa, rank, h, starts, ends, members)
         h *= 2
     return sa, rank
-
-
-_suffix_array = cast(Callable[[U8, int, int], tuple[I32, I32]], _jit(_suffix_array_py))
 
 
 def _lcp_py(text: U8, sa: I32, rank: I32) -> I32:
@@ -1259,14 +1231,23 @@ def _multi_mmc_binary_py(data: U8, depth: int, max_entries: int) -> _Counts:
 _multi_mmc_binary = cast(Callable[[U8, int, int], _Counts], _jit(_multi_mmc_binary_py))
 
 
-def _multi_mmc_general_py(data: U8, depth: int, max_entries: int, prefixes: I64) -> _Counts:
-    """NIST's multi_mmc_test for alphabets above 2: (C, N, longest run)."""
+def _multi_mmc_general_py(
+    data: U8, depth: int, max_entries: int, prefixes: I64, counts: I64
+) -> _Counts:
+    """NIST's multi_mmc_test for alphabets above 2: (C, N, longest run).
+
+    Per sample, the lookups of all depths come first (they read only, and
+    their cache misses overlap), then NIST's predictions and updates in order.
+    ``counts`` is sized for every (prefix, symbol) pair the caps allow.
+    """
     length = data.size
     n = length - 2
-    counts = np.zeros((1 << 12, 2), dtype=np.int64)
-    filled = 0
     entries = np.zeros(depth, dtype=np.int64)
     scoreboard = np.zeros(depth, dtype=np.int64)
+    tags = np.zeros(depth, dtype=np.int64)
+    word0 = np.zeros(depth, dtype=np.int64)
+    word1 = np.zeros(depth, dtype=np.int64)
+    rows = np.zeros(depth, dtype=np.int64)
     winner = 0
     correct = 0
     run = 0
@@ -1276,17 +1257,15 @@ def _multi_mmc_general_py(data: U8, depth: int, max_entries: int, prefixes: I64)
         for m in range(1, d + 2):
             words[(m - 1) // 7] |= int(data[d + 1 - m]) << (8 * ((m - 1) % 7))
         row = _add_prefix(prefixes, ((d + 1) << 16) | words[2], words[0], words[1])
-        filled += _bump(prefixes, counts, row, int(data[d + 1]), True) >> 1
+        _bump(prefixes, counts, row, int(data[d + 1]), True)
         entries[d] = 1
     for i in range(2, length):
-        found = False
-        cur_winner = winner
-        y = int(data[i])
+        depths = min(depth, i - 1)
         w0 = 0
         w1 = 0
         w2 = 0
-        row = 0
-        for d in range(min(depth, i - 1)):
+        chain = 0  # depths 0..chain-1 are prefixes seen before
+        for d in range(depths):
             symbol = int(data[i - d - 1])
             if d < 7:
                 w0 |= symbol << (8 * d)
@@ -1294,11 +1273,19 @@ def _multi_mmc_general_py(data: U8, depth: int, max_entries: int, prefixes: I64)
                 w1 |= symbol << (8 * (d - 7))
             else:
                 w2 |= symbol << (8 * (d - 14))
-            tag = ((d + 1) << 16) | w2
-            if d == 0 or found:
-                row = _prefix_slot(prefixes, tag, w0, w1)
-                found = prefixes[row, 0] != 0
-            if found:
+            tags[d] = ((d + 1) << 16) | w2
+            word0[d] = w0
+            word1[d] = w1
+            if chain == d:
+                row = _prefix_slot(prefixes, tags[d], w0, w1)
+                rows[d] = row
+                if prefixes[row, 0] != 0:
+                    chain = d + 1
+        cur_winner = winner
+        y = int(data[i])
+        for d in range(depths):
+            if d < chain:
+                row = rows[d]
                 if (prefixes[row, 3] & 0xFF) == y:
                     scoreboard[d] += 1
                     if scoreboard[d] >= scoreboard[winner]:
@@ -1309,20 +1296,16 @@ def _multi_mmc_general_py(data: U8, depth: int, max_entries: int, prefixes: I64)
                         max_run = max(max_run, run)
                 elif d == cur_winner:
                     run = 0
-                made = _bump(prefixes, counts, row, y, entries[d] < max_entries)
-                if made == 2:
+                if _bump(prefixes, counts, row, y, entries[d] < max_entries) == 2:
                     entries[d] += 1
-                    filled += 1
             elif entries[d] < max_entries:
-                row = _add_prefix(prefixes, tag, w0, w1)
-                filled += _bump(prefixes, counts, row, y, True) >> 1
+                row = _add_prefix(prefixes, tags[d], word0[d], word1[d])
+                _bump(prefixes, counts, row, y, True)
                 entries[d] += 1
-            if 2 * filled > counts.shape[0]:
-                counts = _grow_counts(counts)
     return correct, n, max_run
 
 
-_multi_mmc_general = cast(Callable[[U8, int, int, I64], _Counts], _jit(_multi_mmc_general_py))
+_multi_mmc_general = cast(Callable[[U8, int, int, I64, I64], _Counts], _jit(_multi_mmc_general_py))
 
 
 def multi_mmc(symbols: npt.ArrayLike, alphabet_size: int) -> float:
@@ -1338,8 +1321,13 @@ def multi_mmc(symbols: npt.ArrayLike, alphabet_size: int) -> float:
 
 def _multi_mmc_generic(data: U8, k: int, depth: int, max_entries: int) -> _Counts:
     """MultiMMC on any alphabet, with a prefix table for the most prefixes it can make."""
-    bound = sum(min(max_entries, data.size, k ** (d + 1)) for d in range(depth))
-    return _multi_mmc_general(data, depth, max_entries, _prefix_table(bound))
+    prefixes = sum(min(max_entries, data.size, k ** (d + 1)) for d in range(depth))
+    pairs = sum(min(max_entries, data.size, k ** (d + 2)) for d in range(depth))
+    rows = 16
+    while 3 * rows < 4 * pairs:
+        rows *= 2
+    counts = np.zeros((rows, 2), dtype=np.int64)
+    return _multi_mmc_general(data, depth, max_entries, _prefix_table(prefixes), counts)
 
 
 # ---------------------------------------------------------------------------
@@ -1406,13 +1394,18 @@ _lz78y_binary = cast(Callable[[U8, int, int], _Counts], _jit(_lz78y_binary_py))
 
 
 def _lz78y_general_py(data: U8, b: int, max_dict: int, prefixes: I64) -> _Counts:
-    """NIST's LZ78Y_test for alphabets above 2: (C, N, longest run)."""
+    """NIST's LZ78Y_test for alphabets above 2: (C, N, longest run).
+
+    Per sample, the lookups of all prefix lengths come first (read only, so
+    their cache misses overlap), then NIST's prediction and updates in order.
+    """
     length = data.size
     counts = np.zeros((1 << 12, 2), dtype=np.int64)
     filled = 0
     tags = np.zeros(b + 1, dtype=np.int64)
     word0 = np.zeros(b + 1, dtype=np.int64)
     word1 = np.zeros(b + 1, dtype=np.int64)
+    rows = np.zeros(b + 1, dtype=np.int64)
     size = 0
     correct = 0
     run = 0
@@ -1443,9 +1436,12 @@ def _lz78y_general_py(data: U8, b: int, max_dict: int, prefixes: I64) -> _Counts
         prediction = 0
         max_count = 0
         y = int(data[i])
-        for j in range(b, 0, -1):
+        for j in range(1, b + 1):
             row = _prefix_slot(prefixes, tags[j], word0[j], word1[j])
-            if prefixes[row, 0] != 0:
+            rows[j] = row if prefixes[row, 0] != 0 else -1
+        for j in range(b, 0, -1):
+            row = rows[j]
+            if row >= 0:
                 best = prefixes[row, 3]
                 if (best >> 8) > max_count:
                     max_count = best >> 8

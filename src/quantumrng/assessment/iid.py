@@ -24,9 +24,15 @@ follows NIST's reference tool ``ea_iid`` (SP800-90B_EntropyAssessment
   of expectation, as the tool does; they fail at p < 0.001. The LRS test
   fails when a repeat as long as the longest one is less likely than 1/1000.
 
-The shuffles come from a numpy Generator, so counts differ from run to run
-and from NIST's; the statistics on the original samples, and the verdicts
-short of chance, do not.
+The shuffles come from a numpy Generator (Fisher-Yates, as ea_iid), so
+counts differ from run to run and from NIST's; the statistics on the
+original samples, and the verdicts short of chance, do not. ea_iid is
+built with ``-march=native`` and GCC contracts ``a * b + c`` to a fused
+multiply-add on such machines; the excursion statistic and the MCV bound
+are computed the same way here, so they agree to the last bit with a build
+on any x86-64 machine since 2013 (Haswell). Statistics are computed in
+compiled loops (numba) and the shuffles are scored on a few threads; for a
+given Generator state the outcome does not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -38,14 +44,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
+from fractions import Fraction
+from typing import Any, cast
 
 import numba
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir
+from numba.extending import intrinsic
 
 __all__ = [
-    "MIN_SAMPLES",
+    "MIN_TEST_SAMPLES",
     "PERMUTATIONS",
     "PERMUTATION_TESTS",
     "ChiSquareOutcome",
@@ -57,6 +66,7 @@ __all__ = [
     "iid_assessment",
     "lrs_details",
     "lrs_test",
+    "mcv_estimate",
     "most_common_value",
     "permutation_tests",
 ]
@@ -97,7 +107,7 @@ BZ2_LEVEL = 5  # bzip2 block size (in 100k) ea_iid compresses with, §5.1.11
 ZALPHA = 2.5758293035489008  # 99% upper bound, §6.3.1 (ea_iid's constant)
 #: Fewest samples the tests run on. §3.1.1 asks for 1,000,000; below 1,000
 #: some statistics are undefined (ea_iid asserts).
-MIN_SAMPLES = 1_000
+MIN_TEST_SAMPLES = 1_000
 _COMPRESSION = len(PERMUTATION_TESTS) - 1
 _NUMERIC = _COMPRESSION  # statistics 0..17 come from one compiled pass
 
@@ -193,8 +203,10 @@ def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
         raise ValueError("samples must be a one-dimensional sequence")
     if array.size == 0:
         raise ValueError("there are no samples to test")
-    if array.size < MIN_SAMPLES:
-        raise ValueError(f"the IID tests need at least {MIN_SAMPLES:,} samples; got {array.size:,}")
+    if array.size < MIN_TEST_SAMPLES:
+        raise ValueError(
+            f"the IID tests need at least {MIN_TEST_SAMPLES:,} samples; got {array.size:,}"
+        )
     if array.dtype.kind not in "iub":
         raise ValueError(f"samples must be integers, not {array.dtype}")
     low, high = int(array.min()), int(array.max())
@@ -239,9 +251,19 @@ def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
 # Most common value (§6.3.1)
 
 
-def _mcv(mode: int, n: int) -> float:
-    p = mode / n
-    upper = min(1.0, p + ZALPHA * math.sqrt(p * (1.0 - p) / (n - 1.0)))
+def _fma(a: float, b: float, c: float) -> float:
+    """a * b + c rounded once (as ea_iid's FMA-contracted arithmetic computes it)."""
+    return float(Fraction(a) * Fraction(b) + Fraction(c))
+
+
+def mcv_estimate(mode_count: int, samples: int) -> float:
+    """MCV min-entropy (§6.3.1) when the commonest value occurs ``mode_count`` times in ``samples``.
+
+    -log2 of the 99% upper bound p_u = p + 2.576 sqrt(p (1 - p) / (n - 1)),
+    the sum taken as one fused multiply-add as in ea_iid's build.
+    """
+    p = mode_count / samples
+    upper = min(1.0, _fma(ZALPHA, math.sqrt(p * (1.0 - p) / (samples - 1.0)), p))
     return -math.log2(upper)
 
 
@@ -257,12 +279,12 @@ def most_common_value(symbols: npt.ArrayLike, bits_per_symbol: int) -> tuple[flo
 
 def _mcv_pair(data: _Samples) -> tuple[float, float]:
     counts = np.bincount(data.raw, minlength=256)
-    h_original = _mcv(int(counts.max()), data.n)
+    h_original = mcv_estimate(int(counts.max()), data.n)
     if data.bits == 1:
         return h_original, h_original
     ones = int(np.dot(counts, _POPCOUNT))
     blen = data.n * data.bits
-    return h_original, _mcv(max(ones, blen - ones), blen)
+    return h_original, mcv_estimate(max(ones, blen - ones), blen)
 
 
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
@@ -274,6 +296,23 @@ _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
 def _njit(function: Callable[..., object]) -> object:
     return numba.njit(cache=True, nogil=True)(function)
+
+
+def _fused_intrinsic(context: Any, a: Any, b: Any, c: Any) -> tuple[Any, Any]:
+    """a * b + c with one rounding in compiled code (LLVM's fma intrinsic)."""
+    signature = numba.float64(numba.float64, numba.float64, numba.float64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        double = ir.DoubleType()
+        function = builder.module.declare_intrinsic(
+            "llvm.fma", [double], ir.FunctionType(double, [double] * 3)
+        )
+        return builder.call(function, args)
+
+    return signature, codegen
+
+
+_fused = cast(Callable[[float, float, float], float], intrinsic(_fused_intrinsic))
 
 
 def _shuffle_py(data: U8, words: npt.NDArray[np.uint32], top: int) -> int:
@@ -360,7 +399,7 @@ def _statistics_py(
         best = 0.0
         for i in range(n):
             total += raw[i]
-            d = abs(total - (i + 1) * mean)
+            d = abs(_fused(-float(i + 1), mean, total))  # ea_iid's build contracts to an FMA
             if d > best:
                 best = d
         out[0] = best
@@ -418,10 +457,9 @@ def _statistics_py(
         out[6] = total_len / count if count > 0 else np.nan
         out[7] = longest
 
-    lags = (1, 2, 8, 16, 32)
     for t in range(5):  # periodicity, §5.1.9
         if active[8 + t]:
-            p = lags[t]
+            p = LAGS[t]
             hits = 0
             for i in range(seq.size - p):
                 if seq[i] == seq[i + p]:
@@ -430,7 +468,7 @@ def _statistics_py(
     cov = ones if binary else raw
     for t in range(5):  # covariance, §5.1.10 (raw samples unless binary)
         if active[13 + t]:
-            p = lags[t]
+            p = LAGS[t]
             acc = np.int64(0)
             for i in range(cov.size - p):
                 acc += np.int64(cov[i]) * np.int64(cov[i + p])
@@ -504,39 +542,22 @@ _max_lcp = cast(Callable[[U8, I64], int], _njit(_max_lcp_py))
 # Permutation tests (§5.1)
 
 
-class _Evaluator:
-    """Computes the §5.1 statistics of one arrangement of the samples."""
-
-    def __init__(self, data: _Samples) -> None:
-        self.data = data
-        self._text = np.empty(4 * data.n, dtype=np.uint8)
-
-    def raw_of(self, symbols: U8) -> U8:
-        return self.data.values[symbols] if self.data.translated else symbols
-
-    def __call__(self, symbols: U8, active: npt.NDArray[np.bool_]) -> F64:
-        d = self.data
-        out = np.full(len(PERMUTATION_TESTS), np.nan)
-        raw = self.raw_of(symbols)
-        if active[:_NUMERIC].any():
-            _statistics(symbols, raw, active, d.binary, d.alphabet, d.mean, d.median, out)
-        if active[_COMPRESSION]:
-            out[_COMPRESSION] = self.compression(raw)
-        return out
-
-    def compression(self, raw: U8) -> float:
-        """§5.1.11: bzip2 length of the samples in decimal, space-separated (as ea_iid)."""
-        length = _text(raw, self._text)
-        return float(len(bz2.compress(self._text[:length].data, BZ2_LEVEL)))
+def _evaluate(data: _Samples, symbols: U8, active: npt.NDArray[np.bool_]) -> F64:
+    """The active §5.1 statistics of one arrangement of the (translated) samples; NaN elsewhere."""
+    out = np.full(len(PERMUTATION_TESTS), np.nan)
+    raw = data.values[symbols] if data.translated else symbols
+    if active[:_NUMERIC].any():
+        _statistics(symbols, raw, active, data.binary, data.alphabet, data.mean, data.median, out)
+    if active[_COMPRESSION]:
+        out[_COMPRESSION] = _compression(raw)
+    return out
 
 
-def _returner(free: deque[_Evaluator], evaluator: _Evaluator) -> Callable[[Future[F64]], None]:
-    """A done-callback that puts ``evaluator`` back in ``free`` (a deque: thread-safe)."""
-
-    def back(_: Future[F64]) -> None:
-        free.append(evaluator)
-
-    return back
+def _compression(raw: U8) -> float:
+    """§5.1.11: the bzip2 length of the samples in decimal, space-separated (as ea_iid)."""
+    text = np.empty(4 * raw.size, dtype=np.uint8)
+    length = _text(raw, text)
+    return float(len(bz2.compress(text[:length].data, BZ2_LEVEL)))
 
 
 def _workers() -> int:
@@ -560,9 +581,13 @@ def permutation_tests(
     given ``rng`` state the result is the same whatever the thread count.
     """
     data = _samples(symbols, bits_per_symbol)
-    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-        raise ValueError("permutations must be a positive integer")
+    _check_permutations(permutations)
     return _permutation_tests(data, permutations, rng or np.random.default_rng())
+
+
+def _check_permutations(permutations: int) -> None:
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise ValueError(f"permutations must be a positive integer, not {permutations!r}")
 
 
 def _permutation_tests(
@@ -570,26 +595,22 @@ def _permutation_tests(
 ) -> tuple[PermutationOutcome, ...]:
     tests = len(PERMUTATION_TESTS)
     active = np.ones(tests, dtype=np.bool_)
-    original = _Evaluator(data)(data.symbols, active)
+    original = _evaluate(data, data.symbols, active)
     counts = np.zeros((tests, 3), dtype=np.int64)
-
     current = data.symbols.copy()
-    workers = _workers()
-    done = 0
 
     def shuffled() -> U8:
-        nonlocal current
+        """The next shuffle (Fisher-Yates on the previous one, as ea_iid), as a copy."""
         top = current.size - 1
         while top > 0:
             words = rng.bit_generator.random_raw(top // 2 + 64).view(np.uint32)
             top = _shuffle(current, words, top)
         return current.copy()
 
-    def score(stats: F64, snapshot: npt.NDArray[np.bool_]) -> None:
-        live = active & snapshot  # decided statistics take no further counts
-        greater = live & (stats > original)
-        equal = live & (stats == original)
-        less = live & ~greater & ~equal
+    def score(stats: F64) -> None:
+        greater = active & (stats > original)
+        equal = active & (stats == original)
+        less = active & ~greater & ~equal
         counts[greater, 0] += 1
         counts[equal, 1] += 1
         counts[less, 2] += 1
@@ -598,33 +619,23 @@ def _permutation_tests(
         )
         active[decided] = False
 
-    evaluators = [_Evaluator(data) for _ in range(workers)]
-    if workers == 1:
-        while done < permutations and active.any():
-            snapshot = active.copy()
-            score(evaluators[0](shuffled(), snapshot), snapshot)
-            done += 1
-    else:
-        # Shuffles are drawn in order here and scored in order below; the
-        # workers only compute statistics ahead (results past the last
-        # undecided statistic are dropped), so the outcome is the sequential one.
-        pending: deque[tuple[Future[F64], npt.NDArray[np.bool_]]] = deque()
-        free = deque(evaluators)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            while (pending or done < permutations) and active.any():
-                while free and done + len(pending) < permutations:
-                    snapshot = active.copy()
-                    evaluator = free.popleft()
-                    future = pool.submit(evaluator, shuffled(), snapshot)
-                    future.add_done_callback(_returner(free, evaluator))
-                    pending.append((future, snapshot))
-                if not pending:
-                    break
-                future, snapshot = pending.popleft()
-                score(future.result(), snapshot)
-                done += 1
-            for future, _ in pending:
-                future.cancel()
+    workers = _workers()
+    # Shuffles are drawn in order and scored in order; workers compute the
+    # statistics of the next few ahead, for the statistics undecided when
+    # each was drawn (a superset of those undecided when it is scored).
+    # Results past the end are dropped, so the outcome is the sequential one.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[F64]] = deque()
+        drawn = 0
+        while active.any():
+            while len(pending) <= workers and drawn < permutations:
+                pending.append(pool.submit(_evaluate, data, shuffled(), active.copy()))
+                drawn += 1
+            if not pending:
+                break
+            score(pending.popleft().result())
+        for future in pending:
+            future.cancel()
 
     outcomes = []
     for i, name in enumerate(PERMUTATION_TESTS):
@@ -788,27 +799,37 @@ def chi_square_tests(symbols: npt.ArrayLike, bits_per_symbol: int) -> tuple[bool
 # Longest repeated substring (§5.2.5)
 
 
-def _longest_repeat(text: U8) -> int:
+def _longest_repeat(text: U8, alphabet: int) -> int:
     """Length of the longest substring that occurs twice (overlaps allowed).
 
-    Suffixes are ranked by prefix doubling, then Kasai's LCP pass finds the
-    longest prefix two neighbouring suffixes share.
+    Suffixes are ranked by their first ``width`` symbols (packed in 63 bits),
+    then by prefix doubling until all ranks differ; Kasai's LCP pass then
+    finds the longest prefix two neighbouring suffixes share.
     """
     n = text.size
-    rank = text.astype(np.int64)
-    width = 1
-    while True:
+    bits = alphabet.bit_length()  # symbols are stored as 1..alphabet, 0 past the end
+    width = min(n, max(1, 63 // bits))
+    padded = np.zeros(n + width, dtype=np.int64)
+    padded[:n] = text.astype(np.int64) + 1
+    key = np.zeros(n, dtype=np.int64)
+    for j in range(width):
+        key = (key << bits) | padded[j : j + n]
+    rank, order = _dense_rank(key)
+    while rank[order[-1]] != n - 1:
         second = np.zeros(n, dtype=np.int64)
         second[: n - width] = rank[width:] + 1
-        key = rank * (n + 1) + second
-        order = np.argsort(key)
-        ordered = key[order]
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
-        if rank[order[-1]] == n - 1:
-            break
+        rank, order = _dense_rank(rank * (n + 1) + second)
         width *= 2
-    return _max_lcp(text, order.astype(np.int64))
+    return _max_lcp(text, order)
+
+
+def _dense_rank(key: I64) -> tuple[I64, I64]:
+    """(rank of each key among the distinct keys, an order that sorts them)."""
+    order = np.argsort(key).astype(np.int64)
+    ordered = key[order]
+    rank = np.empty(key.size, dtype=np.int64)
+    rank[order] = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
+    return rank, order
 
 
 def lrs_details(symbols: npt.ArrayLike, bits_per_symbol: int) -> LrsOutcome:
@@ -825,12 +846,12 @@ def _lrs(data: _Samples) -> LrsOutcome:
         p_col += value * value
     if p_col > ld(1) - np.finfo(ld).eps:
         return LrsOutcome(n - 1, float(p_col), 1.0, True)
-    w = _longest_repeat(data.symbols)
+    w = _longest_repeat(data.symbols, data.alphabet)
     pairs = (n - w + 1) * (n - w) // 2  # (n - W + 1) choose 2
     log_no_collision = np.log1p(-np.power(p_col, ld(w)))
     exponent = ld(pairs) * log_no_collision
     probability = ld(1) - np.exp(exponent)
-    passed = bool(np.log(ld("0.999")) >= exponent)
+    passed = bool(np.log(ld(repr(1.0 - LRS_ALPHA))) >= exponent)  # logl(0.999L)
     return LrsOutcome(int(w), float(p_col), float(probability), passed)
 
 
@@ -852,8 +873,7 @@ def iid_assessment(
 ) -> IidResult:
     """Run every IID test of §5, with the MCV estimates (§6.3.1) the IID track credits."""
     data = _samples(symbols, bits_per_symbol)
-    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
-        raise ValueError("permutations must be a positive integer")
+    _check_permutations(permutations)
     independence, fit = _chi_square(data)
     lrs = _lrs(data)
     permutation = _permutation_tests(data, permutations, rng or np.random.default_rng())

@@ -28,11 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from quantumrng.assessment.iid import mcv_estimate
+
 __all__ = [
     "RESTARTS",
     "RESTART_ALPHA",
     "SAMPLES_PER_RESTART",
+    "Estimator",
     "RestartResult",
+    "most_common_value",
     "restart_cutoff",
     "restart_tests",
 ]
@@ -41,7 +45,6 @@ RESTARTS = 1000  # rows, §3.1.4.1
 SAMPLES_PER_RESTART = 1000  # columns, §3.1.4.1
 #: False-rejection rate of one row or column count in the sanity check, §3.1.4.3.
 RESTART_ALPHA = 1.0 - math.exp(math.log(0.99) / (RESTARTS + SAMPLES_PER_RESTART))
-ZALPHA = 2.5758293035489008  # 99% upper bound of the MCV estimate, §6.3.1
 
 #: An entropy estimator: (samples, bits per sample) -> min-entropy per sample.
 Estimator = Callable[[npt.NDArray[np.uint8], int], float]
@@ -75,10 +78,8 @@ class RestartResult:
 
 
 def most_common_value(samples: npt.NDArray[np.uint8], bits_per_symbol: int) -> float:
-    """The most common value estimate (§6.3.1) of ``samples``, bits per sample."""
-    n = int(samples.size)
-    p = int(np.bincount(samples, minlength=1).max()) / n
-    return -math.log2(min(1.0, p + ZALPHA * math.sqrt(p * (1.0 - p) / (n - 1.0))))
+    """The most common value estimate (§6.3.1) of ``samples``, bits per sample (as ea_restart)."""
+    return mcv_estimate(int(np.bincount(samples, minlength=1).max()), int(samples.size))
 
 
 def restart_tests(

@@ -663,16 +663,15 @@ def _induce_py(sa: I32, text: I32, stype: NDArray[np.bool_], count: I64) -> None
 _induce = _jit(_induce_py)
 
 
-def _sais_py(text: I32, k: int) -> I32:
-    """Suffix array of ``text`` by SA-IS (Nong, Zhang and Chan 2009), in linear time.
+def _sais_reduce_py(text: I32, k: int) -> tuple[I32, int, NDArray[np.bool_], I64]:
+    """SA-IS, first half: sort and name the LMS substrings.
 
-    ``text`` holds symbols 0..k-1 and ends with a 0 that occurs nowhere else.
+    Returns the reduced string (the names of the LMS substrings in text
+    order), how many names, the suffix types (S = True) and symbol counts.
     """
     n = text.size
-    sa = np.full(n, -1, dtype=np.int32)
-    if n == 1:
-        sa[0] = 0
-        return sa
+    sa = np.empty(n, dtype=np.int32)
+    sa[:] = -1
     stype = np.zeros(n, dtype=np.bool_)
     stype[n - 1] = True
     for i in range(n - 2, -1, -1):
@@ -685,7 +684,7 @@ def _sais_py(text: I32, k: int) -> I32:
     for c in range(k):
         total += count[c]
         tails[c] = total - 1
-    # sort the LMS substrings: LMS positions at their buckets' ends, then induce
+    # LMS positions at their buckets' ends, then induce: the LMS substrings sorted
     for i in range(1, n):
         if stype[i] and not stype[i - 1]:
             c = text[i]
@@ -724,22 +723,28 @@ def _sais_py(text: I32, k: int) -> I32:
         if sa[i] >= 0:
             sa[j] = sa[i]
             j -= 1
-    reduced = sa[n - m :].copy()
-    if name < m:
-        order = _sais(reduced, name)
-    else:
-        order = np.empty(m, dtype=np.int32)
-        for i in range(m):
-            order[reduced[i]] = i
+    return sa[n - m :].copy(), name, stype, count
+
+
+_sais_reduce = cast(
+    Callable[[I32, int], tuple[I32, int, NDArray[np.bool_], I64]], _jit(_sais_reduce_py)
+)
+
+
+def _sais_expand_py(text: I32, stype: NDArray[np.bool_], count: I64, order: I32) -> I32:
+    """SA-IS, second half: the LMS suffixes in ``order`` at their buckets' ends, then induce."""
+    n = text.size
+    k = count.size
+    m = order.size
     lms = np.empty(m, dtype=np.int32)
     t = 0
     for i in range(1, n):
         if stype[i] and not stype[i - 1]:
             lms[t] = i
             t += 1
-    # the LMS suffixes in their order at their buckets' ends, then induce the rest
-    for i in range(n):
-        sa[i] = -1
+    sa = np.empty(n, dtype=np.int32)
+    sa[:] = -1
+    tails = np.empty(k, dtype=np.int64)
     total = 0
     for c in range(k):
         total += count[c]
@@ -753,7 +758,23 @@ def _sais_py(text: I32, k: int) -> I32:
     return sa
 
 
-_sais = cast(Callable[[I32, int], I32], _jit(_sais_py))
+_sais_expand = cast(Callable[[I32, NDArray[np.bool_], I64, I32], I32], _jit(_sais_expand_py))
+
+
+def _sais(text: I32, k: int) -> I32:
+    """Suffix array of ``text`` by SA-IS (Nong, Zhang and Chan 2009), in linear time.
+
+    ``text`` holds symbols 0..k-1 and ends with a 0 that occurs nowhere else.
+    """
+    if text.size == 1:
+        return np.zeros(1, dtype=np.int32)
+    reduced, names, stype, count = _sais_reduce(text, k)
+    if names < reduced.size:
+        order = _sais(reduced, names)
+    else:
+        order = np.empty(reduced.size, dtype=np.int32)
+        order[reduced] = np.arange(reduced.size, dtype=np.int32)
+    return _sais_expand(text, stype, count, order)
 
 
 def _suffix_array(data: U8, alphabet_size: int) -> tuple[I32, I32]:

@@ -2,8 +2,9 @@
 
 The figures in ``reference/non_iid/`` are NIST's own output for the data sets
 of ``datasets.py`` (see its README): every estimator, on the samples and on
-their bitstring, must agree within NIST's printed precision, and every integer
-NIST printed (counts, runs, tuple lengths) exactly.
+their bitstring, must agree within NIST's printed precision, and the integers
+NIST printed (modes, collision counts, tuple lengths, predictor hits and runs)
+exactly.
 """
 
 from __future__ import annotations
@@ -148,18 +149,22 @@ def test_predictor_counts_are_nists(name: str, part: str) -> None:
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_tuple_lengths_and_mode_are_nists(name: str) -> None:
+def test_modes_collisions_and_tuple_lengths_are_nists(name: str) -> None:
     ref = reference(name)
     parts = [("original", *map_to_alphabet(symbols(name)))]
     if ref["bitstring"] is not None:
         bits = to_bitstring(symbols(name), ref["bits_per_symbol"])
         parts.append(("bitstring", bits, 2))
     for part, data, k in parts:
+        nist = ref[part]
+        assert int(np.bincount(data).max()) == nist["most_common_value"]["mode"], part
+        if "collision" in nist:
+            v, total, _ = est._collision_walk(data)
+            assert (v, total) == (nist["collision"]["v"], nist["collision"]["sum_t"]), part
         tuples = est._tuples(data, k)
         u = tuples.u(35)
-        assert u - 1 == ref[part]["t_tuple"]["t"], part
-        assert (u, tuples.v) == (ref[part]["lrs"]["u"], ref[part]["lrs"]["v"]), part
-        assert int(np.bincount(data).max()) == ref[part]["most_common_value"]["mode"], part
+        assert u - 1 == nist["t_tuple"]["t"], part
+        assert (u, tuples.v) == (nist["lrs"]["u"], nist["lrs"]["v"]), part
 
 
 # ---------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def assess(
         if iid:
             h_original, h_bitstring = iid_result.h_original, iid_result.h_bitstring
 
-    h_assessed = min(h_original, k * h_bitstring) if k > 1 else h_original
+    h_assessed = min(h_original, k * h_bitstring, float(k))
     if h_submitter is not None:
         h_assessed = min(h_assessed, h_submitter)
     return Assessment(

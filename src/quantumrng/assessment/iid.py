@@ -475,6 +475,23 @@ def _statistics_py(
             out[13 + t] = acc
 
 
+def _score_py(stats: F64, original: F64, active: npt.NDArray[np.bool_], counts: I64) -> None:
+    """Count one shuffle's statistics against the original's; retire those decided (§5.1)."""
+    for t in range(active.size):
+        if active[t]:
+            if stats[t] > original[t]:
+                counts[t, 0] += 1
+            elif stats[t] == original[t]:
+                counts[t, 1] += 1
+            else:
+                counts[t, 2] += 1
+            if (
+                counts[t, 0] + counts[t, 1] > EARLY_STOP
+                and counts[t, 1] + counts[t, 2] > EARLY_STOP
+            ):
+                active[t] = False
+
+
 def _text_py(raw: U8, out: U8) -> int:
     """Write the samples as "%u " text into ``out``; return the length without the last space."""
     at = 0
@@ -533,6 +550,7 @@ _statistics = cast(
     Callable[[U8, U8, npt.NDArray[np.bool_], bool, int, float, float, F64], None],
     _njit(_statistics_py),
 )
+_score = cast(Callable[[F64, F64, npt.NDArray[np.bool_], I64], None], _njit(_score_py))
 _text = cast(Callable[[U8, U8], int], _njit(_text_py))
 _proportions = cast(Callable[[I64, int], F64], _njit(_proportions_py))
 _max_lcp = cast(Callable[[U8, I64], int], _njit(_max_lcp_py))
@@ -607,18 +625,6 @@ def _permutation_tests(
             top = _shuffle(current, words, top)
         return current.copy()
 
-    def score(stats: F64) -> None:
-        greater = active & (stats > original)
-        equal = active & (stats == original)
-        less = active & ~greater & ~equal
-        counts[greater, 0] += 1
-        counts[equal, 1] += 1
-        counts[less, 2] += 1
-        decided = (counts[:, 0] + counts[:, 1] > EARLY_STOP) & (
-            counts[:, 1] + counts[:, 2] > EARLY_STOP
-        )
-        active[decided] = False
-
     workers = _workers()
     # Shuffles are drawn in order and scored in order; workers compute the
     # statistics of the next few ahead, for the statistics undecided when
@@ -633,7 +639,7 @@ def _permutation_tests(
                 drawn += 1
             if not pending:
                 break
-            score(pending.popleft().result())
+            _score(pending.popleft().result(), original, active, counts)
         for future in pending:
             future.cancel()
 

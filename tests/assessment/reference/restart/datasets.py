@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
 from tests.assessment.reference.iid.datasets import aes_stream
 
 Matrix = npt.NDArray[np.uint8]

@@ -455,9 +455,9 @@ def test_verifying_needs_the_key_file_a_copy_elsewhere_works(tmp_path: Path) -> 
 
 def tampered_node(tmp_path: Path, good: int) -> tuple[Node, list[Block]]:
     """A node over an SQLite pool whose first 4 blocks were zeroed in the file, then ``good``."""
-    settings = make_settings(tmp_path, pool="sqlite", source="os")
+    settings = make_settings(tmp_path, pool="sqlite", source="file")
     node = Node(settings, harvest_on_demand=False)
-    bad, kept = make_blocks(4), make_blocks(good)
+    bad, kept = make_blocks(4, "file"), make_blocks(good, "file")
     node.pool.put(bad + kept)
     node.close()
     for block in bad:

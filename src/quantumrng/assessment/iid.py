@@ -271,7 +271,9 @@ def most_common_value(symbols: npt.ArrayLike, bits_per_symbol: int) -> tuple[flo
     """Return (H_original, H_bitstring), the MCV estimates of §6.3.1 (bits per sample, per bit).
 
     H_bitstring is taken on the samples' ``k``-bit big-endian bitstring
-    (§3.1.3); for k = 1 it equals H_original.
+    (§3.1.3); for k = 1 it equals H_original. (ea_iid assesses the
+    bitstring only when more than two values occur; this does whenever
+    k > 1, which can only lower min(H_original, k H_bitstring).)
     """
     data = _samples(symbols, bits_per_symbol)
     return _mcv_pair(data)

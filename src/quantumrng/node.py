@@ -51,6 +51,7 @@ class Node:
             reseed_bytes=self.settings.reseed_bytes,
             reseed_seconds=self.settings.reseed_seconds,
             refill=self._refill if harvest_on_demand else None,
+            gate=self.ledger.check_usable,
         )
 
     @property

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from quantumrng.accounting import SourceFailure
+from quantumrng.errors import SourceFailed
 from quantumrng.formats import ALPHABETS
 from quantumrng.server.access import Access
 from quantumrng.server.keys import KeyStore
@@ -114,6 +115,8 @@ def test_raw_and_ready_are_503_while_the_source_is_stopped(tmp_path: Path) -> No
     error = assert_error(served.client.get("/api/v2/bytes?n=16&mode=raw"), 503, "source_failed")
     assert "'apt' failed persistently on stream 5" in error["message"]
     assert_error(served.client.get("/ready"), 503, "source_failed")
+    with pytest.raises(SourceFailed):  # the DRBG is not reseeded from a stopped source
+        served.node.engine.reseed()
     status = served.client.get("/api/v2/status").json()
     assert status["source_state"]["test"] == "apt" and status["source_state"]["stream"] == 5
     served.node.ledger.clear_failure()

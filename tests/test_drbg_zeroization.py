@@ -95,13 +95,13 @@ def test_key_and_v_are_overwritten_in_place(df: bool) -> None:
 def test_uninstantiate_zeroes_key_and_v(method: str) -> None:
     drbg = new(True)
     drbg.generate(16)
-    state, counter = drbg._state, drbg._counter
+    state, tail = drbg._state, drbg._tail
     if method == "with":
         with drbg:
             pass
     else:
         getattr(drbg, method)()
-    assert state == bytes(SEEDLEN) and counter == bytes(len(counter))
+    assert state == bytes(SEEDLEN) and tail == bytes(len(tail))
     with pytest.raises(NotSeeded):
         drbg.generate(1)
 

@@ -159,6 +159,28 @@ def test_forked_child_reseeds_and_differs(tmp_path: Path) -> None:
     pool.close()
 
 
+def test_the_fork_hook_never_waits_for_a_lock_a_parent_thread_held(memory_pool: Pool) -> None:
+    """In a child, the engine's hook may run before the DRBG's: it must not wipe the DRBG
+    through a lock that a parent thread held at fork time."""
+    memory_pool.put(make_blocks(1))
+    engine = Engine(memory_pool, source="os")
+    engine.random_bytes(16)
+    drbg = engine._drbg
+    assert drbg is not None
+    done = threading.Event()
+
+    def hook() -> None:
+        engine.after_fork_in_child()
+        done.set()
+
+    with drbg._lock, engine._lock:  # as if a parent thread were inside a generate call
+        threading.Thread(target=hook, daemon=True).start()
+        assert done.wait(10)
+    assert not engine.seeded and engine._local.buffer.left == 0
+    with pytest.raises(NotSeeded):
+        drbg.generate(1)
+
+
 def test_threads_never_share_output(memory_pool: Pool) -> None:
     memory_pool.put(make_blocks(4))
     engine = Engine(memory_pool, source="os")

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from quantumrng import engine as engine_module
-from quantumrng.engine import BUFFER_BYTES, SMALL_REQUEST_BYTES, Engine
+from quantumrng.buffer import ZeroingBuffer
+from quantumrng.engine import BUFFER_BYTES, SMALL_REQUEST_BYTES, Engine, _ThreadBuffer
 from quantumrng.errors import NotSeeded
 from quantumrng.pool.base import Pool
 from tests.blocks import make_blocks
@@ -168,30 +169,47 @@ def test_wipe_zeroes_every_threads_unread_output(memory_pool: Pool) -> None:
 # -- the fast path, interrupted after it claimed its bytes -----------------------------
 
 
-def interrupt_once(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
-    """Run ``action`` inside the next small read, after it claimed its bytes and before it
-    copies them (where a signal handler, a finalizer or another thread could run)."""
-    clock = engine_module._clock
-    pending = [action]
+class Interruptible(_ThreadBuffer):
+    """A thread buffer that runs ``action`` once, the next time a read takes its view: in a
+    small read that is after it claimed its bytes and before it copies them, where a signal
+    handler, a finalizer or another thread could run."""
 
-    def interrupted() -> float:
-        if pending:
-            pending.pop()()
-        return clock()
+    __slots__ = ("action",)
 
-    monkeypatch.setattr(engine_module, "_clock", interrupted)
+    def __init__(self) -> None:
+        self.action: Callable[[], object] | None = None
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def view(self) -> memoryview:
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+        return ZeroingBuffer.view.__get__(self)  # type: ignore[attr-defined,no-any-return]
+
+    @view.setter
+    def view(self, value: memoryview) -> None:
+        ZeroingBuffer.view.__set__(self, value)  # type: ignore[attr-defined]
+
+
+def interruptible(engine: Engine) -> Interruptible:
+    """Give the calling thread an interruptible buffer, filled by a first read."""
+    buffer = Interruptible()
+    engine._local.buffer = buffer
+    engine._buffers.add(buffer)
+    engine.random_bytes(16)
+    assert buffer.pos == 16
+    return buffer
 
 
 @pytest.mark.parametrize("inner", [16, SMALL_REQUEST_BYTES])
-def test_a_re_entrant_read_never_gets_the_same_bytes(
-    memory_pool: Pool, monkeypatch: pytest.MonkeyPatch, inner: int
-) -> None:
+def test_a_re_entrant_read_never_gets_the_same_bytes(memory_pool: Pool, inner: int) -> None:
     memory_pool.put(make_blocks(2))
     engine = Engine(memory_pool, source="os")
-    engine.random_bytes(16)
-    engine._local.buffer.pos = BUFFER_BYTES - 4000  # near the end: a 4 KiB read refills
+    buffer = interruptible(engine)
+    buffer.pos = BUFFER_BYTES - 4000  # near the end: a 4 KiB read refills
     got: list[bytes] = []
-    interrupt_once(monkeypatch, lambda: got.append(engine.random_bytes(inner)))
+    buffer.action = lambda: got.append(engine.random_bytes(inner))
     got.append(engine.random_bytes(64))
     assert [len(g) for g in got] == [inner, 64]
     got += [engine.random_bytes(64) for _ in range(BUFFER_BYTES // 64)]  # all that follows
@@ -199,27 +217,26 @@ def test_a_re_entrant_read_never_gets_the_same_bytes(
 
 
 @pytest.mark.parametrize("refill", [True, False], ids=["pool-refilled", "pool-dry"])
-def test_a_wipe_between_claim_and_copy_never_serves_zeros(
-    memory_pool: Pool, monkeypatch: pytest.MonkeyPatch, refill: bool
-) -> None:
+def test_a_wipe_between_claim_and_copy_never_serves_zeros(memory_pool: Pool, refill: bool) -> None:
     memory_pool.put(make_blocks(1))
     engine = Engine(memory_pool, source="os")
-    first = engine.random_bytes(16)
+    buffer = interruptible(engine)
 
     def wipe() -> None:
         engine.wipe()
         if refill:
             memory_pool.put(make_blocks(1))
 
-    interrupt_once(monkeypatch, wipe)
+    buffer.action = wipe
     if not refill:
         with pytest.raises(NotSeeded):
             engine.random_bytes(64)
+        assert bytes(ZeroingBuffer.view.__get__(buffer)) == bytes(BUFFER_BYTES)  # type: ignore[attr-defined]
         return
-    out = engine.random_bytes(64)
-    assert any(out)
+    got = [engine.random_bytes(64)]
     assert engine.seed_info is not None and engine.seed_info.reseeds == 2
-    assert_served_once([first, out])
+    got += [engine.random_bytes(64) for _ in range(BUFFER_BYTES // 64)]
+    assert_served_once(got)
 
 
 def test_threads_reading_while_another_wipes_and_reseeds_get_each_byte_once(

@@ -14,8 +14,8 @@ zeros, in place:
   CTR_DRBG_Update writes in place (the keystream is written straight into it),
   and that ``wipe``/``close`` (uninstantiate), a failed request and a fork (in
   the child) zero;
-- the counter block V + 1 given to the cipher, zeroed once the cipher has it,
-  and the keystream block cut off after an output that ends mid-block;
+- the keystream block cut off after an output that ends mid-block (V itself is
+  incremented in place to give the cipher its counter block, then overwritten);
 - seed material it makes: Block_Cipher_df's input string S (which holds the
   entropy input, nonce and personalization or additional input), its BCC
   output and temp (K || X), and its output; the padded additional input of the
@@ -24,7 +24,10 @@ zeros, in place:
   personalization XORed into the state afterwards;
 - inputs are never copied: a ``bytearray`` or ``memoryview`` given as entropy
   input is used where it is, and stays its owner's to wipe (the engine wipes
-  its own).
+  its own); only a non-contiguous buffer is copied once, and that copy is not
+  zeroed. Slices are written through memoryviews: CPython first copies a value
+  assigned to a ``bytearray``'s slice into a temporary ``bytearray``, a copy
+  nobody would zero.
 
 What it cannot wipe, and does not pretend to:
 
@@ -78,6 +81,9 @@ _CBC_ROOM: Final = BLOCKLEN - 1  # cryptography's update_into wants this much sp
 
 BytesLike = bytes | bytearray | memoryview  # what the DRBG takes without a copy
 _ZEROS: Final = memoryview(bytes(MAX_BYTES_PER_REQUEST + BLOCKLEN + SEEDLEN))
+_ZERO_BLOCK: Final = bytes(BLOCKLEN)
+_NULL: Final = b""  # the default additional input: no preparation, nothing to zero
+_ZERO_SEED: Final = bytes(SEEDLEN)
 _DF_CIPHER: Final = Cipher(algorithms.AES(bytes(range(KEYLEN))), modes.CBC(bytes(BLOCKLEN)))
 
 
@@ -106,7 +112,8 @@ def _check_length(data: BytesLike, name: str, low: int, high: int) -> None:
 def _zero(buffer: bytearray | memoryview) -> None:
     """Overwrite ``buffer`` with zeros, in place."""
     n = len(buffer)
-    buffer[:] = _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
+    with memoryview(buffer) as view:
+        view[:] = _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
 
 
 def _xor_into(target: bytearray, data: BytesLike) -> None:
@@ -127,23 +134,27 @@ def _block_cipher_df(parts: Sequence[BytesLike], out: memoryview) -> None:
     size = 8 + length + 1  # S = L || N || input_string || 0x80, padded to a block
     size += -size % BLOCKLEN
     data = bytearray(BLOCKLEN + size)  # the IV block (i || 0^96), then S: BCC's input
-    data[BLOCKLEN : BLOCKLEN + 8] = length.to_bytes(4) + SEEDLEN.to_bytes(4)
-    pos = BLOCKLEN + 8
-    for part in parts:
-        data[pos : pos + len(part)] = part
-        pos += len(part)
-    data[pos] = 0x80
     chained = bytearray(len(data) + _CBC_ROOM)
     temp = bytearray(SEEDLEN)
+    # written through memoryviews: assigning to a bytearray's slice would copy the value
+    # into a temporary bytearray first (CPython), a copy nobody zeroes
+    data_view, chained_view, temp_view = memoryview(data), memoryview(chained), memoryview(temp)
+    data_view[BLOCKLEN : BLOCKLEN + 8] = length.to_bytes(4) + SEEDLEN.to_bytes(4)
+    pos = BLOCKLEN + 8
+    for part in parts:
+        data_view[pos : pos + len(part)] = part
+        pos += len(part)
+    data[pos] = 0x80
+    last = chained_view[len(data) - BLOCKLEN : len(data)]
     try:
         for i in range(SEEDLEN // BLOCKLEN):
             data[3] = i  # the IV block: i as 32 bits big-endian (i < 3: its low byte), zeros
             # BCC (§10.3.3): the last block of CBC under the df key with a zero IV
             _DF_CIPHER.encryptor().update_into(data, chained)
-            temp[i * BLOCKLEN : (i + 1) * BLOCKLEN] = chained[len(data) - BLOCKLEN : len(data)]
-        key, x = memoryview(temp)[:KEYLEN], memoryview(temp)[KEYLEN:]
+            temp_view[i * BLOCKLEN : (i + 1) * BLOCKLEN] = last
+        key, x = temp_view[:KEYLEN], temp_view[KEYLEN:]
         # X := Block_Encrypt(K, X) three times: CBC over zeros with IV X
-        Cipher(algorithms.AES(key), modes.CBC(x)).encryptor().update_into(_ZEROS[:SEEDLEN], out)
+        Cipher(algorithms.AES(key), modes.CBC(x)).encryptor().update_into(_ZERO_SEED, out)
     finally:
         _zero(data)
         _zero(chained)
@@ -171,13 +182,13 @@ class CtrDrbg:
 
     __slots__ = (
         "__weakref__",
-        "_counter",
         "_df",
         "_key",
         "_lock",
         "_reseed_counter",
         "_seeded",
         "_state",
+        "_tail",
         "_v",
     )
 
@@ -191,7 +202,7 @@ class CtrDrbg:
     _state: bytearray  # Key || V, the working state (§10.2.1.1), written in place
     _key: memoryview  # _state[:KEYLEN]
     _v: memoryview  # _state[KEYLEN:]
-    _counter: bytearray  # scratch: the counter block V + 1, and a skipped keystream tail
+    _tail: memoryview  # scratch: the keystream cut off after an output ending mid-block
     _seeded: bool
     _reseed_counter: int
 
@@ -209,7 +220,7 @@ class CtrDrbg:
         self._state = bytearray(SEEDLEN)
         state = memoryview(self._state)
         self._key, self._v = state[:KEYLEN], state[KEYLEN:]
-        self._counter = bytearray(BLOCKLEN)
+        self._tail = memoryview(bytearray(BLOCKLEN))
         self._seeded, self._reseed_counter = False, 0
         entropy = _as_buffer(entropy_input, "entropy_input")
         pers = _as_buffer(personalization, "personalization")
@@ -261,12 +272,11 @@ class CtrDrbg:
     def generate(self, num_bytes: int, additional_input: BytesLike = b"") -> bytes:
         """Return ``num_bytes`` pseudorandom bytes, SP 800-90A §10.2.1.5 (ctr_len = blocklen)."""
         n = _request_length(num_bytes)
-        additional = self._additional(additional_input)
+        additional = None if additional_input is _NULL else self._additional(additional_input)
         try:
             with self._lock:
-                self._check_ready()
+                encryptor = self._start(additional)
                 try:
-                    encryptor = self._start(additional)
                     out = encryptor.update(_ZEROS[:n])
                     self._finish(encryptor, n, additional)
                 except BaseException:
@@ -283,12 +293,11 @@ class CtrDrbg:
             if view.readonly:
                 raise TypeError("generate_into needs a writable buffer")
             n = _request_length(view.nbytes)
-            additional = self._additional(additional_input)
+            additional = None if additional_input is _NULL else self._additional(additional_input)
             try:
                 with self._lock:
-                    self._check_ready()
+                    encryptor = self._start(additional)
                     try:
-                        encryptor = self._start(additional)
                         encryptor.update_into(_ZEROS[:n], view)
                         self._finish(encryptor, n, additional)
                     except BaseException:
@@ -333,27 +342,28 @@ class CtrDrbg:
     # -- SP 800-90A functions on the state in place ------------------------------
 
     def _keystream(self) -> CipherContext:
-        """AES-256-CTR under Key whose first block is Block_Encrypt(Key, V + 1 mod 2**128)."""
-        counter = self._counter
-        counter[:] = self._v
-        last = counter[BLOCKLEN - 1]
+        """AES-256-CTR under Key whose first block is Block_Encrypt(Key, V + 1 mod 2**128).
+
+        V is incremented in place and given to the cipher as its counter block: every
+        caller overwrites Key and V with this keystream's next seedlen bytes (an Update)
+        or drops them, so no copy of the counter is made.
+        """
+        v = self._v
+        last = v[BLOCKLEN - 1]
         if last != 0xFF:
-            counter[BLOCKLEN - 1] = last + 1
+            v[BLOCKLEN - 1] = last + 1
         else:  # carry, wrapping at 2**128 (ctr_len = blocklen)
             for i in range(BLOCKLEN - 1, -1, -1):
-                if counter[i] != 0xFF:
-                    counter[i] += 1
+                if v[i] != 0xFF:
+                    v[i] += 1
                     break
-                counter[i] = 0
-        try:
-            return Cipher(algorithms.AES(self._key), modes.CTR(counter)).encryptor()
-        finally:
-            counter[:] = _ZEROS[:BLOCKLEN]
+                v[i] = 0
+        return Cipher(algorithms.AES(self._key), modes.CTR(v)).encryptor()
 
     def _update(self, provided_data: BytesLike | None) -> None:
         """CTR_DRBG_Update, SP 800-90A §10.2.1.2: Key || V := the next seedlen bytes of
         keystream XOR provided_data, written straight into the state (``None``: zeros)."""
-        data = _ZEROS[:SEEDLEN] if provided_data is None else provided_data
+        data = _ZERO_SEED if provided_data is None else provided_data
         self._keystream().update_into(data, self._state)
 
     def _update_from_df(self, parts: Sequence[BytesLike]) -> None:
@@ -385,40 +395,44 @@ class CtrDrbg:
             _block_cipher_df((additional,), out)
             return out[:SEEDLEN]
         _check_length(additional, "additional_input", 0, SEEDLEN)
-        padded = bytearray(SEEDLEN)
+        padded = memoryview(bytearray(SEEDLEN))
         padded[: len(additional)] = additional
-        return memoryview(padded)
+        return padded
 
     def _check_seeded(self) -> None:
         """Raise NotSeeded when the state was dropped. Caller holds the lock."""
         if not self._seeded:
             raise NotSeeded("the DRBG has no seed (wiped or failed); instantiate a new one")
 
-    def _check_ready(self) -> None:
-        """Generate step 1: seeded and within the reseed interval. Caller holds the lock."""
-        self._check_seeded()
+    def _start(self, additional: memoryview | None) -> CipherContext:
+        """Generate steps 1-2 and the keystream for step 4. Caller holds the lock; a
+        failure after step 1 drops the state."""
+        if not self._seeded:
+            raise NotSeeded("the DRBG has no seed (wiped or failed); instantiate a new one")
         if self._reseed_counter > RESEED_INTERVAL:
             raise ReseedRequired("the DRBG reached its reseed interval; reseed it")
-
-    def _start(self, additional: memoryview | None) -> CipherContext:
-        """Generate step 2 and the keystream for step 4. Caller holds the lock."""
-        if additional is not None:
-            self._update(additional)
-        return self._keystream()
+        try:
+            if additional is not None:
+                self._update(additional)
+            return self._keystream()
+        except BaseException:
+            self._drop()
+            raise
 
     def _finish(self, encryptor: CipherContext, n: int, additional: memoryview | None) -> None:
         """Generate steps 6-7: Update from the keystream right after the output blocks."""
         skip = -n % BLOCKLEN
         if skip:  # the rest of the last output block: never output, zeroed at once
-            encryptor.update_into(_ZEROS[:skip], self._counter)
-            self._counter[:] = _ZEROS[:BLOCKLEN]
-        data = _ZEROS[:SEEDLEN] if additional is None else additional
+            encryptor.update_into(_ZEROS[:skip], self._tail)
+            self._tail[:] = _ZERO_BLOCK
+        data = _ZERO_SEED if additional is None else additional
         encryptor.update_into(data, self._state)
         self._reseed_counter += 1
 
     def _drop(self) -> None:
         """Zero Key, V and the scratch block, and forget the counter (fail closed).
         Caller holds the lock."""
-        self._state[:] = _ZEROS[:SEEDLEN]
-        self._counter[:] = _ZEROS[:BLOCKLEN]
+        with memoryview(self._state) as state:
+            state[:] = _ZERO_SEED
+        self._tail[:] = _ZERO_BLOCK
         self._seeded, self._reseed_counter = False, 0

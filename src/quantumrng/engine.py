@@ -63,7 +63,8 @@ NONCE_BYTES = 16  # SP 800-90A §8.6.7: at least half the security strength
 _T = TypeVar("_T")
 _ZEROS = memoryview(bytes(BUFFER_BYTES))
 _SCRATCH_ZEROS = memoryview(bytes(SCRATCH_BYTES))
-_SMALL_ZEROS = tuple(bytes(i) for i in range(257))  # reads this small zero from one of these
+# zeros of each small read's size, made on first use (slicing _ZEROS per read costs more)
+_SMALL_ZEROS: list[memoryview | None] = [None] * (SMALL_REQUEST_BYTES + 1)
 _clock = time.monotonic  # the reseed clock (one global lookup on the hot path)
 
 
@@ -83,6 +84,9 @@ class Engine:
     ``source`` restricts seeding and raw output to blocks of one source kind.
     ``refill`` is called, without the lock held, when the pool has no block
     to seed from (the CLI harvests synchronously there); it may raise.
+    ``gate`` is called before every seeding and may raise to refuse it: the
+    node passes its source's failure state (SP 800-90B §4.3), so a stopped
+    source seeds nothing and the DRBG stops when its reseed budget is spent.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Engine:
         reseed_bytes: int = 1 << 30,
         reseed_seconds: float = 300.0,
         refill: Callable[[], object] | None = None,
+        gate: Callable[[], object] | None = None,
     ) -> None:
         if reseed_bytes < 1 or not 0 < reseed_seconds < math.inf:
             # a zero budget would make every request reseed again, draining the pool
@@ -102,6 +107,7 @@ class Engine:
         self._reseed_bytes = reseed_bytes
         self._reseed_seconds = reseed_seconds
         self._refill = refill
+        self._gate = gate
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's _ThreadBuffer
         self._buffers: weakref.WeakSet[_ThreadBuffer] = weakref.WeakSet()
@@ -172,12 +178,16 @@ class Engine:
             buffer.expires = -math.inf
 
     def after_fork_in_child(self) -> None:
-        """Wipe the DRBG and every buffer (``forksafe``); the locks are replaced first,
-        since a parent thread may hold them."""
+        """Wipe the DRBG and every buffer (``forksafe``). A parent thread may have held
+        any lock: ours are replaced, and the DRBG is wiped by its own fork hook (called
+        here too, whichever runs first), never through its lock."""
         self._lock = threading.Lock()
         self._scratch_lock = threading.Lock()
         self._scratch[:] = _SCRATCH_ZEROS
-        self._wipe_locked()
+        self._stale_locked()
+        if self._drbg is not None:
+            self._drbg.after_fork_in_child()
+        self._drbg = None
         for buffer in list(self._buffers):
             buffer.clear()
 
@@ -187,6 +197,8 @@ class Engine:
         """One pool block to seed from, after the power-on self-test; ``NotSeeded``
         when the pool (refilled once if the engine can) has none."""
         selftest.power_on_selftest()  # SelfTestFailure: never seeded, nothing served
+        if self._gate is not None:
+            self._gate()  # e.g. SourceFailed: the source is stopped
         try:
             try:
                 return self._pool.take(1, source=self._source)[0]
@@ -220,9 +232,10 @@ class Engine:
     def _install_locked(self, block: Block) -> None:
         data = block.data
         entropy = bytearray(len(data) + OS_ENTROPY_BYTES)
+        view = memoryview(entropy)  # a bytearray's slice assignment copies the value first
         try:
-            entropy[: len(data)] = data
-            entropy[len(data) :] = os.urandom(OS_ENTROPY_BYTES)
+            view[: len(data)] = data
+            view[len(data) :] = os.urandom(OS_ENTROPY_BYTES)
             if self._drbg is None:
                 self._drbg = CtrDrbg(entropy, os.urandom(NONCE_BYTES), self._personalization())
             else:
@@ -231,7 +244,7 @@ class Engine:
             self._wipe_locked()
             raise
         finally:
-            entropy[:] = bytes(len(entropy))
+            view[:] = _ZEROS[: len(entropy)]
         self._reseeds += 1
         self._since_reseed = 0
         self._deadline = _clock() + self._reseed_seconds
@@ -240,15 +253,6 @@ class Engine:
 
     def _due_locked(self) -> bool:
         return self._since_reseed >= self._reseed_bytes or _clock() >= self._deadline
-
-    def _count_locked(self, size: int) -> None:
-        """Count ``size`` bytes of output against the budget; when they use it up,
-        buffered output of this seed goes stale."""
-        before = self._since_reseed
-        self._since_reseed = before + size
-        self._bytes_out += size
-        if before < self._reseed_bytes <= before + size:
-            self._stale_locked()
 
     def _request(self, fill: Callable[[CtrDrbg], _T], size: int, *, fresh: bool = False) -> _T:
         """Run one SP 800-90A generate request of ``size`` bytes.
@@ -273,7 +277,11 @@ class Engine:
                     except NotSeeded:  # it dropped its state (a failed request) or is spent
                         self._wipe_locked()
                     else:
-                        self._count_locked(size)
+                        before = self._since_reseed
+                        self._since_reseed = before + size
+                        self._bytes_out += size
+                        if before < self._reseed_bytes <= before + size:
+                            self._stale_locked()  # the byte budget ran out: buffers too
                         return result
             block = self._take_block()
 
@@ -303,12 +311,16 @@ class Engine:
                 # handler or finalizer runs between reading pos and this store (no call,
                 # no backward jump), so a re-entrant read starts after them.
                 buffer.pos = end
-                if _clock() < buffer.expires:  # filled under the current seed, not due
-                    view = buffer.view
-                    out = view[pos:end].tobytes()
-                    view[pos:end] = _SMALL_ZEROS[n] if n <= 256 else _ZEROS[:n]
-                    if buffer.fills == fills:  # not cleared or refilled under the copy
-                        return out
+                view = buffer.view
+                out = view[pos:end].tobytes()
+                zeros = _SMALL_ZEROS[n]
+                if zeros is None:
+                    zeros = _SMALL_ZEROS[n] = _ZEROS[:n]
+                view[pos:end] = zeros
+                # Served only if the buffer was not cleared or refilled under the copy,
+                # and holds output of the current seed with no reseed due.
+                if buffer.fills == fills and _clock() < buffer.expires:
+                    return out
             return self._refill_and_read(n)
         if n < 0:
             raise ValueError("n must be non-negative")
@@ -337,12 +349,12 @@ class Engine:
         return self._request(partial(self._refill_locked, buffer=buffer, n=n), BUFFER_BYTES)
 
     def _refill_locked(self, drbg: CtrDrbg, buffer: _ThreadBuffer, n: int) -> bytes:
-        buffer.fills += 1
-        view = buffer.view
+        view = buffer.view  # cleared by the caller: a read racing the refill sees fills moved
         try:
             drbg.generate_into(view)
         except BaseException:
-            buffer.clear()  # whatever the failed request wrote: zeroed, never served
+            buffer.pos = 0  # whatever the failed request wrote: zeroed, never served
+            buffer.clear()
             raise
         buffer.expires = self._deadline
         buffer.pos = n
@@ -406,10 +418,10 @@ class _ThreadBuffer(ZeroingBuffer):
     Only its thread reads it. Under the engine's lock a refill sets
     ``expires`` to its seed's deadline, and a seeding, a wipe or the byte
     budget running out sets it to -inf (stale); ``Engine.wipe`` also clears it,
-    from any thread. ``fills`` counts refills and clears and is bumped before
-    the bytes change, so a read that copied while another thread or a
-    re-entrant call cleared or refilled the buffer sees it moved and drops its
-    copy.
+    from any thread. ``fills`` counts clears (every refill starts with one)
+    and is bumped before the bytes change, so a read that copied while another
+    thread or a re-entrant call cleared or refilled the buffer sees it moved
+    and drops its copy.
     """
 
     __slots__ = ("expires", "fills")
@@ -420,7 +432,7 @@ class _ThreadBuffer(ZeroingBuffer):
         super().__init__(BUFFER_BYTES)
 
     def clear(self) -> None:
-        """Zero all of it (bytes a read claimed but did not serve too) and mark it empty."""
+        """Zero what is left and mark it empty; a read in flight drops its copy."""
         self.fills += 1
-        self.view[:] = _ZEROS
-        self.pos = BUFFER_BYTES
+        if self.pos < BUFFER_BYTES:
+            super().clear()

@@ -80,6 +80,19 @@ def test_negative_length_rejected(memory_pool: Pool) -> None:
         engine.random_bytes(-1)
 
 
+@pytest.mark.parametrize("n", [3.0, "3", None])
+def test_a_length_that_is_no_int_is_refused_and_leaves_the_buffer_usable(
+    memory_pool: Pool, n: object
+) -> None:
+    memory_pool.put(make_blocks(1))
+    engine = Engine(memory_pool, source="os")
+    first = engine.random_bytes(16)
+    with pytest.raises(TypeError):
+        engine.random_bytes(n)  # type: ignore[arg-type]
+    assert engine._local.buffer.pos == 16
+    assert engine.random_bytes(16) != first
+
+
 def test_consumed_buffer_is_wiped(memory_pool: Pool) -> None:
     memory_pool.put(make_blocks(1))
     engine = Engine(memory_pool, source="os")

@@ -298,7 +298,7 @@ class Engine:
         the buffer is bypassed and every 64 KiB generate call of the request
         is preceded by a reseed from a fresh pool block and OS entropy.
         """
-        if 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
+        if type(n) is int and 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
             try:
                 buffer: _ThreadBuffer = self._local.buffer
             except AttributeError:

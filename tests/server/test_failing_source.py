@@ -27,7 +27,13 @@ def test_a_device_of_zeros_never_seeds_and_every_answer_is_503_json(tmp_path: Pa
             state = httpx.get(base + "/api/v2/status", timeout=10).json().get("source_state")
             time.sleep(0.2)
         assert state is not None, "the source never reached the persistent failure state"
-        assert state["source"] == "file" and state["test"] in ("startup", "rct", "apt", "bias", "repeat")
+        assert state["source"] == "file" and state["test"] in (
+            "startup",
+            "rct",
+            "apt",
+            "bias",
+            "repeat",
+        )
         for url in ("/api/v2/bytes?n=16", "/api/v1/qrng/get_bits", "/ready"):
             r = httpx.get(base + url, timeout=10)
             assert r.status_code == 503, (url, r.text)

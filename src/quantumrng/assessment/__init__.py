@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
+
 if TYPE_CHECKING:
     from quantumrng.assessment.iid import IidResult
 
@@ -103,10 +105,7 @@ def check_symbols(
     ``bits_per_symbol`` must be 1 to 8, every sample below 2**k, and there
     must be at least ``min_samples`` of them (§3.1.1).
     """
-    if isinstance(bits_per_symbol, bool) or not isinstance(bits_per_symbol, int):
-        raise ValueError("bits per symbol must be an integer from 1 to 8")
-    if not 1 <= bits_per_symbol <= 8:
-        raise ValueError(f"bits per symbol must be 1 to 8, not {bits_per_symbol}")
+    k = check_bits_per_symbol(bits_per_symbol)
     array = np.asarray(symbols)
     if array.ndim != 1:
         raise ValueError("samples must be a one-dimensional sequence")
@@ -116,16 +115,7 @@ def check_symbols(
         raise ValueError(
             f"SP 800-90B §3.1.1 needs at least {min_samples:,} samples; got {array.size:,}"
         )
-    if array.dtype != np.uint8:
-        if array.dtype.kind not in "iub" or array.min() < 0 or array.max() > 255:
-            raise ValueError("samples must be integers from 0 to 255")
-        array = array.astype(np.uint8)
-    if int(array.max()) >= 1 << bits_per_symbol:
-        raise ValueError(
-            f"a sample has more than {bits_per_symbol} significant bits "
-            f"(largest value {int(array.max())})"
-        )
-    return array
+    return check_sample_values(array, k)
 
 
 def assess(

@@ -53,6 +53,8 @@ import numpy.typing as npt
 from llvmlite import ir
 from numba.extending import intrinsic
 
+from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
+
 __all__ = [
     "MIN_TEST_SAMPLES",
     "PERMUTATIONS",
@@ -193,11 +195,7 @@ class _Samples:
 
 def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
     """Check ``symbols`` and translate them as ea_iid's read_file does, or raise ValueError."""
-    if isinstance(bits_per_symbol, bool) or not isinstance(bits_per_symbol, int | np.integer):
-        raise ValueError("bits per symbol must be an integer from 1 to 8")
-    k = int(bits_per_symbol)
-    if not 1 <= k <= 8:
-        raise ValueError(f"bits per symbol must be 1 to 8, not {k}")
+    k = check_bits_per_symbol(bits_per_symbol)
     array = np.asarray(symbols)
     if array.ndim != 1:
         raise ValueError("samples must be a one-dimensional sequence")
@@ -207,13 +205,7 @@ def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
         raise ValueError(
             f"the IID tests need at least {MIN_TEST_SAMPLES:,} samples; got {array.size:,}"
         )
-    if array.dtype.kind not in "iub":
-        raise ValueError(f"samples must be integers, not {array.dtype}")
-    low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= 1 << k:
-        bad = low if low < 0 else high
-        raise ValueError(f"sample value {bad} does not fit in {k} bits per symbol")
-    raw = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = check_sample_values(array, k)
     counts = np.bincount(raw, minlength=1 << k)
     values = np.flatnonzero(counts).astype(np.uint8)
     alphabet = int(values.size)
@@ -222,7 +214,7 @@ def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
             f"every sample is {int(values[0])}: one value carries no entropy "
             "(NIST's tools refuse such data)"
         )
-    translated = alphabet < high + 1
+    translated = alphabet < int(raw.max()) + 1
     if translated:
         table = np.zeros(256, dtype=np.uint8)
         table[values] = np.arange(alphabet, dtype=np.uint8)

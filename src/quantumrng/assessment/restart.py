@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
 from quantumrng.assessment.iid import mcv_estimate
 
 __all__ = [
@@ -96,11 +97,7 @@ def restart_tests(
     ``estimator`` gives H_r and H_c from the row and column datasets
     (default: the most common value estimate, the IID track's).
     """
-    if isinstance(bits_per_symbol, bool) or not isinstance(bits_per_symbol, int | np.integer):
-        raise ValueError("bits per symbol must be an integer from 1 to 8")
-    k = int(bits_per_symbol)
-    if not 1 <= k <= 8:
-        raise ValueError(f"bits per symbol must be 1 to 8, not {k}")
+    k = check_bits_per_symbol(bits_per_symbol)
     h_i = float(h_initial)
     if not (0.0 <= h_i <= k):
         raise ValueError(f"H_I must be from 0 to {k} bits per sample, not {h_initial}")
@@ -110,13 +107,7 @@ def restart_tests(
             f"restart data must be {RESTARTS} restarts x {SAMPLES_PER_RESTART} samples, "
             f"not {' x '.join(map(str, array.shape)) or 'a scalar'}"
         )
-    if array.dtype.kind not in "iub":
-        raise ValueError(f"samples must be integers, not {array.dtype}")
-    low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= 1 << k:
-        bad = low if low < 0 else high
-        raise ValueError(f"sample value {bad} does not fit in {k} bits per symbol")
-    rows = np.ascontiguousarray(array, dtype=np.uint8)
+    rows = check_sample_values(array, k)
     columns = np.ascontiguousarray(rows.T)
 
     x_r = _max_count(rows)

@@ -298,11 +298,14 @@ class Engine:
         the buffer is bypassed and every 64 KiB generate call of the request
         is preceded by a reseed from a fresh pool block and OS entropy.
         """
-        if type(n) is int and 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
+        if 0 <= n <= SMALL_REQUEST_BYTES and not prediction_resistance:
             try:
                 buffer: _ThreadBuffer = self._local.buffer
             except AttributeError:
                 return self._refill_and_read(n)
+            zeros = _SMALL_ZEROS[n]  # also refuses a length that is no integer, before a claim
+            if zeros is None:
+                zeros = _SMALL_ZEROS[n] = _ZEROS[:n]
             fills = buffer.fills
             pos = buffer.pos
             end = pos + n
@@ -313,9 +316,6 @@ class Engine:
                 buffer.pos = end
                 view = buffer.view
                 out = view[pos:end].tobytes()
-                zeros = _SMALL_ZEROS[n]
-                if zeros is None:
-                    zeros = _SMALL_ZEROS[n] = _ZEROS[:n]
                 view[pos:end] = zeros
                 # Served only if the buffer was not cleared or refilled under the copy,
                 # and holds output of the current seed with no reseed due.

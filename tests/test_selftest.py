@@ -108,6 +108,18 @@ def test_a_wrong_answer_fails_its_mode_and_names_the_setting(df: bool) -> None:
     assert detail.endswith("failed: use df" if df else "failed: no df")
 
 
+def test_a_known_answer_that_raises_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_generate(*args: object, **kwargs: object) -> bytes:
+        raise ValueError("broken")
+
+    monkeypatch.setattr(selftest.CtrDrbg, "generate", broken_generate)
+    assert not any(passed for _, passed, _ in known_answer_tests())
+    post = PowerOnSelfTest()
+    with pytest.raises(SelfTestFailure):
+        post.require()
+    assert post.done
+
+
 def test_run_selftest_reports_the_known_answers_then_the_start_up_test(tmp_path: Path) -> None:
     lines = list(run_selftest(make_settings(tmp_path, pool="memory", source="os")))
     assert [name for name, _, _ in lines[:3]] == [name for name, _, _ in known_answer_tests()]

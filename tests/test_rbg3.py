@@ -9,7 +9,7 @@ import pytest
 
 from quantumrng import rbg3
 from quantumrng.drbg import CtrDrbg
-from quantumrng.errors import NotSeeded
+from quantumrng.errors import NotSeeded, SelfTestFailure
 from quantumrng.rbg3 import XorMask
 from tests.blocks import make_blocks
 from tests.server.support import serve_memory
@@ -51,3 +51,19 @@ def test_served_raw_bytes_are_not_the_conditioned_blocks_the_provider_could_reco
     assert len(answer) == 128 and answer != pool_bytes
     assert all(answer[i : i + 16] not in pool_bytes for i in range(0, 128, 16))
     assert body["source"]["credited_bits"] == 1024  # the credit of the entropy behind it
+
+
+def test_raw_output_needs_the_power_on_self_test_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quantumrng import selftest
+    from quantumrng.selftest import KNOWN_ANSWERS, PowerOnSelfTest
+    from tests.test_selftest import broken
+
+    monkeypatch.setattr(selftest, "_POST", PowerOnSelfTest(use_df=broken(KNOWN_ANSWERS, 0)))
+    with pytest.raises(SelfTestFailure):
+        XorMask()
+    served = serve_memory(tmp_path, source="file", blocks=4, allow_uncredited_raw=False)
+    r = served.client.get("/api/v2/bytes?n=16&mode=raw")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "self_test_failure"
+    assert served.node.pool.level().blocks == 4

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from quantumrng import selftest
 from quantumrng.drbg import MAX_BYTES_PER_REQUEST, CtrDrbg
 
 __all__ = ["XorMask"]
@@ -47,6 +48,7 @@ class XorMask:
     """
 
     def __init__(self) -> None:
+        selftest.power_on_selftest()  # SelfTestFailure: no DRBG, no raw output
         personalization = (
             f"quantumrng raw rbg3-xor|{os.getpid()}|{threading.get_ident()}|{time.time_ns()}"
         ).encode()

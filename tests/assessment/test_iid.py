@@ -28,6 +28,7 @@ import pytest
 from scipy import stats
 
 from quantumrng.assessment import iid
+from quantumrng.assessment.estimators import longest_repeat
 from quantumrng.assessment.iid import (
     MIN_TEST_SAMPLES,
     PERMUTATION_TESTS,
@@ -287,7 +288,7 @@ def test_the_longest_repeat_is_found() -> None:
         text = rng.integers(0, alphabet, int(rng.integers(2, 150))).astype(np.uint8)
         if trial % 3 == 0:  # long repeats, overlapping
             text = np.tile(text[: max(1, text.size // 3)], 4)[: text.size]
-        assert iid._longest_repeat(text, alphabet) == _brute_longest_repeat(text.tobytes())
+        assert longest_repeat(text, alphabet) == _brute_longest_repeat(text.tobytes())
 
 
 @pytest.mark.parametrize(("statistic", "df"), [(10.0, 3), (1200.0, 1100), (0.5, 1), (40.0, 9)])

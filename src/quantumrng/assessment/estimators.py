@@ -811,6 +811,15 @@ def _lcp_py(text: U8, sa: I32, rank: I32) -> I32:
 _lcp = cast(Callable[[U8, I32, I32], I32], _jit(_lcp_py))
 
 
+def longest_repeat(data: U8, alphabet_size: int) -> int:
+    """Length of the longest substring that occurs twice (overlaps allowed), for the
+    LRS test (§5.2.5): the largest LCP of neighbouring suffixes."""
+    if data.size < 2:
+        return 0
+    sa, rank = _suffix_array(data, alphabet_size)
+    return int(_lcp(data, sa, rank).max())
+
+
 def _tuple_counts_py(lcp: I32, v: int) -> tuple[I64, I64]:
     """For each length t <= v: the largest count of a t-tuple and the sum of C(count, 2).
 

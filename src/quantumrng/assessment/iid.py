@@ -54,6 +54,7 @@ from llvmlite import ir
 from numba.extending import intrinsic
 
 from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
+from quantumrng.assessment.estimators import longest_repeat
 
 __all__ = [
     "MIN_TEST_SAMPLES",
@@ -515,29 +516,6 @@ def _proportions_py(counts: I64, n: int) -> F64:
     return p
 
 
-def _max_lcp_py(text: U8, sa: I64) -> int:
-    """Longest common prefix of suffixes adjacent in the suffix array (Kasai et al.)."""
-    n = text.size
-    rank = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        rank[sa[i]] = i
-    h = 0
-    best = 0
-    for i in range(n):
-        r = rank[i]
-        if r > 0:
-            j = sa[r - 1]
-            while i + h < n and j + h < n and text[i + h] == text[j + h]:
-                h += 1
-            if h > best:
-                best = h
-            if h > 0:
-                h -= 1
-        else:
-            h = 0
-    return best
-
-
 _shuffle = cast(Callable[[U8, npt.NDArray[np.uint32], int], int], _njit(_shuffle_py))
 _runs = cast(Callable[[U8, float, int, F64], None], _njit(_runs_py))
 _statistics = cast(
@@ -547,7 +525,6 @@ _statistics = cast(
 _score = cast(Callable[[F64, F64, npt.NDArray[np.bool_], I64], None], _njit(_score_py))
 _text = cast(Callable[[U8, U8], int], _njit(_text_py))
 _proportions = cast(Callable[[I64, int], F64], _njit(_proportions_py))
-_max_lcp = cast(Callable[[U8, I64], int], _njit(_max_lcp_py))
 
 
 # --------------------------------------------------------------------------------------
@@ -799,39 +776,6 @@ def chi_square_tests(symbols: npt.ArrayLike, bits_per_symbol: int) -> tuple[bool
 # Longest repeated substring (§5.2.5)
 
 
-def _longest_repeat(text: U8, alphabet: int) -> int:
-    """Length of the longest substring that occurs twice (overlaps allowed).
-
-    Suffixes are ranked by their first ``width`` symbols (packed in 63 bits),
-    then by prefix doubling until all ranks differ; Kasai's LCP pass then
-    finds the longest prefix two neighbouring suffixes share.
-    """
-    n = text.size
-    bits = alphabet.bit_length()  # symbols are stored as 1..alphabet, 0 past the end
-    width = min(n, max(1, 63 // bits))
-    padded = np.zeros(n + width, dtype=np.int64)
-    padded[:n] = text.astype(np.int64) + 1
-    key = np.zeros(n, dtype=np.int64)
-    for j in range(width):
-        key = (key << bits) | padded[j : j + n]
-    rank, order = _dense_rank(key)
-    while rank[order[-1]] != n - 1:
-        second = np.zeros(n, dtype=np.int64)
-        second[: n - width] = rank[width:] + 1
-        rank, order = _dense_rank(rank * (n + 1) + second)
-        width *= 2
-    return _max_lcp(text, order)
-
-
-def _dense_rank(key: I64) -> tuple[I64, I64]:
-    """(rank of each key among the distinct keys, an order that sorts them)."""
-    order = np.argsort(key).astype(np.int64)
-    ordered = key[order]
-    rank = np.empty(key.size, dtype=np.int64)
-    rank[order] = np.concatenate(([0], np.cumsum(ordered[1:] != ordered[:-1])))
-    return rank, order
-
-
 def lrs_details(symbols: npt.ArrayLike, bits_per_symbol: int) -> LrsOutcome:
     """Return the LRS test's W, P_col, Pr(X >= 1) and verdict (§5.2.5), in long double as ea_iid."""
     return _lrs(_samples(symbols, bits_per_symbol))
@@ -846,7 +790,7 @@ def _lrs(data: _Samples) -> LrsOutcome:
         p_col += value * value
     if p_col > ld(1) - np.finfo(ld).eps:
         return LrsOutcome(n - 1, float(p_col), 1.0, True)
-    w = _longest_repeat(data.symbols, data.alphabet)
+    w = longest_repeat(data.symbols, data.alphabet)
     pairs = (n - w + 1) * (n - w) // 2  # (n - W + 1) choose 2
     log_no_collision = np.log1p(-np.power(p_col, ld(w)))
     exponent = ld(pairs) * log_no_collision

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
+from quantumrng.assessment._checks import check_samples
 
 if TYPE_CHECKING:
     from quantumrng.assessment.iid import IidResult
@@ -105,17 +105,14 @@ def check_symbols(
     ``bits_per_symbol`` must be 1 to 8, every sample below 2**k, and there
     must be at least ``min_samples`` of them (§3.1.1).
     """
-    k = check_bits_per_symbol(bits_per_symbol)
-    array = np.asarray(symbols)
-    if array.ndim != 1:
-        raise ValueError("samples must be a one-dimensional sequence")
-    if array.size == 0:
-        raise ValueError("there are no samples to assess")
-    if array.size < min_samples:
-        raise ValueError(
-            f"SP 800-90B §3.1.1 needs at least {min_samples:,} samples; got {array.size:,}"
-        )
-    return check_sample_values(array, k)
+    samples, _ = check_samples(
+        symbols,
+        bits_per_symbol,
+        minimum=min_samples,
+        use="assess",
+        need="SP 800-90B §3.1.1 needs",
+    )
+    return samples
 
 
 def assess(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["check_bits_per_symbol", "check_sample_values"]
+__all__ = ["check_bits_per_symbol", "check_sample_values", "check_samples"]
 
 
 def check_bits_per_symbol(bits_per_symbol: object) -> int:
@@ -28,3 +28,19 @@ def check_sample_values(array: npt.NDArray[np.generic], k: int) -> npt.NDArray[n
         bad = low if low < 0 else high
         raise ValueError(f"sample value {bad} does not fit in {k} bits per symbol")
     return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def check_samples(
+    symbols: npt.ArrayLike, bits_per_symbol: object, *, minimum: int, use: str, need: str
+) -> tuple[npt.NDArray[np.uint8], int]:
+    """Return (samples as uint8, k) for a 1-D sequence of at least ``minimum`` k-bit
+    samples, or raise ValueError: "there are no samples to {use}", "{need} at least ..."."""
+    k = check_bits_per_symbol(bits_per_symbol)
+    array = np.asarray(symbols)
+    if array.ndim != 1:
+        raise ValueError("samples must be a one-dimensional sequence")
+    if array.size == 0:
+        raise ValueError(f"there are no samples to {use}")
+    if array.size < minimum:
+        raise ValueError(f"{need} at least {minimum:,} samples; got {array.size:,}")
+    return check_sample_values(array, k), k

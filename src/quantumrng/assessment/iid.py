@@ -53,7 +53,7 @@ import numpy.typing as npt
 from llvmlite import ir
 from numba.extending import intrinsic
 
-from quantumrng.assessment._checks import check_bits_per_symbol, check_sample_values
+from quantumrng.assessment._checks import check_samples
 from quantumrng.assessment.estimators import longest_repeat
 
 __all__ = [
@@ -196,17 +196,13 @@ class _Samples:
 
 def _samples(symbols: npt.ArrayLike, bits_per_symbol: int) -> _Samples:
     """Check ``symbols`` and translate them as ea_iid's read_file does, or raise ValueError."""
-    k = check_bits_per_symbol(bits_per_symbol)
-    array = np.asarray(symbols)
-    if array.ndim != 1:
-        raise ValueError("samples must be a one-dimensional sequence")
-    if array.size == 0:
-        raise ValueError("there are no samples to test")
-    if array.size < MIN_TEST_SAMPLES:
-        raise ValueError(
-            f"the IID tests need at least {MIN_TEST_SAMPLES:,} samples; got {array.size:,}"
-        )
-    raw = check_sample_values(array, k)
+    raw, k = check_samples(
+        symbols,
+        bits_per_symbol,
+        minimum=MIN_TEST_SAMPLES,
+        use="test",
+        need="the IID tests need",
+    )
     counts = np.bincount(raw, minlength=1 << k)
     values = np.flatnonzero(counts).astype(np.uint8)
     alphabet = int(values.size)

@@ -134,7 +134,8 @@ class Harvester:
                 if state == "persistent":
                     raise self._fail_persistently(("repeat", -1), quarantine) from None
             raise
-        assessment = self._current_assessment(harvest)
+        key = self._assessment_key(harvest)
+        assessment = None if key is None else self._stored_assessment(key)
         credit = None if assessment is None else list(assessment.credit)
         h = None
         if assessment is not None and min(assessment.credit) > 0:
@@ -154,8 +155,8 @@ class Harvester:
             self.ledger.clear_failure()
             self._recovering = False
             log.warning("the %s source passed a new start-up test", harvest.provenance.source)
-        if self._needs_assessment(harvest, assessment):
-            self._collect(harvest)
+        if key is not None and assessment is None:
+            self._collect(harvest, key)
             blocks: list[Block] = []
         else:
             blocks = condition(harvest, report.credit_per_stream)
@@ -215,33 +216,27 @@ class Harvester:
 
     # -- initial assessment (SP 800-90B §3.1) --------------------------------------
 
-    def _current_assessment(self, harvest: Harvest) -> SourceAssessment | None:
-        """The assessment that applies to ``harvest``'s backend and configuration, or None."""
-        if not harvest.creditable or harvest.provenance.source not in CREDITABLE_SOURCE_KINDS:
+    @staticmethod
+    def _assessment_key(harvest: Harvest) -> str | None:
+        """The assessment ``harvest`` is credited by (source, backend, width and
+        configuration), or None for a source that earns no credit."""
+        prov = harvest.provenance
+        if not harvest.creditable or prov.source not in CREDITABLE_SOURCE_KINDS:
             return None
+        return assessment_key(prov.source, prov.backend, harvest.width, harvest.configuration)
+
+    def _stored_assessment(self, key: str) -> SourceAssessment | None:
+        """The assessment stored under ``key`` (read from the pool once), or None."""
         if not self._assessment_loaded:
             self._assessment = self.ledger.assessment()
             self._assessment_loaded = True
-        key = assessment_key(
-            harvest.provenance.source,
-            harvest.provenance.backend,
-            harvest.width,
-            harvest.configuration,
-        )
         assessment = self._assessment
         return assessment if assessment is not None and assessment.key == key else None
 
-    def _needs_assessment(self, harvest: Harvest, assessment: SourceAssessment | None) -> bool:
-        return (
-            assessment is None
-            and harvest.creditable
-            and harvest.provenance.source in CREDITABLE_SOURCE_KINDS
-        )
-
-    def _collect(self, harvest: Harvest) -> None:
-        """Keep a passing harvest's bits for the assessment; assess once there are enough."""
+    def _collect(self, harvest: Harvest, key: str) -> None:
+        """Keep a passing harvest's bits for the assessment ``key``; assess once there are
+        enough."""
         prov = harvest.provenance
-        key = assessment_key(prov.source, prov.backend, harvest.width, harvest.configuration)
         if key != self._collected_key:
             self._drop_collected()
             self._collected_key = key

@@ -128,7 +128,6 @@ class Node:
         data, provenances, credited = self.engine.raw_bytes(n)
         blocks = -(-n // BLOCK_BYTES)
         if credited < blocks * BLOCK_BYTES * 8 and not self.settings.allow_uncredited_raw:
-            del data
             raise UncreditedRaw(
                 "the pool's blocks for this request are not credited with full entropy "
                 "(the source's assessment credits less); use mode=drbg"

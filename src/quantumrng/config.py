@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import math
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -91,11 +92,19 @@ class Settings:
     # --- pool ---------------------------------------------------------------
     data_dir: Path = field(default_factory=default_data_dir)
     pool: str = "sqlite"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_key: str = "quantumrng"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss:// (TLS), redis+sentinel://
+    redis_key: str = "quantumrng"  # key prefix, used as a hash tag: {redis_key}:...
+    redis_ca_file: Path | None = None  # CA bundle for rediss:// (None: the system's)
+    redis_cert_file: Path | None = None  # client certificate for rediss:// (mutual TLS)
+    redis_key_file: Path | None = None  # its private key
+    redis_sentinels: str = ""  # host:port,host:port of Sentinels (instead of redis+sentinel://)
+    redis_master: str = ""  # the master's service name the Sentinels watch
+    redis_cluster: bool = False  # redis_url names a node of a Redis Cluster
     pool_low_water: int = 256  # blocks; the harvester refills below this
     pool_high_water: int = 2048  # blocks; the harvester stops at this
     harvest_backoff_max: float = 300.0  # seconds between retries at most
+    harvest_lease_seconds: float = 10.0  # harvest leader's lease; another node leads after it
+    node_name: str = ""  # this node's name in status and leases; "": the host name
     # --- entropy accounting (SP 800-90B §3.1, §4.3) ---------------------------
     assessment_samples: int = 1_000_000  # samples per initial assessment (at least 1,000,000)
     health_persistent_failures: int = 3  # failed harvests in a row that stop the source
@@ -156,7 +165,13 @@ class Settings:
         for name in ("reseed_bytes", "max_bytes", "max_json_bytes", "max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("reseed_seconds", "ibm_timeout", "file_timeout", "harvest_backoff_max"):
+        for name in (
+            "reseed_seconds",
+            "ibm_timeout",
+            "file_timeout",
+            "harvest_backoff_max",
+            "harvest_lease_seconds",
+        ):
             if not 0 < getattr(self, name) < math.inf:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         for name in ("rate_limit", "rate_burst", "daily_bytes"):
@@ -171,6 +186,16 @@ class Settings:
         if not 1 <= self.max_client_connections <= self.max_connections:
             raise ConfigError("need 1 <= max_client_connections <= max_connections")
         trusted_networks(self.forwarded_allow_ips)
+        if not self.redis_key or any(c in self.redis_key for c in "{}"):
+            raise ConfigError("redis_key must be non-empty and hold no braces")
+        if (self.redis_cert_file is None) != (self.redis_key_file is None):
+            raise ConfigError("redis_cert_file and redis_key_file go together")
+        if bool(self.redis_sentinels.strip()) != bool(self.redis_master.strip()):
+            raise ConfigError("redis_sentinels and redis_master go together")
+        if self.redis_cluster and self.redis_sentinels.strip():
+            raise ConfigError("redis_cluster and redis_sentinels exclude each other")
+        if len(self.node_name) > 64 or not self.node_name.isprintable():
+            raise ConfigError("node_name must be at most 64 printable characters")
 
     @property
     def pool_path(self) -> Path:
@@ -186,6 +211,11 @@ class Settings:
     def keys_path(self) -> Path:
         """The SQLite file of API keys (hashes only) and usage counters."""
         return self.data_dir / "keys.sqlite3"
+
+    @property
+    def node(self) -> str:
+        """This node's name: ``node_name``, else the host name."""
+        return self.node_name or socket.gethostname()
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied and validated."""

@@ -51,6 +51,11 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def tagged(prefix: str) -> str:
+    """The key prefix a pool with ``redis_key=prefix`` writes under (a Cluster hash tag)."""
+    return "{" + prefix + "}"
+
+
 def new_prefix() -> str:
     """A key prefix no other test uses."""
     return f"qrng-test-{uuid.uuid4().hex}"
@@ -62,7 +67,7 @@ def delete_prefix(prefix: str) -> None:
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        keys = list(client.scan_iter(match=f"{tagged(prefix)}:*", count=1000))
         if keys:
             client.delete(*keys)
     finally:
@@ -75,6 +80,7 @@ def redis_keys(prefix: str) -> set[str]:
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        return {k.decode()[len(prefix) :] for k in client.scan_iter(match=f"{prefix}:*")}
+        tag = tagged(prefix)
+        return {k.decode()[len(tag) :] for k in client.scan_iter(match=f"{tag}:*")}
     finally:
         client.close()

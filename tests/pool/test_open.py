@@ -63,7 +63,7 @@ def test_redis_uses_url_and_key_prefix(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, pool="redis", redis_url=redis_url(), redis_key=prefix)
     pool = open_engine(settings)
     try:
-        assert isinstance(pool, RedisPool) and pool.prefix == prefix
+        assert isinstance(pool, RedisPool) and pool.prefix == "{" + prefix + "}"
         pool.put(make_blocks(1))
         assert pool.level().blocks == 1
     finally:

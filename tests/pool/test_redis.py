@@ -99,7 +99,7 @@ def test_counters_match_the_lists(pool: RedisPool, prefix: str) -> None:
     pool.take(3)
     client = redis.Redis.from_url(redis_url())
     try:
-        lengths = {k: client.llen(f"{prefix}:b:{k}") for k in ("os", "ibm")}
+        lengths = {k: client.llen(f"{pool.prefix}:b:{k}") for k in ("os", "ibm")}
     finally:
         client.close()
     assert {k: v for k, v in lengths.items() if v} == pool.level().by_source == {"os": 1, "ibm": 1}

@@ -20,6 +20,7 @@ from quantumrng.pool.integrity import KEY_BYTES, TaggedPool, load_or_create_key
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.pool.redis import RedisPool
 from quantumrng.pool.sqlite import SqlitePool
+from quantumrng.storage.redis import open_redis, redacted
 
 __all__ = [
     "MemoryPool",
@@ -64,7 +65,9 @@ def open_engine(settings: Settings) -> Pool:
             ) from None
         return SqlitePool(settings.pool_path)
     if settings.pool == "redis":
-        return RedisPool(settings.redis_url, prefix=settings.redis_key)
+        return RedisPool(
+            open_redis(settings), prefix=settings.redis_key, name=redacted(settings.redis_url)
+        )
     if settings.pool == "memory":
         return MemoryPool()
     raise ConfigError(f"unknown pool engine {settings.pool!r}")

@@ -1,6 +1,7 @@
 """Redis pool engine: one pool shared by the nodes of a deployment (docs/ARCHITECTURE.md, pool).
 
-Layout under the key prefix ``P`` (``settings.redis_key``):
+Layout under the key prefix ``P`` (``{redis_key}``, a Cluster hash tag, so every key
+is in one slot and each script runs on one node):
 
 - ``P:b:<kind>`` — a list per source kind, oldest block at the head. Each
   entry is ``seq`` (16 decimal digits, global put order) + credited bits (4
@@ -20,7 +21,8 @@ Every write is one Lua script, so Redis runs it atomically: ``take`` checks
 ``LLEN`` before removing anything (all or nothing) and, without a source
 filter, merges the kind lists by ``seq`` (oldest first); the counters change
 in the same scripts, so ``level`` is one ``HGETALL``. Scripts name keys from
-``ARGV``, so they suit a single Redis server (or Sentinel), not Cluster.
+``ARGV``; each call names ``P:seq`` as its one key, which routes it to the node
+holding the slot under Cluster.
 
 The client never retries a command: a retried ``put`` after a lost reply
 would store the same blocks twice, and they would be served twice. A put
@@ -32,11 +34,9 @@ as the SQLite engine).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
@@ -51,15 +51,9 @@ from quantumrng.pool._common import (
 from quantumrng.pool.base import PoolLevel
 from quantumrng.provenance import Provenance
 from quantumrng.storage.errors import translate_errors
-
-if TYPE_CHECKING:
-    from types import ModuleType
+from quantumrng.storage.redis import INSTALL_HINT, key_prefix, open_url, redacted
 
 __all__ = ["INSTALL_HINT", "RedisPool"]
-
-INSTALL_HINT = "the Redis pool needs the redis package: pip install 'quantumrng[redis]'"
-SOCKET_TIMEOUT = 10.0  # seconds per command before Unavailable
-CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 
 _PUT = """
 local p = ARGV[1]
@@ -234,47 +228,26 @@ _HEADER = 24  # bytes of an entry before the harvest id: seq(16) + bits(4) + id 
 _STORE = "the Redis pool"
 
 
-def _import_redis() -> ModuleType:
-    """Import the optional ``redis`` package, or explain how to install it."""
-    try:
-        return importlib.import_module("redis")
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-
-
-def _redacted(url: str) -> str:
-    """Return ``url`` without credentials, for reprs."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or parts.path or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "?"
-    return f"{parts.scheme}://{host}{port}{parts.path if parts.hostname else ''}"
-
-
 class RedisPool:
-    """A :class:`~quantumrng.pool.base.Pool` in Redis, shared by several nodes."""
+    """A :class:`~quantumrng.pool.base.Pool` in Redis, shared by several nodes.
 
-    def __init__(self, url: str, *, prefix: str = "quantumrng") -> None:
+    ``target`` is a client from :func:`~quantumrng.storage.redis.open_redis` (a
+    single server, Sentinel or Cluster) or, for tools and tests, a ``redis://``
+    URL. ``name`` is what reprs show of it (never a password).
+    """
+
+    def __init__(self, target: str | Any, *, prefix: str = "quantumrng", name: str = "") -> None:
         if not prefix:
             raise ConfigError("redis_key must not be empty")
-        redis = _import_redis()
-        retry = importlib.import_module("redis.retry").Retry
-        no_backoff = importlib.import_module("redis.backoff").NoBackoff
-        self._url = _redacted(url)
-        self._prefix = prefix
+        self._prefix = key_prefix(prefix)
+        if isinstance(target, str):
+            self._client: Any = open_url(target)
+            self._url = redacted(target)
+        else:
+            self._client = target
+            self._url = name or "redis"
         self._closed = False
-        try:
-            self._client: Any = redis.Redis.from_url(
-                url,
-                socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                retry=retry(no_backoff(), 0),
-                decode_responses=False,
-            )
-        except ValueError:
-            raise ConfigError("redis_url is not a valid Redis URL") from None
+        self._route = [f"{self._prefix}:seq"]  # the slot of every key (Cluster routing)
         self._put = self._client.register_script(_PUT)
         self._take = self._client.register_script(_TAKE)
         self._recent = self._client.register_script(_RECENT)
@@ -286,7 +259,7 @@ class RedisPool:
 
     @property
     def prefix(self) -> str:
-        """The key prefix of every key this pool writes."""
+        """The prefix of every key this pool writes: ``{redis_key}`` (a Cluster hash tag)."""
         return self._prefix
 
     @contextmanager
@@ -309,13 +282,13 @@ class RedisPool:
         for b in blocks:
             args += [index[b.provenance.harvest_id], b.credited_bits, b.data + b.tag]
         with self._errors():
-            self._put(keys=[], args=args)
+            self._put(keys=self._route, args=args)
 
     def take(self, n: int, *, source: str | None = None) -> list[Block]:
         """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
         check_take(n, source)
         with self._errors():
-            reply = self._take(keys=[], args=[self._prefix, n, source or ""])
+            reply = self._take(keys=self._route, args=[self._prefix, n, source or ""])
         if isinstance(reply, int):
             raise EntropyUnavailable(f"the pool holds {reply} of the {n} blocks asked for")
         try:
@@ -358,7 +331,7 @@ class RedisPool:
         if limit == 0:
             return []
         with self._errors():
-            flat = self._recent(keys=[], args=[self._prefix, limit])
+            flat = self._recent(keys=self._route, args=[self._prefix, limit])
         try:
             return [
                 (load_provenance(flat[i], _STORE), int(flat[i + 1]))
@@ -374,7 +347,7 @@ class RedisPool:
         if not ids:
             return 0
         with self._errors():
-            return int(self._discard(keys=[], args=[self._prefix, *ids]))
+            return int(self._discard(keys=self._route, args=[self._prefix, *ids]))
 
     def read_record(self, name: str) -> bytes | None:
         """Return the record ``name``, or None."""

@@ -20,6 +20,7 @@
           ├── HealthTestFailure    SP 800-90B continuous test failed
           │    └── SourceFailed     persistent failure: the source is stopped
           ├── SelfTestFailure      a power-on known-answer test failed
+          ├── LeaseLost            a write needs a lease this process does not hold
           └── SourceError          entropy source failed
                ├── RepeatedHarvest  a device repeated an earlier harvest
                ├── SourceAuthError
@@ -46,6 +47,7 @@ __all__ = [
     "EntropyUnavailable",
     "HealthTestFailure",
     "InvalidRequest",
+    "LeaseLost",
     "MethodNotAllowed",
     "NotFound",
     "NotSeeded",
@@ -215,6 +217,13 @@ class SelfTestFailure(Unavailable):
     """Raised when a power-on self-test (a CTR_DRBG known answer) failed: nothing is served."""
 
     code = "self_test_failure"
+
+
+class LeaseLost(Unavailable):
+    """Raised when a write needs a lease (the harvest leader's) that this process does not
+    hold: it expired, another holder took it, or another holder has it; nothing was written."""
+
+    code = "lease_lost"
 
 
 class SourceError(Unavailable):

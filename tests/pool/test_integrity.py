@@ -305,7 +305,7 @@ def test_a_version_1_file_gains_tags_and_its_old_blocks_are_dropped(
         messages = [r.getMessage() for r in caplog.records]
         assert len(messages) == 1 and "1 blocks from before integrity tags" in messages[0]
         with raw(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         new = make_blocks(1)
         pool.put(new)
         assert pool.take(1) == new

@@ -8,26 +8,38 @@ Every engine applies the same rules, so the contract tests hold for all:
 - all blocks of one harvest id in a ``put`` carry the same provenance; the
   provenance first recorded for a harvest id is kept while any of its blocks
   remain in the pool;
-- "newest" harvests (``recent``) are the most recently put ones.
+- "newest" harvests (``recent``) are the most recently put ones;
+- a lease's name is a record name, its holder 1 to :data:`MAX_HOLDER_CHARS`
+  printable characters, its time positive and at most :data:`MAX_LEASE_SECONDS`;
+  a lease is valid from its last grant or renewal until its expiry, so a clock
+  set back before the grant ends it instead of stretching it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 from quantumrng.block import BLOCK_BYTES, Block
-from quantumrng.errors import Unavailable
+from quantumrng.errors import LeaseLost, Unavailable
+from quantumrng.pool.base import Lease
 from quantumrng.provenance import Provenance
 
 __all__ = [
     "MAX_HARVEST_ID_BYTES",
+    "MAX_HOLDER_CHARS",
+    "MAX_LEASE_SECONDS",
     "MAX_TAG_BYTES",
+    "check_holder",
+    "check_lease",
     "check_limit",
     "check_record_name",
     "check_take",
     "dump_provenance",
     "group_harvests",
+    "lease_lost",
+    "lease_millis",
     "load_provenance",
 ]
 
@@ -35,6 +47,8 @@ MAX_HARVEST_ID_BYTES = 256  # UTF-8 bytes; the Redis entry header stores the len
 MAX_TAG_BYTES = 64  # an integrity tag (nonce + HMAC-SHA256) is 48
 MAX_RECORD_BYTES = 1 << 20  # one stored record (an assessment is a few KiB)
 _RECORD_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.:-")
+MAX_HOLDER_CHARS = 256  # <node name (64)>:<pid>:<random suffix>
+MAX_LEASE_SECONDS = 86_400.0
 
 
 def check_take(n: int, source: str | None) -> None:
@@ -58,6 +72,42 @@ def check_record_name(name: str, value: bytes | None = None) -> None:
         raise ValueError("a record name must be 1 to 128 characters of a-z, 0-9, _ . : -")
     if value is not None and (not isinstance(value, bytes) or len(value) > MAX_RECORD_BYTES):
         raise ValueError(f"a record value must be bytes, at most {MAX_RECORD_BYTES}")
+
+
+def check_holder(holder: str) -> None:
+    """Reject a holder name that is not 1 to :data:`MAX_HOLDER_CHARS` printable characters."""
+    if not isinstance(holder, str) or not 0 < len(holder) <= MAX_HOLDER_CHARS:
+        raise ValueError(f"a lease holder must be 1 to {MAX_HOLDER_CHARS} characters")
+    if not holder.isprintable():
+        raise ValueError("a lease holder must be printable")
+
+
+def lease_millis(seconds: float) -> int:
+    """A lease time in whole milliseconds (at least 1), after checking it."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError("lease seconds must be a number")
+    if not 0 < seconds <= MAX_LEASE_SECONDS or math.isnan(seconds):
+        raise ValueError(f"lease seconds must be in (0, {MAX_LEASE_SECONDS:g}]")
+    return max(1, round(seconds * 1000))
+
+
+def check_lease(lease: Lease) -> None:
+    """Reject anything that is not a well-formed :class:`Lease`."""
+    if not isinstance(lease, Lease):
+        raise TypeError("a lease must be a Lease")
+    check_record_name(lease.name)
+    check_holder(lease.holder)
+    token = lease.token
+    if isinstance(token, bool) or not isinstance(token, int) or token < 1:
+        raise ValueError("a lease token must be a positive int")
+
+
+def lease_lost(fence: Lease) -> LeaseLost:
+    """The error of a put refused because ``fence`` is no longer held."""
+    return LeaseLost(
+        f"the lease {fence.name} (token {fence.token}) is no longer held by {fence.holder}; "
+        "nothing was stored"
+    )
 
 
 def check_limit(limit: int) -> None:

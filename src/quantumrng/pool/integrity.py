@@ -25,6 +25,14 @@ a record that does not verify raises ``Unavailable`` (fail closed). An older
 valid record of the same name can be put back (a rollback); it is dated, and
 status shows its date.
 
+Leases (who may put, ``acquire_lease`` ...) pass through unsealed. A lease
+decides who writes, never what is served: every block a fenced put stores is
+still sealed here under the node key, and a block put by a store writer fails
+its tag whatever the lease says. A forged or deleted lease can only stop
+harvesting (no leader, or one that does not exist) or let two nodes harvest
+at once (paying twice for the source); the same writer can delete the blocks
+anyway.
+
 What a store writer can still do:
 
 - delete blocks, or the whole store: denial of service (503), never weaker output;
@@ -55,7 +63,7 @@ from quantumrng import forksafe
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import check_take, dump_provenance, group_harvests
-from quantumrng.pool.base import Pool, PoolLevel
+from quantumrng.pool.base import Lease, LeaseInfo, Pool, PoolLevel
 from quantumrng.provenance import Provenance
 
 __all__ = [
@@ -226,10 +234,11 @@ class TaggedPool:
         """A parent thread may have held the lock; the nonces seen stay remembered."""
         self._lock = threading.Lock()
 
-    def put(self, blocks: Sequence[Block]) -> None:
-        """Seal each block with a fresh tag and add them all in one engine ``put``."""
+    def put(self, blocks: Sequence[Block], *, fence: Lease | None = None) -> None:
+        """Seal each block with a fresh tag and add them all in one engine ``put`` (fenced
+        by the engine when ``fence`` is given)."""
         group_harvests(blocks)  # the engine's checks, before sealing reads the fields
-        self.engine.put([replace(b, tag=seal(self._key, b)) for b in blocks])
+        self.engine.put([replace(b, tag=seal(self._key, b)) for b in blocks], fence=fence)
 
     def take(self, n: int, *, source: str | None = None) -> list[Block]:
         """Remove ``n`` blocks (of ``source``) whose tags verify, oldest first; see the class."""
@@ -315,6 +324,22 @@ class TaggedPool:
             self.engine.write_record(name, None)
             return
         self.engine.write_record(name, value + self._record_mac(name, value))
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """The engine's ``acquire_lease`` (leases are not sealed: see the module)."""
+        return self.engine.acquire_lease(name, holder, seconds)
+
+    def renew_lease(self, lease: Lease, seconds: float) -> bool:
+        """The engine's ``renew_lease``."""
+        return self.engine.renew_lease(lease, seconds)
+
+    def release_lease(self, lease: Lease) -> None:
+        """The engine's ``release_lease``."""
+        self.engine.release_lease(lease)
+
+    def lease_holder(self, name: str) -> LeaseInfo | None:
+        """The engine's ``lease_holder`` (shown in status, never trusted to serve)."""
+        return self.engine.lease_holder(name)
 
     def close(self) -> None:
         """Close the engine."""

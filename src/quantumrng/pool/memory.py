@@ -5,7 +5,7 @@ sequence number so an unfiltered take merges the queues oldest first.
 
 Fork-safe like the other engines (``forksafe``): a forked child would hold a
 copy of every block its parent may still hand out, so in the child the pool
-starts empty (its records, which are not output, are kept) and its lock is
+starts empty (its records and leases, which are not output, are kept) and its lock is
 replaced, since a parent thread may hold it.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,17 @@ from dataclasses import dataclass
 from quantumrng import forksafe
 from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
-from quantumrng.pool._common import check_limit, check_record_name, check_take, group_harvests
-from quantumrng.pool.base import PoolLevel
+from quantumrng.pool._common import (
+    check_holder,
+    check_lease,
+    check_limit,
+    check_record_name,
+    check_take,
+    group_harvests,
+    lease_lost,
+    lease_millis,
+)
+from quantumrng.pool.base import Lease, LeaseInfo, PoolLevel
 from quantumrng.provenance import Provenance
 
 __all__ = ["MemoryPool"]
@@ -36,6 +46,14 @@ class _Harvest:
     left: int
 
 
+@dataclass(slots=True)
+class _Lease:
+    token: int  # the last token granted; kept when the lease is released or expires
+    holder: str = ""  # "": nobody holds it
+    granted: float = 0.0  # monotonic time of the last grant or renewal
+    expires: float = 0.0
+
+
 class MemoryPool:
     """A :class:`~quantumrng.pool.base.Pool` held in this process's memory."""
 
@@ -45,6 +63,7 @@ class MemoryPool:
         self._queues: dict[str, deque[_Entry]] = {}
         self._harvests: OrderedDict[str, _Harvest] = OrderedDict()
         self._records: dict[str, bytes] = {}
+        self._leases: dict[str, _Lease] = {}
         self._closed = False
         forksafe.register(self)
 
@@ -56,11 +75,15 @@ class MemoryPool:
         if self._closed:
             raise Unavailable("the entropy pool is closed")
 
-    def put(self, blocks: Sequence[Block]) -> None:
-        """Add blocks in one step (under the lock)."""
+    def put(self, blocks: Sequence[Block], *, fence: Lease | None = None) -> None:
+        """Add blocks in one step (under the lock); with ``fence``, only while it is held."""
         groups = group_harvests(blocks)
+        if fence is not None:
+            check_lease(fence)
         with self._lock:
             self._check_open()
+            if fence is not None and not self._holds(fence, time.monotonic()):
+                raise lease_lost(fence)
             for hid, prov in groups.items():
                 if hid not in self._harvests:
                     self._harvests[hid] = _Harvest(prov, 0)
@@ -151,6 +174,66 @@ class MemoryPool:
             else:
                 self._records[name] = value
 
+    def _holds(self, lease: Lease, now: float) -> bool:
+        held = self._leases.get(lease.name)
+        return (
+            held is not None
+            and held.holder == lease.holder
+            and held.token == lease.token
+            and held.granted <= now < held.expires
+        )
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew the lease ``name`` (under the lock); None while another holds it."""
+        check_record_name(name)
+        check_holder(holder)
+        span = lease_millis(seconds) / 1000
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            held = self._leases.setdefault(name, _Lease(token=0))
+            current = held.holder and held.granted <= now < held.expires
+            if current and held.holder != holder:
+                return None
+            if not current:
+                held.token += 1
+                held.holder = holder
+            held.granted, held.expires = now, now + span
+            return Lease(name, holder, held.token)
+
+    def renew_lease(self, lease: Lease, seconds: float) -> bool:
+        """Extend ``lease`` if still held as it says."""
+        check_lease(lease)
+        span = lease_millis(seconds) / 1000
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            if not self._holds(lease, now):
+                return False
+            held = self._leases[lease.name]
+            held.granted, held.expires = now, now + span
+            return True
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give ``lease`` up if still held as it says (its token is kept)."""
+        check_lease(lease)
+        with self._lock:
+            self._check_open()
+            if self._holds(lease, time.monotonic()):
+                held = self._leases[lease.name]
+                held.holder, held.expires = "", 0.0
+
+    def lease_holder(self, name: str) -> LeaseInfo | None:
+        """Who holds the lease ``name`` now, or None."""
+        check_record_name(name)
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            held = self._leases.get(name)
+            if held is None or not held.holder or not held.granted <= now < held.expires:
+                return None
+            return LeaseInfo(name, held.holder, held.token, held.expires - now)
+
     def after_fork_in_child(self) -> None:
         """Drop every block in a forked child: each is its parent's to hand out once."""
         self._lock = threading.Lock()
@@ -164,3 +247,4 @@ class MemoryPool:
             self._queues.clear()
             self._harvests.clear()
             self._records.clear()
+            self._leases.clear()

@@ -16,6 +16,10 @@ is in one slot and each script runs on one node):
 - ``P:level`` — a hash of counters: ``blocks``, ``bits``, ``n:<kind>``.
 - ``P:seq`` — the sequence counter.
 - ``P:r:<name>`` — a record (assessment, source state): opaque bytes.
+- ``P:lease:<name>`` — a lease: a hash of ``holder`` ("" when nobody holds it),
+  ``token`` (the last one granted; it outlives the holder, so tokens only grow),
+  ``granted`` and ``expires`` (milliseconds of the Redis server's ``TIME``, never
+  a node's clock). A fenced ``put`` checks the lease inside the put script.
 
 Every write is one Lua script, so Redis runs it atomically: ``take`` checks
 ``LLEN`` before removing anything (all or nothing) and, without a source
@@ -41,26 +45,53 @@ from typing import Any
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
+    check_holder,
+    check_lease,
     check_limit,
     check_record_name,
     check_take,
     dump_provenance,
     group_harvests,
+    lease_lost,
+    lease_millis,
     load_provenance,
 )
-from quantumrng.pool.base import PoolLevel
+from quantumrng.pool.base import Lease, LeaseInfo, PoolLevel
 from quantumrng.provenance import Provenance
 from quantumrng.storage.errors import translate_errors
 from quantumrng.storage.redis import INSTALL_HINT, key_prefix, open_url, redacted
 
 __all__ = ["INSTALL_HINT", "RedisPool"]
 
-_PUT = """
+_LEASE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function ms(x) return string.format('%.0f', x) end
+local function lease(key, now)  -- holder, token, current
+  local v = redis.call('HMGET', key, 'holder', 'token', 'granted', 'expires')
+  local g, e = tonumber(v[3]), tonumber(v[4])
+  local current = v[1] and v[1] ~= '' and g ~= nil and e ~= nil and g <= now and now < e
+  return v[1], tonumber(v[2]) or 0, current
+end
+local function holds(key, holder, token, now)
+  local h, t, current = lease(key, now)
+  return current and h == holder and t == tonumber(token)
+end
+"""
+
+_PUT = (
+    _LEASE
+    + """
 local p = ARGV[1]
-local nh = tonumber(ARGV[2])
+if ARGV[2] ~= '' and not holds(p .. ':lease:' .. ARGV[2], ARGV[3], ARGV[4], now_ms()) then
+  return -1
+end
+local nh = tonumber(ARGV[5])
 local lvl = p .. ':level'
 local hids, srcs = {}, {}
-local i = 3
+local i = 6
 for h = 1, nh do
   local hid, src = ARGV[i], ARGV[i + 1]
   local hkey = p .. ':h:' .. hid
@@ -106,6 +137,50 @@ redis.call('HINCRBY', lvl, 'blocks', nb)
 redis.call('HINCRBY', lvl, 'bits', bits)
 return nb
 """
+)
+
+_ACQUIRE = (
+    _LEASE
+    + """
+local now = now_ms()
+local h, token, current = lease(KEYS[1], now)
+if current and h ~= ARGV[1] then return 0 end
+if not current then token = token + 1 end
+redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token,
+  'granted', ms(now), 'expires', ms(now + tonumber(ARGV[2])))
+return token
+"""
+)
+
+_RENEW = (
+    _LEASE
+    + """
+local now = now_ms()
+if not holds(KEYS[1], ARGV[1], ARGV[2], now) then return 0 end
+redis.call('HSET', KEYS[1], 'granted', ms(now), 'expires', ms(now + tonumber(ARGV[3])))
+return 1
+"""
+)
+
+_RELEASE = (
+    _LEASE
+    + """
+if holds(KEYS[1], ARGV[1], ARGV[2], now_ms()) then
+  redis.call('HSET', KEYS[1], 'holder', '', 'expires', 0)
+end
+return 0
+"""
+)
+
+_HOLDER = (
+    _LEASE
+    + """
+local now = now_ms()
+local h, token, current = lease(KEYS[1], now)
+if not current then return false end
+return {h, token, tonumber(redis.call('HGET', KEYS[1], 'expires')) - now}
+"""
+)
 
 _DISCARD = """
 local p = ARGV[1]
@@ -252,6 +327,10 @@ class RedisPool:
         self._take = self._client.register_script(_TAKE)
         self._recent = self._client.register_script(_RECENT)
         self._discard = self._client.register_script(_DISCARD)
+        self._acquire = self._client.register_script(_ACQUIRE)
+        self._renew = self._client.register_script(_RENEW)
+        self._release = self._client.register_script(_RELEASE)
+        self._holder = self._client.register_script(_HOLDER)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -270,19 +349,26 @@ class RedisPool:
         with translate_errors(_STORE):
             yield
 
-    def put(self, blocks: Sequence[Block]) -> None:
-        """Add blocks in one atomic script."""
+    def put(self, blocks: Sequence[Block], *, fence: Lease | None = None) -> None:
+        """Add blocks in one atomic script; with ``fence``, only while it is held (checked
+        by the same script, on the server's clock)."""
         groups = group_harvests(blocks)
+        if fence is not None:
+            check_lease(fence)
         if not groups:
             return
         index = {hid: i for i, hid in enumerate(groups, start=1)}
-        args: list[str | int | bytes] = [self._prefix, len(groups)]
+        args: list[str | int | bytes] = [self._prefix]
+        args += ["", "", 0] if fence is None else [fence.name, fence.holder, fence.token]
+        args.append(len(groups))
         for hid, prov in groups.items():
             args += [hid, prov.source, dump_provenance(prov)]
         for b in blocks:
             args += [index[b.provenance.harvest_id], b.credited_bits, b.data + b.tag]
         with self._errors():
-            self._put(keys=self._route, args=args)
+            stored = self._put(keys=self._route, args=args)
+        if fence is not None and stored == -1:
+            raise lease_lost(fence)
 
     def take(self, n: int, *, source: str | None = None) -> list[Block]:
         """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
@@ -364,6 +450,45 @@ class RedisPool:
                 self._client.delete(f"{self._prefix}:r:{name}")
             else:
                 self._client.set(f"{self._prefix}:r:{name}", value)
+
+    def _lease_key(self, name: str) -> list[str]:
+        return [f"{self._prefix}:lease:{name}"]
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew the lease ``name`` in one script; None while another holds it."""
+        check_record_name(name)
+        check_holder(holder)
+        span = lease_millis(seconds)
+        with self._errors():
+            token = int(self._acquire(keys=self._lease_key(name), args=[holder, span]))
+        return Lease(name, holder, token) if token > 0 else None
+
+    def renew_lease(self, lease: Lease, seconds: float) -> bool:
+        """Extend ``lease`` in one script if still held as it says."""
+        check_lease(lease)
+        span = lease_millis(seconds)
+        with self._errors():
+            args = [lease.holder, lease.token, span]
+            return int(self._renew(keys=self._lease_key(lease.name), args=args)) == 1
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give ``lease`` up if still held as it says (its token is kept)."""
+        check_lease(lease)
+        with self._errors():
+            self._release(keys=self._lease_key(lease.name), args=[lease.holder, lease.token])
+
+    def lease_holder(self, name: str) -> LeaseInfo | None:
+        """Who holds the lease ``name`` now, by the server's clock, or None."""
+        check_record_name(name)
+        with self._errors():
+            reply = self._holder(keys=self._lease_key(name), args=[])
+        if reply is None:
+            return None
+        try:
+            holder, token, left = reply
+            return LeaseInfo(name, bytes(holder).decode(), int(token), int(left) / 1000)
+        except (TypeError, ValueError):
+            raise Unavailable(f"{_STORE} holds a malformed lease") from None
 
     def close(self) -> None:
         """Close the connections; the pool stays in Redis."""

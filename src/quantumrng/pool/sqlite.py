@@ -31,6 +31,11 @@ Guarantees and the choices behind them:
 - **Provenance history.** A harvest row is deleted with its last block, so
   the table only describes blocks still in the pool; consumed provenance
   travels with the taken blocks, not in the file.
+- **Leases.** A ``leases`` table (schema 4): the check and change of a lease,
+  and the fence of a fenced ``put``, run inside ``BEGIN IMMEDIATE``, so the
+  processes sharing the file see them in one order. Times are this machine's
+  wall clock (every process using the file runs on it); a lease is valid from
+  its last grant until its expiry, so a clock set back ends it.
 - **Threads and forks.** One connection per thread of each process, never
   one inherited through ``fork``
   (:class:`~quantumrng.storage.sqlite.ThreadConnections`).
@@ -41,6 +46,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,14 +54,18 @@ from pathlib import Path
 from quantumrng.block import Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
+    check_holder,
+    check_lease,
     check_limit,
     check_record_name,
     check_take,
     dump_provenance,
     group_harvests,
+    lease_lost,
+    lease_millis,
     load_provenance,
 )
-from quantumrng.pool.base import PoolLevel
+from quantumrng.pool.base import Lease, LeaseInfo, PoolLevel
 from quantumrng.provenance import Provenance
 from quantumrng.storage.errors import translate_errors
 from quantumrng.storage.sqlite import ThreadConnections, connect
@@ -65,7 +75,7 @@ __all__ = ["DEFAULT_TIMEOUT", "SCHEMA_VERSION", "SqlitePool"]
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0  # seconds a writer waits for the lock before Unavailable
-SCHEMA_VERSION = 3  # 1: no tag column; 2: no records table
+SCHEMA_VERSION = 4  # 1: no tag column; 2: no records table; 3: no leases table
 _STORE = "the SQLite pool"
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _ADD_TAG = "ALTER TABLE blocks ADD COLUMN tag BLOB NOT NULL DEFAULT x''"
@@ -89,6 +99,13 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS records (
         name  TEXT PRIMARY KEY,  -- e.g. assessment:<key>, state:<source>
         value BLOB NOT NULL      -- opaque here (sealed by pool/integrity.py)
+    )""",
+    """CREATE TABLE IF NOT EXISTS leases (
+        name    TEXT PRIMARY KEY,  -- e.g. harvest:<source>
+        holder  TEXT NOT NULL,     -- '': nobody holds it
+        token   INTEGER NOT NULL,  -- the last token granted, kept after release and expiry
+        granted REAL NOT NULL,     -- wall clock of the last grant or renewal
+        expires REAL NOT NULL
     )""",
 )
 
@@ -144,12 +161,12 @@ class SqlitePool:
             raise self._damaged(_first_line(report))
 
     def _migrate(self) -> None:
-        """Create the schema, or bring an older file to 3 (schema 1 blocks get empty tags;
-        schema 2 gains the records table)."""
+        """Create the schema, or bring an older file to 4 (schema 1 blocks get empty tags;
+        schema 2 gains the records table, schema 3 the leases table)."""
         untagged = 0
         with self._guard(), self._transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, 2, SCHEMA_VERSION):
+            if version not in (0, 1, 2, 3, SCHEMA_VERSION):
                 raise ConfigError(f"pool file {self._path} has unknown schema {version}")
             if version == 1:
                 conn.execute(_ADD_TAG)
@@ -279,12 +296,17 @@ class SqlitePool:
 
     # --- Pool -----------------------------------------------------------------
 
-    def put(self, blocks: Sequence[Block]) -> None:
-        """Add blocks in one durable transaction."""
+    def put(self, blocks: Sequence[Block], *, fence: Lease | None = None) -> None:
+        """Add blocks in one durable transaction; with ``fence``, only while it is held
+        (checked inside the transaction)."""
         groups = group_harvests(blocks)
+        if fence is not None:
+            check_lease(fence)
         if not groups:
             return
         with self._guard(), self._transaction() as conn:
+            if fence is not None and not self._holds(conn, fence, time.time()):
+                raise lease_lost(fence)
             conn.executemany(
                 "INSERT INTO harvests (harvest_id, source, provenance) VALUES (?, ?, ?)"
                 " ON CONFLICT (harvest_id) DO NOTHING",
@@ -447,6 +469,86 @@ class SqlitePool:
                     " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                     (name, value),
                 )
+
+    # --- leases ---------------------------------------------------------------
+
+    def _lease_row(
+        self, conn: sqlite3.Connection, name: str
+    ) -> tuple[str, int, float, float] | None:
+        """The lease ``name`` as stored: holder, token, granted, expires."""
+        row = conn.execute(
+            "SELECT CAST(holder AS BLOB), token, granted, expires FROM leases WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        holder, token, granted, expires = row
+        if not all(isinstance(v, int | float) for v in (token, granted, expires)):
+            raise self._damaged("a lease does not decode")
+        return self._text(holder, "a lease's holder"), int(token), float(granted), float(expires)
+
+    def _holds(self, conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
+        row = self._lease_row(conn, lease.name)
+        if row is None:
+            return False
+        holder, token, granted, expires = row
+        return holder == lease.holder and token == lease.token and granted <= now < expires
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew the lease ``name`` in one transaction; None while another holds it."""
+        check_record_name(name)
+        check_holder(holder)
+        span = lease_millis(seconds) / 1000
+        with self._guard(), self._transaction() as conn:
+            now = time.time()
+            row = self._lease_row(conn, name)
+            token = 0
+            if row is not None:
+                current, token, granted, expires = row
+                if current and granted <= now < expires:
+                    if current != holder:
+                        return None
+                    token -= 1  # the holder renews: same token
+            conn.execute(
+                "INSERT INTO leases (name, holder, token, granted, expires) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " token = excluded.token, granted = excluded.granted, expires = excluded.expires",
+                (name, holder, token + 1, now, now + span),
+            )
+        return Lease(name, holder, token + 1)
+
+    def renew_lease(self, lease: Lease, seconds: float) -> bool:
+        """Extend ``lease`` in one transaction if still held as it says."""
+        check_lease(lease)
+        span = lease_millis(seconds) / 1000
+        with self._guard(), self._transaction() as conn:
+            now = time.time()
+            if not self._holds(conn, lease, now):
+                return False
+            conn.execute(
+                "UPDATE leases SET granted = ?, expires = ? WHERE name = ?",
+                (now, now + span, lease.name),
+            )
+        return True
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give ``lease`` up if still held as it says (its token is kept)."""
+        check_lease(lease)
+        with self._guard(), self._transaction() as conn:
+            if self._holds(conn, lease, time.time()):
+                conn.execute(
+                    "UPDATE leases SET holder = '', expires = 0 WHERE name = ?", (lease.name,)
+                )
+
+    def lease_holder(self, name: str) -> LeaseInfo | None:
+        """Who holds the lease ``name`` now, or None."""
+        check_record_name(name)
+        with self._guard():
+            row = self._lease_row(self._conn(), name)
+        now = time.time()
+        if row is None or not row[0] or not row[2] <= now < row[3]:
+            return None
+        return LeaseInfo(name, row[0], row[1], row[3] - now)
 
     def close(self) -> None:
         """Close this process's connections; the file keeps its contents.

@@ -286,7 +286,7 @@ def test_token_bucket_never_admits_more_than_burst_plus_rate_times_time(
 ) -> None:
     clock = Clock()
     access = Access(
-        make_settings(tmp_path_factory.getbasetemp(), rate_limit=rate, rate_burst=burst),
+        make_settings(tmp_path_factory.mktemp("gcra"), rate_limit=rate, rate_burst=burst),
         clock=lambda: clock.mono,
         now=lambda: clock.wall,
     )
@@ -409,7 +409,7 @@ def test_a_request_cancelled_during_the_quota_check_spends_its_token(
 ) -> None:
     access, _, key = limited_access(tmp_path)
 
-    async def hung_up(*args: object) -> tuple[str, int]:
+    def hung_up(*args: object) -> None:
         raise asyncio.CancelledError
 
     monkeypatch.setattr(access, "_take_bytes", hung_up)

@@ -14,13 +14,19 @@ all the same, so a bad key is a 401 whatever the setting.
 Limits (0 or None: unlimited) come from the key, or for anonymous clients
 from ``rate_limit``/``rate_burst``/``daily_bytes``:
 
-- a token bucket of ``burst`` requests refilled at ``rate`` per second, kept
-  **per process**: with ``--workers N`` a client may get up to N bursts and
-  N times the rate (the kernel spreads connections over the workers). A
-  shared bucket would cost an SQLite write per request;
-- a daily byte quota, reset at 00:00 UTC, counted by the usage store
-  (:class:`~quantumrng.server.usage.UsageStore`, in the key store's SQLite
-  file) with one atomic conditional UPDATE: it holds across workers.
+- ``burst`` requests at once, refilled at ``rate`` per second: a GCRA cell
+  per principal in the deployment's store (:mod:`quantumrng.server.limits`:
+  Redis with the Redis pool, else the key store's SQLite file), one atomic
+  step per request, so the limit holds whatever the number of workers and
+  nodes;
+- a daily byte quota, reset at 00:00 UTC, counted by the usage store (the key
+  store's SQLite file, or Redis with the Redis pool) with one atomic
+  conditional add: it holds across workers and nodes.
+
+Keys, counters and limits are opened from settings
+(:func:`~quantumrng.server.keys.open_key_store`,
+:func:`~quantumrng.server.usage.open_usage_store`,
+:func:`~quantumrng.server.limits.open_limiter`) on first need.
 
 A request that takes a token keeps it spent whatever follows: a refused
 quota (429, or 413 for more than the whole quota), a failing usage store
@@ -29,8 +35,18 @@ already cost the store a read or write, so an exhausted key, a client
 cancelling on purpose or retries against a broken store all stay at the
 rate limit instead of hammering the store at full speed.
 
+An admitted request carries its :class:`Charge`; bytes it did not serve
+(an error, a stream the client aborted) are given back through
+:meth:`Access.refund`, at most what it was charged, once.
+
 A verified key is remembered for ``KEY_CACHE_SECONDS`` (1 s), a lookup
-saved per request: a revoked key stops working within that second.
+saved per request: a revoked key stops working within that second, on every
+node (the store is shared; each process's cache expires on its own).
+
+Invalid keys are counted per client address in a bucket kept in each
+process: it only bounds how often one address makes the store look up keys
+that do not exist, so a shared count would spend a store write on every bad
+key, the very load it is there to keep off the store.
 
 ``/api/v2/status`` and ``/metrics`` are public unless auth is required; then,
 unless ``public_status`` is set, they need a key with the ``admin`` scope
@@ -39,8 +55,8 @@ unless ``public_status`` is set, they need a key with the ``admin`` scope
 Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining``,
 ``RateLimit-Reset`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-
 headers) whenever a limit applies, for the policy nearest exhaustion. With
-no limit the path touches neither SQLite nor a lock: the defaults (all
-limits 0, auth off on loopback) never throttle anyone.
+no limit the path touches no store and no lock: the defaults (all limits 0,
+auth off on loopback) never throttle anyone.
 
 A key or usage store that cannot be opened or read answers 503
 ``unavailable`` with the fixed message :data:`STORE_UNAVAILABLE`; the detail
@@ -50,7 +66,6 @@ A key or usage store that cannot be opened or read answers 503
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -77,10 +92,19 @@ from quantumrng.errors import (
     RateLimited,
     Unavailable,
 )
-from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore
-from quantumrng.server.usage import UsageStore
+from quantumrng.server.keys import SCOPES, KeyRecord, Keys, KeyStore, open_key_store
+from quantumrng.server.limits import Limiter, open_limiter
+from quantumrng.server.usage import Usage, UsageStore, open_usage_store
 
-__all__ = ["ANONYMOUS_SCOPES", "STORE_UNAVAILABLE", "Admission", "Access", "Limits", "is_loopback"]
+__all__ = [
+    "ANONYMOUS_SCOPES",
+    "STORE_UNAVAILABLE",
+    "Access",
+    "Admission",
+    "Charge",
+    "Limits",
+    "is_loopback",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,7 +118,7 @@ KEY_CACHE_SECONDS = 1.0  # seconds a verified key is trusted before it is read a
 BAD_KEY_BURST = 20
 BAD_KEY_RATE = 1.0
 MAX_CACHED_KEYS = 4096
-MAX_BUCKETS = 65_536  # principals whose buckets are kept; the oldest are forgotten
+MAX_BUCKETS = 65_536  # addresses whose bad-key buckets are kept; the oldest are forgotten
 DAY_SECONDS = 86_400
 STORE_LOG_SECONDS = 60.0  # a failing key store is logged at most this often
 STORE_UNAVAILABLE = "the key store is unavailable; try again later"
@@ -129,6 +153,40 @@ def client_principal(host: str | None) -> str:
     return f"ip:{ipaddress.IPv6Network((addr, 64), strict=False)}"
 
 
+class Charge:
+    """Bytes one request was counted for against a daily quota, and what it may get back.
+
+    :meth:`claim` hands out at most ``nbytes`` in all, under a lock: however
+    many times and from wherever a refund is asked, a request never gives
+    back more than it was charged.
+    """
+
+    __slots__ = ("_left", "_lock", "day", "nbytes")
+
+    def __init__(self, day: str, nbytes: int) -> None:
+        self.day = day
+        self.nbytes = nbytes
+        self._left = nbytes
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Charge({self.day!r}, {self.nbytes}, refundable={self._left})"
+
+    @property
+    def refundable(self) -> int:
+        """Bytes not given back yet."""
+        return self._left
+
+    def claim(self, nbytes: int) -> int:
+        """Take up to ``nbytes`` of what is still refundable; return how many."""
+        if nbytes < 0:
+            raise ValueError("nbytes must be non-negative")
+        with self._lock:
+            n = min(nbytes, self._left)
+            self._left -= n
+        return n
+
+
 @dataclass(frozen=True)
 class Admission:
     """A request let in: who asked, with which key, and headers for the answer."""
@@ -136,7 +194,7 @@ class Admission:
     principal: str
     key: KeyRecord | None
     headers: dict[str, str]
-    charged: tuple[str, int] | None = None  # (UTC day, bytes) counted against a quota
+    charged: Charge | None = None  # bytes counted against a daily quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +224,7 @@ class _Bucket:
     stamp: float  # monotonic seconds of the last refill
 
 
-def _bucket(
-    buckets: OrderedDict[str, _Bucket], principal: str, burst: int, now: float
-) -> _Bucket:
+def _bucket(buckets: OrderedDict[str, _Bucket], principal: str, burst: int, now: float) -> _Bucket:
     """Return ``principal``'s bucket (full when new), the least recently used
     forgotten beyond :data:`MAX_BUCKETS`."""
     bucket = buckets.get(principal)
@@ -232,28 +288,33 @@ class Admitted:
         tb: TracebackType | None,
     ) -> None:
         if isinstance(exc, QuantumRNGError) and self._admission is not None:
-            await self._access._refund(self._admission)
+            await self._access.refund(self._admission)
 
 
 class Access:
     """Authenticates requests and enforces scopes, rate limits and quotas.
 
-    ``clock`` (monotonic seconds, for token buckets) and ``now`` (Unix time,
-    for the UTC day) are injectable so tests need no sleeps.
+    ``clock`` (monotonic seconds: the bad-key buckets, the key cache, a
+    memory limiter) and ``now`` (Unix time: the UTC day, a SQLite limiter)
+    are injectable so tests need no sleeps; a Redis limiter uses the Redis
+    server's clock. ``store``, ``usage`` and ``limiter`` default to those of
+    ``settings``, opened on first need.
     """
 
     def __init__(
         self,
         settings: Settings,
-        store: KeyStore | None = None,
-        usage: UsageStore | None = None,
+        store: Keys | None = None,
+        usage: Usage | None = None,
         *,
+        limiter: Limiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self._store = store
         self._usage = usage
+        self._limiter = limiter
         self._clock = clock
         self._now = now
         if settings.require_auth is None:
@@ -264,28 +325,28 @@ class Access:
         self.anonymous_limits = Limits.of(
             settings.rate_limit, settings.rate_burst, settings.daily_bytes
         )
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._bad_keys: OrderedDict[str, _Bucket] = OrderedDict()  # by client address
         self._keys: dict[bytes, tuple[KeyRecord, float]] = {}
         self._store_lock = threading.Lock()
         self._store_logged_at: float | None = None
 
     @property
-    def store(self) -> KeyStore:
+    def store(self) -> Keys:
         """The key store, opened on first need (a key presented).
 
-        Raises ``ConfigError`` or ``Unavailable`` naming the file: for
+        Raises ``ConfigError`` or ``Unavailable`` naming the store: for
         operators. Requests go through :meth:`_stored` instead.
         """
         if self._store is None:
             with self._store_lock:
                 if self._store is None:
-                    self._store = KeyStore(self.settings.keys_path)
+                    self._store = open_key_store(self.settings)
         return self._store
 
     @property
-    def usage_store(self) -> UsageStore:
-        """The daily byte counters, opened on first need (a quota), in the key store's file.
+    def usage_store(self) -> Usage:
+        """The daily byte counters, opened on first need (a quota): in the file of a given
+        SQLite key store, else where ``settings`` say.
 
         Raises like :attr:`store`; requests go through :meth:`_stored`.
         """
@@ -293,9 +354,23 @@ class Access:
             with self._store_lock:
                 if self._usage is None:
                     keys = self._store
-                    path = self.settings.keys_path if keys is None else keys.path
-                    self._usage = UsageStore(path)
+                    if isinstance(keys, KeyStore):
+                        self._usage = UsageStore(keys.path)
+                    else:
+                        self._usage = open_usage_store(self.settings)
         return self._usage
+
+    @property
+    def limiter(self) -> Limiter:
+        """The rate limits, opened on first need (a rate-limited request).
+
+        Raises like :attr:`store`; requests go through :meth:`_stored`.
+        """
+        if self._limiter is None:
+            with self._store_lock:
+                if self._limiter is None:
+                    self._limiter = open_limiter(self.settings, clock=self._clock, now=self._now)
+        return self._limiter
 
     def _stored(self, op: Callable[[], T]) -> T:
         """Run ``op`` on a store; any failure of the store is a 503 with a fixed message."""
@@ -402,8 +477,9 @@ class Access:
     async def admit(self, request: Request, *, scope: str, nbytes: int) -> Admission:
         """Let a request for ``nbytes`` under ``scope`` in, or raise 401/403/413/429.
 
-        The rate-limit token is taken before the quota is asked and stays
+        The rate-limit cell is taken before the quota is asked and stays
         spent when the quota refuses, the store fails or the client cancels.
+        Store calls run in a worker thread, both in one.
         """
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
@@ -411,56 +487,70 @@ class Access:
         limits = self._limits(key)
         if limits.unlimited:
             return Admission(principal, key, {})
-        policies: list[tuple[int, int, float, int]] = []
-        self._take_token(principal, limits, policies)
-        charged = None
-        if limits.daily_bytes is not None:
-            charged = await self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
-        return Admission(principal, key, _headers(policies), charged)
+        limiter = self._limiter or self._stored(lambda: self.limiter)
+        if limits.daily_bytes is None and not limiter.blocking:
+            return self._count(principal, key, limits, nbytes)
+        return await to_thread.run_sync(self._count, principal, key, limits, nbytes)
 
     def admitted(self, request: Request, *, scope: str, nbytes: int) -> Admitted:
         """``async with``: ``admit``, and give the bytes back to the quota if the block
         raised one of our errors (503, 413, ...): the answer then carries no randomness."""
         return Admitted(self, request, scope, nbytes)
 
-    async def _refund(self, admission: Admission) -> None:
-        if admission.charged is None:
-            return
-        day, charged = admission.charged
+    async def refund(self, admission: Admission, nbytes: int | None = None) -> int:
+        """Give back to the quota ``nbytes`` (all by default) of what ``admission`` was
+        charged and not given back yet; return the bytes given back.
+
+        Never more than the request was charged, in all; a failing store is
+        logged and gives nothing back (the first error is the answer).
+        """
+        charge = admission.charged
+        if charge is None:
+            return 0
+        n = charge.claim(charge.refundable if nbytes is None else nbytes)
+        if n == 0:
+            return 0
         principal = admission.principal
-        with contextlib.suppress(Unavailable):  # logged; the first error is the answer
+        try:
             await to_thread.run_sync(
-                self._stored, lambda: self.usage_store.refund(principal, day, charged)
+                self._stored, lambda: self.usage_store.refund(principal, charge.day, n)
             )
+        except Unavailable:
+            return 0
+        return n
+
+    def _count(
+        self, principal: str, key: KeyRecord | None, limits: Limits, nbytes: int
+    ) -> Admission:
+        """Take a rate-limit cell, then count the bytes against the quota (blocking)."""
+        policies: list[tuple[int, int, float, int]] = []
+        if limits.rate is not None and limits.burst is not None:
+            self._take_token(principal, limits.rate, limits.burst, policies)
+        charged = None
+        if limits.daily_bytes is not None:
+            charged = self._take_bytes(principal, limits.daily_bytes, nbytes, policies)
+        return Admission(principal, key, _headers(policies), charged)
 
     def _take_token(
-        self, principal: str, limits: Limits, policies: list[tuple[int, int, float, int]]
+        self, principal: str, rate: float, burst: int, policies: list[tuple[int, int, float, int]]
     ) -> None:
-        if limits.rate is None or limits.burst is None:
-            return
-        rate, burst = limits.rate, limits.burst
-        now = self._clock()
-        bucket = _bucket(self._buckets, principal, burst, now)
-        bucket.tokens = refill(bucket.tokens, now - bucket.stamp, rate, burst)
-        bucket.stamp = now
+        verdict = self._stored(lambda: self.limiter.take(principal, rate, burst))
         window = max(1, math.ceil(burst / rate))
-        if bucket.tokens < 1.0:
-            wait = (1.0 - bucket.tokens) / rate
+        if not verdict.allowed:
             raise RateLimited(
                 f"over the rate limit of {rate:g} requests/s (burst {burst}); retry later",
-                retry_after=float(max(1, math.ceil(wait))),
-                headers=_headers([(burst, 0, wait, window)]),
+                retry_after=float(max(1, math.ceil(verdict.wait))),
+                headers=_headers([(burst, 0, verdict.wait, window)]),
             )
-        bucket.tokens -= 1.0
-        policies.append((burst, int(bucket.tokens), (burst - bucket.tokens) / rate, window))
+        policies.append((burst, verdict.remaining, verdict.reset, window))
 
-    async def _take_bytes(
+    def _take_bytes(
         self,
         principal: str,
         limit: int,
         nbytes: int,
         policies: list[tuple[int, int, float, int]],
-    ) -> tuple[str, int]:
+    ) -> Charge:
         now = self._now()
         reset = next_midnight(now) - now
         if nbytes > limit:
@@ -469,13 +559,9 @@ class Access:
                 headers=_headers([*policies, (limit, limit, reset, DAY_SECONDS)]),
             )
         day = _day(now)
-        used = await to_thread.run_sync(
-            self._stored, lambda: self.usage_store.consume(principal, day, nbytes, limit)
-        )
+        used = self._stored(lambda: self.usage_store.consume(principal, day, nbytes, limit))
         if used is None:
-            left = limit - await to_thread.run_sync(
-                self._stored, lambda: self.usage_store.used(principal, day)
-            )
+            left = limit - self._stored(lambda: self.usage_store.used(principal, day))
             raise RateLimited(
                 f"over the daily quota of {limit} bytes ({max(0, left)} left, {nbytes} asked); "
                 "it resets at 00:00 UTC",
@@ -483,7 +569,7 @@ class Access:
                 headers=_headers([(limit, 0, reset, DAY_SECONDS)]),
             )
         policies.append((limit, limit - used, reset, DAY_SECONDS))
-        return day, nbytes
+        return Charge(day, nbytes)
 
     # -- usage -----------------------------------------------------------------------
 
@@ -494,14 +580,10 @@ class Access:
         now = self._now()
         requests_left: int | None = None
         if limits.rate is not None and limits.burst is not None:
-            t = self._clock()
-            bucket = self._buckets.get(principal)
-            tokens = (
-                float(limits.burst)
-                if bucket is None
-                else refill(bucket.tokens, t - bucket.stamp, limits.rate, limits.burst)
+            rate, burst = limits.rate, limits.burst
+            requests_left = await to_thread.run_sync(
+                self._stored, lambda: self.limiter.peek(principal, rate, burst)
             )
-            requests_left = int(tokens)
         bytes_left: int | None = None
         if limits.daily_bytes is not None:
             day = _day(now)

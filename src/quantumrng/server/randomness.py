@@ -18,19 +18,23 @@ bytes themselves (``application/octet-stream``) carry their provenance in
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from quantumrng.formats import RandomBytes
 from quantumrng.server.params import Param, parse_path, parse_query, require_utf8
 from quantumrng.server.responses import random_response
 from quantumrng.server.routing import RANDOM_ERRORS, Endpoint
 from quantumrng.server.service import Context, draw, raw_limit, within
+
+if TYPE_CHECKING:
+    from quantumrng.server.access import Admission
 
 __all__ = [
     "STREAM_CHUNK",
@@ -141,8 +145,42 @@ def mode_param(ctx: Context, modes: Sequence[str]) -> Param:
     )
 
 
-async def _stream(ctx: Context, n: int, headers: Mapping[str, str]) -> Response:
-    """Stream ``n`` DRBG bytes; the first chunk is drawn before the headers go out."""
+class _ChargedStream(StreamingResponse):
+    """A streamed answer that gives back to the quota the bytes it did not send.
+
+    ``sent`` counts the bytes of each chunk once the server's ``send`` has
+    taken it (the body iterator resumes only then); when the stream ends
+    early (the client hung up, a draw failed), ``refund(n - sent)`` runs,
+    shielded from the cancellation that ended the stream.
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterator[memoryview],
+        total: int,
+        refund: Callable[[int], Awaitable[object]],
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(body, media_type="application/octet-stream", headers=headers)
+        self.total = total
+        self.sent = 0
+        self._refund = refund
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            unsent = self.total - self.sent
+            if unsent > 0:
+                with CancelScope(shield=True):
+                    await self._refund(unsent)
+
+
+async def _stream(ctx: Context, n: int, admission: Admission) -> Response:
+    """Stream ``n`` DRBG bytes; the first chunk is drawn before the headers go out.
+
+    A client that hangs up is charged for the bytes sent, not those asked.
+    """
     engine = ctx.engine
 
     def chunk(size: int) -> memoryview:
@@ -155,19 +193,21 @@ async def _stream(ctx: Context, n: int, headers: Mapping[str, str]) -> Response:
 
     async def body() -> AsyncIterator[memoryview]:
         yield first
+        response.sent += len(first)
         left = n - len(first)
         while left > 0:
             size = min(STREAM_CHUNK, left)
             yield await to_thread.run_sync(chunk, size)
+            response.sent += size
             ctx.metrics.served("drbg", size)
             left -= size
 
+    async def refund(unsent: int) -> int:
+        return await ctx.access.refund(admission, unsent)
+
     ctx.metrics.served("drbg", len(first))
-    response = StreamingResponse(
-        body(),
-        media_type="application/octet-stream",
-        headers={**headers, "content-length": str(n)},
-    )
+    headers = {**admission.headers, "content-length": str(n)}
+    response = _ChargedStream(body(), n, refund, headers)
     return _random_octets(response, "drbg", kind)
 
 
@@ -206,7 +246,7 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
             within(nbytes, max_bytes if streamed else json_limit)
         async with access.admitted(request, scope=mode, nbytes=nbytes) as admission:
             if streamed:
-                return await _stream(ctx, nbytes, admission.headers)
+                return await _stream(ctx, nbytes, admission)
             value, source = await draw(ctx, mode, nbytes, produce, args)
         if octets:
             return octet_response(value, mode, source["kind"], admission.headers)

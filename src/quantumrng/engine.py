@@ -134,6 +134,11 @@ class Engine:
         """Provenance of the current seed, or None before the first seeding."""
         return self._seed
 
+    def counters(self) -> tuple[int, int, int, bool]:
+        """Return (reseeds, DRBG bytes, raw bytes, seeded): :meth:`stats`' numbers,
+        cheap enough to publish at every request's end."""
+        return self._reseeds, self._bytes_out, self._raw_out, self._drbg is not None
+
     def stats(self) -> dict[str, object]:
         """Return counters for status pages; nothing secret."""
         seed = self._seed

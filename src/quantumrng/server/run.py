@@ -322,6 +322,8 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from quantumrng.server.metrics import multiprocess_metrics
+
     _preflight(settings)
     raise_fd_limit()
     sock = bind_socket(settings.host, settings.port)
@@ -330,13 +332,14 @@ def serve(
         assert isinstance(config, uvicorn.Config)
         install_access_log_filter()  # after uvicorn configured its loggers
         _warn_if_open(settings)
-        if announce is not None:
-            announce(settings)
-        if config.workers > 1:
-            Multiprocess(config, sockets=[sock]).run()
-            return
-        server = uvicorn.Server(config)
-        server.run(sockets=[sock])
+        with multiprocess_metrics(settings):  # before anything is printed or spawned
+            if announce is not None:
+                announce(settings)
+            if config.workers > 1:
+                Multiprocess(config, sockets=[sock]).run()
+                return
+            server = uvicorn.Server(config)
+            server.run(sockets=[sock])
     finally:
         sock.close()
     if not server.started:

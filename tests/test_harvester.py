@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from quantumrng import harvester as harvester_module
 from quantumrng.accounting import SourceFailure, SourceLedger
 from quantumrng.block import Block
 from quantumrng.errors import (
     HealthTestFailure,
+    LeaseLost,
     RepeatedHarvest,
     SourceFailed,
     SourceNetworkError,
+    Unavailable,
 )
-from quantumrng.harvester import Harvester
+from quantumrng.harvester import Harvester, holder_name
 from quantumrng.health import HealthMonitor
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import Provenance
 from quantumrng.sources._common import NOMINAL_ENTROPY
 from quantumrng.sources.base import Harvest
+from tests.blocks import make_blocks
 
 WAIT_SECONDS = 30.0  # generous: a busy machine is slow, never wrong
 
@@ -151,10 +156,10 @@ def test_fill_gives_up_after_repeated_failures(memory_pool: Pool) -> None:
     assert source.calls == 3
 
 
-def _watch(harvester: Harvester, method: str) -> tuple[Beacon, list[Any]]:
-    """Wrap ``harvester.<method>`` so each call is counted and its result kept."""
+def _watch(watched_object: object, method: str) -> tuple[Beacon, list[Any]]:
+    """Wrap ``watched_object.<method>`` so each call is counted and its result kept."""
     beacon, results = Beacon(), []
-    real = getattr(harvester, method)
+    real = getattr(watched_object, method)
 
     def watched() -> Any:
         result = real()
@@ -162,7 +167,7 @@ def _watch(harvester: Harvester, method: str) -> tuple[Beacon, list[Any]]:
         beacon.hit()
         return result
 
-    setattr(harvester, method, watched)
+    setattr(watched_object, method, watched)
     return beacon, results
 
 
@@ -207,26 +212,208 @@ def test_background_thread_backs_off_on_errors(memory_pool: Pool) -> None:
         assert gap >= 0.5 * min(most, base * 2 ** (failures - 1)) * 0.99, gaps
 
 
-def test_node_lock_allows_one_harvester(memory_pool: Pool, tmp_path: Path) -> None:
-    lock = tmp_path / "harvester.lock"
-    first_source = ScriptedSource([])
-    first = Harvester(first_source, memory_pool, high_water=100, lock_path=lock)
-    second_source = ScriptedSource([])
-    second = Harvester(second_source, memory_pool, high_water=100, lock_path=lock)
-    tries, got_lock = _watch(second, "_acquire_lock")
-    first.start()
+# -- one leader per source: the harvest lease ---------------------------------------------
+
+LEASE = 0.6  # seconds: polls and renewals every 0.2 s
+LEASE_NAME = "harvest:os"
+
+
+class SlowSource(ScriptedSource):
+    """A source whose harvest blocks for ``seconds`` (a long IBM job), then runs ``during``."""
+
+    def __init__(self, seconds: float, during: Callable[[], None] | None = None) -> None:
+        super().__init__([])
+        self.seconds = seconds
+        self.during = during
+
+    def harvest(self) -> Harvest:
+        time.sleep(self.seconds)
+        if self.during is not None:
+            self.during()
+        return super().harvest()
+
+
+def leasing(source: ScriptedSource, pool: Pool, node: str, **kwargs: Any) -> Harvester:
+    kwargs.setdefault("high_water", 100)
+    return Harvester(source, pool, lease_seconds=LEASE, node=node, **kwargs)
+
+
+def test_holder_names_are_node_pid_and_a_random_suffix() -> None:
+    first, second = holder_name("n1"), holder_name("n1")
+    assert first != second
+    node, pid, suffix = first.split(":")
+    assert (node, pid) == ("n1", str(os.getpid())) and len(suffix) == 8
+
+
+def test_only_the_leader_harvests_and_a_stopped_leader_hands_over_at_once(
+    memory_pool: Pool,
+) -> None:
+    leader_source, follower_source = ScriptedSource([]), ScriptedSource([])
+    leader = leasing(leader_source, memory_pool, "a")
+    follower = leasing(follower_source, memory_pool, "b")
+    leader.start()
     try:
-        assert first_source.called.wait_until(lambda: first.active and first.harvests > 0)
-        second.start()
-        assert tries.wait_count(1)
-        second.wake()  # and once more: it keeps refusing while the first holds the lock
-        assert tries.wait_count(2)
-        assert got_lock[:2] == [False, False]
-        assert first.active and not second.active
-        assert second_source.calls == 0
+        assert leader_source.called.wait_until(lambda: leader.active and leader.harvests > 0)
+        lease = leader.lease
+        assert lease is not None and lease.holder == leader.holder
+        follower.start()
+        tries, _ = _watch(follower._lease_keeper(), "_try")
+        assert tries.wait_count(3)  # it asked for the lease three times
+        assert not follower.active and follower_source.calls == 0
+        info = memory_pool.lease_holder(LEASE_NAME)
+        assert info is not None and info.holder == leader.holder
+        assert follower.snapshot()["active"] is False
+        assert leader.snapshot()["active"] is True
+        leader.stop()
+        assert not leader.active
+        stopped = time.monotonic()
+        assert tries.wait_until(lambda: follower.active)
+        assert time.monotonic() - stopped < LEASE  # released: taken over at the next poll
+        new = follower.lease
+        assert new is not None and new.token > lease.token
+        memory_pool.take(memory_pool.level().blocks)
+        follower.wake()
+        assert follower_source.called.wait_count(1)  # the new leader harvests
     finally:
-        first.stop()
-        second.stop()
+        leader.stop()
+        follower.stop()
+    assert memory_pool.lease_holder(LEASE_NAME) is None  # stop released it
+
+
+def test_a_dead_leader_is_replaced_within_the_lease_and_one_poll(memory_pool: Pool) -> None:
+    dead = memory_pool.acquire_lease(LEASE_NAME, "dead:1:x", LEASE)  # never renewed
+    assert dead is not None
+    since = time.monotonic()
+    source = ScriptedSource([])
+    harvester = leasing(source, memory_pool, "b")
+    harvester.start()
+    try:
+        assert source.called.wait_count(1)
+        waited = time.monotonic() - since
+    finally:
+        harvester.stop()
+    assert LEASE * 0.9 <= waited <= LEASE + LEASE / 3 + 1.0  # 1 s: a busy machine
+    assert harvester.harvests >= 1
+
+
+def test_the_lease_is_renewed_while_a_slow_harvest_blocks(memory_pool: Pool) -> None:
+    rivals: list[object] = []
+
+    def rival() -> None:  # long after the lease would have expired without renewals
+        rivals.append(memory_pool.acquire_lease(LEASE_NAME, "rival:1:x", LEASE))
+
+    source = SlowSource(4 * LEASE, during=rival)
+    harvester = leasing(source, memory_pool, "a")
+    blocks = harvester.fill(1)
+    assert blocks > 0 and memory_pool.level().blocks == blocks
+    assert rivals == [None]
+    assert memory_pool.lease_holder(LEASE_NAME) is None  # fill released it
+
+
+def test_a_lease_lost_mid_harvest_stores_nothing_and_stops_harvesting(
+    memory_pool: Pool,
+) -> None:
+    harvester: Harvester
+
+    def usurp() -> None:  # the lease ends while the harvest runs; another node takes it
+        lease = harvester.lease
+        assert lease is not None
+        memory_pool.release_lease(lease)
+        assert memory_pool.acquire_lease(LEASE_NAME, "usurper:1:x", 60) is not None
+
+    source = SlowSource(0.0, during=usurp)
+    harvester = leasing(source, memory_pool, "a")
+    harvester.start()
+    try:
+        assert source.called.wait_count(1)
+        tries, _ = _watch(harvester._lease_keeper(), "_try")
+        assert tries.wait_count(3)
+        assert memory_pool.level().blocks == 0
+        assert source.calls == 1 and harvester.harvests == 0
+        assert not harvester.active
+        assert harvester.last_error is not None and "no longer held" in harvester.last_error
+    finally:
+        harvester.stop()
+    info = memory_pool.lease_holder(LEASE_NAME)
+    assert info is not None and info.holder == "usurper:1:x"  # stop releases only its own
+
+
+def test_a_fenced_harvest_refused_raises_lease_lost_and_counts_nothing(
+    memory_pool: Pool,
+) -> None:
+    lease = memory_pool.acquire_lease(LEASE_NAME, "a:1:x", LEASE)
+    assert lease is not None
+    memory_pool.release_lease(lease)
+    harvester = Harvester(ScriptedSource(["ok"]), memory_pool)
+    with pytest.raises(LeaseLost):
+        harvester.harvest_once(fence=lease)
+    assert memory_pool.level().blocks == 0 and harvester.blocks_added == 0
+
+
+def test_fill_beside_a_leader_waits_a_bounded_time_then_names_it(memory_pool: Pool) -> None:
+    assert memory_pool.acquire_lease(LEASE_NAME, "server:42:abcd", 60) is not None
+    source = ScriptedSource([])
+    harvester = leasing(source, memory_pool, "cli", lease_wait=0.3)
+    started = time.monotonic()
+    with pytest.raises(LeaseLost, match="harvested by server:42:abcd"):
+        harvester.fill(1)
+    assert 0.3 <= time.monotonic() - started < 5.0
+    assert source.calls == 0 and memory_pool.level().blocks == 0
+
+
+def test_fill_returns_when_the_leader_filled_the_pool(memory_pool: Pool) -> None:
+    assert memory_pool.acquire_lease(LEASE_NAME, "server:42:abcd", 60) is not None
+    source = ScriptedSource([])
+    harvester = leasing(source, memory_pool, "cli", lease_wait=WAIT_SECONDS)
+    threading.Timer(0.2, memory_pool.put, args=(make_blocks(2, source="os"),)).start()
+    assert harvester.fill(2) == 0
+    assert source.calls == 0
+
+
+class FlakyPool:
+    """A pool whose ``level`` fails (the store is down) a number of times, then works."""
+
+    def __init__(self, pool: Pool, failures: int) -> None:
+        self._pool = pool
+        self.failures = failures
+        self.looked_at: list[float] = []
+
+    def level(self) -> Any:
+        self.looked_at.append(time.monotonic())
+        if self.failures > 0:
+            self.failures -= 1
+            raise Unavailable("the Redis pool is unavailable (ConnectionError)")
+        return self._pool.level()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def test_when_the_pool_is_down_the_harvester_retries_soon_not_after_the_source_backoff(
+    memory_pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harvester_module, "POOL_RETRY_BASE", 0.02)
+    monkeypatch.setattr(harvester_module, "POOL_RETRY_MAX", 0.1)
+    flaky = FlakyPool(memory_pool, failures=8)
+    source = ScriptedSource([])
+    harvester = Harvester(
+        source, cast(Pool, flaky), backoff_base=60.0, backoff_max=300.0, lease_seconds=LEASE
+    )
+    harvester.start()
+    try:
+        assert source.called.wait_count(1, timeout=10.0)  # the source backoff would be 60 s+
+    finally:
+        harvester.stop()
+    looks = flaky.looked_at[:9]
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert len(gaps) == 8 and max(gaps) < 0.1 + 0.5, gaps  # 0.5 s: a busy machine
+    assert harvester._failures_in_row == 0  # not counted against the source
+
+
+def test_the_pool_retry_is_bounded_by_a_few_seconds(memory_pool: Pool) -> None:
+    harvester = Harvester(ScriptedSource([]), memory_pool, backoff_max=300.0)
+    delays = [harvester._pool_retry() for _ in range(20)]
+    assert max(delays) <= harvester_module.POOL_RETRY_MAX <= 5.0
 
 
 # -- no pool bytes in the snapshot --------------------------------------------------------

@@ -4,8 +4,19 @@ A background thread keeps the pool's blocks of the configured source
 between the low and high water marks: below ``low_water`` it harvests until
 ``high_water``, then idles. A source error or a failed health test is
 counted and backed off exponentially (with jitter, up to ``backoff_max``);
-the failing harvest is dropped, never used. An optional lock file makes
-one harvester per node, however many server workers there are.
+the failing harvest is dropped, never used. When the pool itself fails
+(Redis down) the thread looks again within :data:`POOL_RETRY_MAX` seconds,
+so it recovers soon after the store returns.
+
+One leader per source across every process and node sharing the pool's
+store: the thread harvests only while it holds the lease ``harvest:<kind>``
+(:class:`LeaseKeeper`, renewed every third of ``lease_seconds`` from its own
+thread, so a harvest that blocks for minutes keeps it), and puts with
+``fence=lease``, so once the lease expired or another process took it over
+nothing this process harvested is stored. The others poll for the lease
+about every third of the lease time; when the leader dies another takes over
+within the lease time and one poll. Stopping releases the lease at once.
+``fill`` (the CLI, the library) takes the same lease, waiting a bounded time.
 
 Entropy accounting (docs/ARCHITECTURE.md, "Entropy accounting"):
 
@@ -26,18 +37,19 @@ Entropy accounting (docs/ARCHITECTURE.md, "Entropy accounting"):
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing
 import os
 import random
+import secrets
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-from typing import IO, Any
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,17 +59,162 @@ from quantumrng.assessment import MIN_SAMPLES
 from quantumrng.assessment.source import SourceAssessment, assess_source, assessment_key
 from quantumrng.block import Block
 from quantumrng.conditioning import condition
-from quantumrng.errors import HealthTestFailure, QuantumRNGError, RepeatedHarvest, SourceFailed
+from quantumrng.errors import (
+    HealthTestFailure,
+    LeaseLost,
+    QuantumRNGError,
+    RepeatedHarvest,
+    SourceError,
+    SourceFailed,
+    Unavailable,
+)
 from quantumrng.health import HealthMonitor, summarize_failures
-from quantumrng.pool.base import Pool
+from quantumrng.pool.base import Lease, Pool
 from quantumrng.provenance import CREDITABLE_SOURCE_KINDS
 from quantumrng.sources.base import Harvest, Source
 
-__all__ = ["Harvester"]
+__all__ = ["POOL_RETRY_MAX", "Harvester", "LeaseKeeper", "holder_name"]
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_SECONDS = 300.0  # harvest rate is averaged over this window
+POOL_RETRY_BASE = 0.5  # first wait after the pool failed, doubling ...
+POOL_RETRY_MAX = 5.0  # ... up to this: the store's outage, not the source's backoff
+
+
+def holder_name(node: str = "") -> str:
+    """A lease holder name no other process shares: ``<node>:<pid>:<random suffix>``."""
+    return f"{node or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class LeaseKeeper:
+    """Holds one pool lease for this process: acquires it, renews it every third of its
+    time from its own thread, and releases it on ``stop``.
+
+    :attr:`lease` is the lease while this process may act on it: until a
+    renewal is refused, or (when the store cannot be reached) until the time
+    since the last grant the store confirmed, counted from before the request,
+    reaches the lease time. Writes are fenced by the store anyway.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        name: str,
+        holder: str,
+        seconds: float,
+        *,
+        on_gain: Callable[[], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.name = name
+        self.holder = holder
+        self.seconds = seconds
+        self._on_gain = on_gain
+        self._cond = threading.Condition()
+        self._lease: Lease | None = None
+        self._deadline = 0.0  # monotonic time by which the store surely ends the lease
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"LeaseKeeper({self.name!r}, {self.holder!r})"
+
+    @property
+    def poll_seconds(self) -> float:
+        """How often the lease is renewed, or asked for while another holds it."""
+        return self.seconds / 3
+
+    @property
+    def lease(self) -> Lease | None:
+        """The lease while this process holds it, else None."""
+        with self._cond:
+            return self._current()
+
+    def _current(self) -> Lease | None:
+        if self._lease is not None and time.monotonic() >= self._deadline:
+            log.warning("lease %s not renewed in time; no longer acting on it", self.name)
+            self._lease = None
+        return self._lease
+
+    def wait(self, timeout: float) -> Lease | None:
+        """Wait up to ``timeout`` seconds for the lease; return it, or None."""
+        with self._cond:
+            self._cond.wait_for(self._current, timeout)
+            return self._current()
+
+    def lost(self, lease: Lease) -> None:
+        """Stop acting on ``lease`` (a fenced put was refused); the thread asks again."""
+        with self._cond:
+            if self._lease == lease:
+                self._lease = None
+                log.warning("lease %s (token %d) lost", lease.name, lease.token)
+
+    def _try(self) -> None:
+        """Acquire or renew once; raises the pool's errors."""
+        started = time.monotonic()
+        with self._cond:
+            held = self._current()
+        if held is not None:
+            if self.pool.renew_lease(held, self.seconds):
+                with self._cond:
+                    if self._lease == held:
+                        self._deadline = started + self.seconds
+            else:
+                self.lost(held)
+            return
+        lease = self.pool.acquire_lease(self.name, self.holder, self.seconds)
+        if lease is None:
+            return
+        with self._cond:
+            self._lease, self._deadline = lease, started + self.seconds
+            if self._on_gain is not None:
+                self._on_gain()  # before anyone can see the lease
+            self._cond.notify_all()
+        log.info("%s leads %s (token %d)", self.holder, self.name, lease.token)
+
+    @property
+    def running(self) -> bool:
+        """True while the renewing thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread that acquires and renews the lease (once)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="qrng-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and release the lease, so another process takes over at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._cond:
+            lease, self._lease = self._lease, None
+        if lease is not None:
+            try:
+                self.pool.release_lease(lease)
+            except QuantumRNGError as exc:  # it expires by itself
+                log.warning("lease %s not released (%s)", self.name, exc.message)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = self.poll_seconds
+            try:
+                self._try()
+                self.last_error = None
+            except QuantumRNGError as exc:
+                self.last_error = exc.message
+                log.warning("lease %s: pool unavailable (%s)", self.name, exc.message)
+                wait = min(wait, POOL_RETRY_BASE * 2)
+            except Exception:  # a bug must not end the renewals silently
+                log.exception("lease %s: error", self.name)
+                wait = min(wait, POOL_RETRY_MAX)
+            self._stop.wait(wait)
 
 
 class Harvester:
@@ -73,13 +230,24 @@ class Harvester:
         high_water: int = 2048,
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
-        lock_path: Path | None = None,
+        lease_seconds: float = 10.0,
+        lease_wait: float | None = None,
+        node: str = "",
         assessment_samples: int = MIN_SAMPLES,
         require_operator_reset: bool = False,
         assess_in_subprocess: bool = True,
     ) -> None:
+        """``lease_seconds``: the harvest lease's time; ``lease_wait``: how long ``fill``
+        waits for it (default twice the lease time); ``node``: this node's name in the
+        lease holder's name (default the host name)."""
         self.source = source
         self.pool = pool
+        self.lease_name = f"harvest:{source.kind}"
+        self.lease_seconds = lease_seconds
+        self.lease_wait = 2 * lease_seconds if lease_wait is None else lease_wait
+        self.node = node
+        self._keeper: LeaseKeeper | None = None
+        self._keeper_pid = 0
         self.monitor = monitor if monitor is not None else HealthMonitor()
         self.ledger = SourceLedger(pool, source.kind, check_seconds=0.0)
         self.assessment_samples = assessment_samples
@@ -96,14 +264,13 @@ class Harvester:
         self.high_water = high_water
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self._lock_path = lock_path
-        self._lock_file: IO[bytes] | None = None
         self._mutex = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._filling = True
         self._failures_in_row = 0
+        self._pool_failures_in_row = 0
         self._recent: deque[tuple[float, int, int]] = deque()  # (time, blocks, raw bits)
         self.harvests = 0
         self.source_errors = 0
@@ -115,12 +282,13 @@ class Harvester:
 
     # -- one harvest -----------------------------------------------------------
 
-    def harvest_once(self) -> list[Block]:
+    def harvest_once(self, *, fence: Lease | None = None) -> list[Block]:
         """Harvest, test, assess or condition, and store once; return the blocks stored.
 
         Raises the source's ``SourceError``, ``HealthTestFailure`` or
         ``SourceFailed`` after counting it; nothing from a failing harvest
-        reaches the pool.
+        reaches the pool. With ``fence`` the blocks are put only while that
+        lease is held: ``LeaseLost`` otherwise, and they are dropped.
         """
         self._leave_failure_if_allowed()
         try:
@@ -161,7 +329,7 @@ class Harvester:
         else:
             blocks = condition(harvest, report.credit_per_stream)
             if blocks:
-                self.pool.put(blocks)
+                self.pool.put(blocks, fence=fence)
         now = time.time()
         with self._mutex:
             self.harvests += 1
@@ -326,46 +494,105 @@ class Harvester:
         max_failures: int = 3,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Harvest synchronously until the pool holds ``target_blocks`` of this source.
+        """Harvest synchronously, as the lease's holder, until the pool holds
+        ``target_blocks`` of this source.
 
-        Returns the blocks added. Raises the last error after
+        Returns the blocks added (0 when the leader filled it meanwhile).
+        Raises ``LeaseLost`` when another process leads for ``lease_wait``
+        seconds without the pool reaching the target, and the last error after
         ``max_failures`` failed harvests in a row.
         """
         added = 0
         failures = 0
-        while self.level() < target_blocks:
-            try:
-                blocks = self.harvest_once()
-            except QuantumRNGError:
-                failures += 1
-                if failures >= max_failures:
-                    raise
-                time.sleep(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
-                continue
-            failures = 0
-            added += len(blocks)
-            if progress is not None:
-                progress(len(blocks))
+        with self._leading() as keeper:
+            deadline = time.monotonic() + self.lease_wait
+            while self.level() < target_blocks:
+                lease = keeper.lease
+                if lease is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._led_elsewhere()
+                    keeper.wait(min(left, keeper.poll_seconds))
+                    continue
+                try:
+                    blocks = self.harvest_once(fence=lease)
+                except LeaseLost:
+                    keeper.lost(lease)
+                    deadline = time.monotonic() + self.lease_wait
+                    continue
+                except QuantumRNGError:
+                    failures += 1
+                    if failures >= max_failures:
+                        raise
+                    time.sleep(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
+                    continue
+                failures = 0
+                added += len(blocks)
+                if progress is not None:
+                    progress(len(blocks))
         return added
+
+    def _led_elsewhere(self) -> LeaseLost:
+        info = self.pool.lease_holder(self.lease_name)
+        who = "another process" if info is None else f"{info.holder} (token {info.token})"
+        return LeaseLost(
+            f"the {self.source.kind} source is harvested by {who}, which holds the lease "
+            f"{self.lease_name}; waited {self.lease_wait:g}s for it"
+        )
+
+    # -- leadership --------------------------------------------------------------
+
+    @property
+    def holder(self) -> str:
+        """This process's name as a lease holder (``<node>:<pid>:<random suffix>``)."""
+        return self._lease_keeper().holder
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        """This process's keeper of the harvest lease (a forked child makes its own)."""
+        if self._keeper is None or self._keeper_pid != os.getpid():
+            self._keeper = LeaseKeeper(
+                self.pool,
+                self.lease_name,
+                holder_name(self.node),
+                self.lease_seconds,
+                on_gain=self._wake.set,
+            )
+            self._keeper_pid = os.getpid()
+        return self._keeper
+
+    @contextmanager
+    def _leading(self) -> Iterator[LeaseKeeper]:
+        """The running keeper; one started here is stopped (the lease released) after."""
+        keeper = self._lease_keeper()
+        if keeper.running:
+            yield keeper
+            return
+        keeper.start()
+        try:
+            yield keeper
+        finally:
+            keeper.stop()
 
     # -- background thread -------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background thread (once)."""
+        """Start the background thread (once), and the keeper of the harvest lease."""
         if self._thread is not None:
             return
         self._stop.clear()
+        self._lease_keeper().start()
         self._thread = threading.Thread(target=self._run, name="qrng-harvester", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the background thread and release the node lock."""
+        """Stop the background thread and release the harvest lease."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._release_lock()
+        if self._keeper is not None and self._keeper_pid == os.getpid():
+            self._keeper.stop(timeout)
 
     def wake(self) -> None:
         """Ask the thread to look at the pool level now (e.g. after a large take)."""
@@ -377,43 +604,39 @@ class Harvester:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def lease(self) -> Lease | None:
+        """The harvest lease while this process holds it, else None."""
+        keeper = self._keeper
+        return None if keeper is None or self._keeper_pid != os.getpid() else keeper.lease
+
+    @property
     def active(self) -> bool:
-        """True when this process holds the node lock (or no lock is used)."""
-        return self._lock_path is None or self._lock_file is not None
-
-    def _acquire_lock(self) -> bool:
-        if self._lock_path is None or self._lock_file is not None:
-            return True
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self._lock_path, "ab")  # noqa: SIM115 - held for the thread's life
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            return False
-        self._lock_file = fh
-        return True
-
-    def _release_lock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        """True when this process leads the harvest of its source (holds the lease)."""
+        return self.lease is not None
 
     def _wait(self, seconds: float) -> None:
         self._wake.wait(seconds)
         self._wake.clear()
 
     def _run(self) -> None:
+        keeper = self._lease_keeper()
+        led: Lease | None = None
         while not self._stop.is_set():
-            if not self._acquire_lock():
-                self._wait(5.0)  # another process of this node harvests
+            lease = keeper.lease
+            if lease is None:
+                self._wait(keeper.poll_seconds)  # the keeper wakes this thread when it leads
                 continue
+            if lease != led:
+                led = lease
+                self._wake.clear()  # the keeper's wake-up is seen: it must not cut a backoff
             try:
                 level = self.level()
             except QuantumRNGError as exc:
-                log.warning("pool level unavailable: %s", exc.message)
-                self._wait(self._backoff())
+                delay = self._pool_retry()
+                log.warning("pool level unavailable (%s); retrying in %.1fs", exc.message, delay)
+                self._wait(delay)
                 continue
+            self._pool_failures_in_row = 0
             if level < self.low_water:
                 self._filling = True
             elif level >= self.high_water:
@@ -422,9 +645,20 @@ class Harvester:
                 self._wait(1.0)
                 continue
             try:
-                self.harvest_once()
+                self.harvest_once(fence=lease)
+            except LeaseLost as exc:
+                keeper.lost(lease)
+                with self._mutex:
+                    self.last_error = exc.message
+                log.warning("harvest not stored: %s", exc.message)
+                continue
             except QuantumRNGError as exc:
-                delay = self._backoff()
+                if isinstance(exc, Unavailable) and not isinstance(
+                    exc, SourceError | HealthTestFailure
+                ):
+                    delay = self._pool_retry()  # the store failed, not the source
+                else:
+                    delay = self._backoff()
                 log.warning("harvest failed (%s); retrying in %.1fs", exc.message, delay)
                 self._wait(delay)
                 continue
@@ -434,6 +668,14 @@ class Harvester:
                 self._wait(delay)
                 continue
             self._failures_in_row = 0
+
+    def _pool_retry(self) -> float:
+        """The wait after the pool failed: short and bounded by :data:`POOL_RETRY_MAX`."""
+        self._pool_failures_in_row += 1
+        delay = min(POOL_RETRY_MAX, POOL_RETRY_BASE * 2.0 ** (self._pool_failures_in_row - 1))
+        delay *= 0.5 + random.random() / 2
+        self.backoff_until = time.time() + delay
+        return delay
 
     def _backoff(self) -> float:
         self._failures_in_row += 1
@@ -459,11 +701,14 @@ class Harvester:
     def snapshot(self) -> dict[str, Any]:
         """Counters, rate, health and what the source says of itself (``Source.info``);
         nothing secret."""
+        lease = self.lease
         with self._mutex:
             data: dict[str, Any] = {
                 "source": self.source.kind,
                 "running": self.running,
-                "active": self.active,
+                "active": lease is not None,
+                "holder": self.holder,
+                "lease_token": None if lease is None else lease.token,
                 "pid": os.getpid(),
                 "harvests": self.harvests,
                 "dropped": self.dropped,

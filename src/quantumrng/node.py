@@ -78,9 +78,9 @@ class Node:
                 low_water=s.pool_low_water,
                 high_water=s.pool_high_water,
                 backoff_max=s.harvest_backoff_max,
-                # one harvester per node (machine), however many workers share its
-                # pool; a memory pool is private to its process, so it needs its own
-                lock_path=None if s.pool == "memory" else s.data_dir / "harvester.lock",
+                # one leader per source among every process sharing the pool's store
+                lease_seconds=s.harvest_lease_seconds,
+                node=s.node,
                 monitor=HealthMonitor(persistent_after=s.health_persistent_failures),
                 assessment_samples=s.assessment_samples,
                 require_operator_reset=s.require_operator_reset,
@@ -148,8 +148,25 @@ class Node:
             return {"state": "pending", "samples_needed": self.settings.assessment_samples}
         return {"state": "assessed", **stored.to_json()}
 
+    def leader(self) -> dict[str, Any] | None:
+        """Who leads the harvest of the configured source, from the pool's store, or None.
+
+        ``holder`` is ``<node>:<pid>:<suffix>``; ``node`` its node part;
+        ``expires_in`` the seconds left by the store's clock unless renewed.
+        """
+        info = self.pool.lease_holder(f"harvest:{self.settings.source}")
+        if info is None:
+            return None
+        return {
+            "holder": info.holder,
+            "node": info.holder.rsplit(":", 2)[0],
+            "token": info.token,
+            "expires_in": round(info.expires_in, 3),
+        }
+
     def status(self) -> dict[str, Any]:
-        """Pool level and provenance, engine and harvester counters; no secret."""
+        """Pool level and provenance, who leads the harvest, engine and harvester counters;
+        no secret."""
         level = self.pool.level()
         failure = self.ledger.failure()
         data: dict[str, Any] = {
@@ -167,6 +184,7 @@ class Node:
                     {**prov.to_dict(), "blocks_left": left} for prov, left in self.pool.recent(5)
                 ],
             },
+            "leader": self.leader(),
             "engine": self.engine.stats(),
             "harvester": self._harvester.snapshot() if self._harvester is not None else None,
             "assessment": self.assessment_status(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import fcntl
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from quantumrng.errors import ConfigError
 from quantumrng.node import Node
+from quantumrng.pool import open_engine
 from quantumrng.pool.base import Pool, PoolLevel
 from quantumrng.server import app as app_module
 from quantumrng.server import create_app
@@ -208,15 +208,14 @@ def test_ready_is_503_for_any_pool_error(tmp_path: Path, error: Exception) -> No
 # -- one startup harvest per node -------------------------------------------------------------
 
 
-def test_only_the_lock_holder_harvests_at_startup(
+def test_only_the_lease_holder_harvests_at_startup(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(app_module, "STARTUP_WAIT_SECONDS", 0.3)
     settings = make_settings(tmp_path, pool="sqlite", source="os")
-    lock_path = settings.data_dir / "harvester.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("ab") as other_worker:  # another worker of this node holds the lock
-        fcntl.flock(other_worker.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    other_worker = open_engine(settings)  # another worker or node leads the harvest
+    try:
+        assert other_worker.acquire_lease("harvest:os", "other:1:x", 60) is not None
         app = create_app(settings)
         with TestClient(app, raise_server_exceptions=False) as c:
             harvester = app.state.context.node.harvester
@@ -226,9 +225,11 @@ def test_only_the_lock_holder_harvests_at_startup(
             app.state.context.node.pool.put(make_blocks(4, source="os"))  # the holder's harvest
             assert c.get("/ready").status_code == 200
             assert harvester.harvests == 0
+    finally:
+        other_worker.close()
 
 
-def test_the_lock_holder_makes_the_startup_harvest(tmp_path: Path) -> None:
+def test_the_lease_holder_makes_the_startup_harvest(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, pool="sqlite", source="os")
     app = create_app(settings)
     with TestClient(app) as c:

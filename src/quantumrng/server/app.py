@@ -1,9 +1,10 @@
 """The ASGI app: the API families v1, v2, operations and docs on Starlette.
 
 ``create_app(settings)`` builds its own node and, while it runs (lifespan),
-the node's harvester thread: one per node, since the harvester's lock file
-keeps the threads of other workers idle, so only the lock's holder makes the
-startup harvest. Every worker then waits (a bounded time, local sources only)
+the node's harvester thread: one leads per source across the deployment,
+since the harvest lease in the pool's store keeps the threads of other
+workers and nodes idle, so only the lease's holder makes the startup
+harvest. Every worker then waits (a bounded time, local sources only)
 for the first blocks and seeds its DRBG; one that is not seeded stays 503 on
 ``/ready`` until it is. An app given a ``node`` leaves harvesting to its caller.
 """
@@ -52,7 +53,7 @@ def apis(ctx: Context) -> list[Api]:
 def _await_blocks(harvester: Harvester, target: int, timeout: float) -> None:
     """Wait until the pool holds ``target`` blocks of the harvester's source.
 
-    Whichever process holds the node's lock harvests them (its thread fills
+    Whichever process holds the harvest lease harvests them (its thread fills
     from empty at once); this one only reads the level. Gives up after
     ``timeout`` seconds or ``STARTUP_MAX_FAILURES`` failed harvests here.
     """

@@ -345,7 +345,12 @@ def load(job: Job, out: Connection) -> None:
             tally.errors[reason] += 1
         sel.unregister(conn.sock)
         conn.sock.close()
-        fresh = _Conn(conn.port)
+        try:
+            fresh = _Conn(conn.port)
+        except OSError as exc:  # the server is gone: this connection ends here
+            tally.errors[f"connect: {type(exc).__name__}"] += 1
+            conns.remove(conn)
+            return
         conn.sock, conn.buf = fresh.sock, b""
         sel.register(conn.sock, selectors.EVENT_READ, conn)
         send(conn)
@@ -386,7 +391,7 @@ def load(job: Job, out: Connection) -> None:
             send(conn)
         if now >= next_check:
             next_check = now + 0.5
-            for conn in conns:
+            for conn in list(conns):
                 if now - conn.sent > REQUEST_TIMEOUT:
                     reconnect(conn, "timeout")
     tally.cpu = time.process_time() - (cpu0 if cpu0 is not None else time.process_time())
@@ -483,12 +488,13 @@ def report(route: str, runs: dict[str, list[Run]], cores: int) -> None:
     print(f"\n{route}")
     header = (
         f"{'config':<30} {'requests':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'srv CPU s':>9} {'split %':>7} {'cli CPU s':>9} {'redis s':>7} "
-        f"{'busy':>5} {'ratio':>6}"
+        f"{'errors':>6} {'srv CPU s':>9} {'split %':>7} {'srv us/req':>10} {'cli CPU s':>9} "
+        f"{'redis s':>7} {'busy':>5} {'ratio':>6}"
     )
     print(header)
     print("-" * len(header))
     base = runs["a"]
+    cost: dict[str, float] = {}
     for dep in DEPLOYMENTS:
         mine = runs[dep.tag]
         lat = sorted(x for r in mine for x in r.latencies)
@@ -500,14 +506,17 @@ def report(route: str, runs: dict[str, list[Run]], cores: int) -> None:
         client = sum(r.client_cpu for r in mine)
         redis = sum(r.redis_cpu for r in mine)
         busy = (server + client + redis) / (wall * cores)
+        requests = sum(r.requests for r in mine)
+        cost[dep.tag] = server / requests if requests else float("nan")
         ratio = statistics.median(
             r.rate / b.rate if b.rate else float("nan") for r, b in zip(mine, base, strict=True)
         )
         print(
-            f"{dep.tag}. {dep.label:<27} {sum(r.requests for r in mine):>9,} "
+            f"{dep.tag}. {dep.label:<27} {requests:>9,} "
             f"{statistics.median(r.rate for r in mine):>8,.0f} {1e3 * percentile(lat, 0.5):>7.2f} "
             f"{1e3 * percentile(lat, 0.99):>7.2f} {sum(sum(r.errors.values()) for r in mine):>6} "
-            f"{server:>9.2f} {split(by_pid):>7} {client:>9.2f} {redis:>7.2f} {busy:>5.0%} "
+            f"{server:>9.2f} {split(by_pid):>7} {1e6 * cost[dep.tag]:>10.1f} {client:>9.2f} "
+            f"{redis:>7.2f} {busy:>5.0%} "
             f"{ratio:>6.2f}"
         )
     for tag, goal in GOALS.items():
@@ -515,7 +524,10 @@ def report(route: str, runs: dict[str, list[Run]], cores: int) -> None:
             r.rate / b.rate for r, b in zip(runs[tag], base, strict=True) if b.rate
         )
         verdict = "met" if ratio >= goal else "NOT met"
-        print(f"  {tag}/a = {ratio:.2f} (goal >= {goal}): {verdict}")
+        print(
+            f"  {tag}/a = {ratio:.2f} (goal >= {goal}): {verdict}; "
+            f"server CPU per request {tag}/a = {cost[tag] / cost['a']:.2f}"
+        )
     errors: Counter[str] = Counter()
     for mine in runs.values():
         for r in mine:
@@ -593,7 +605,7 @@ def main() -> int:
     print(
         f"\nload average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         f"busy = (server + client + Redis CPU s) / (wall s x {cores} cores); split % = each "
-        "serving process's share of the server CPU; "
+        "serving process's share of the server CPU; srv us/req = server CPU per request; "
         f"{deleted} Redis keys of this run deleted"
     )
     failed = sum(sum(r.errors.values()) for runs in results.values() for rs in runs.values()

@@ -39,6 +39,7 @@ def driver_errors() -> Mapping[type[Exception], type[QuantumRNGError]]:
     redis = sys.modules.get("redis.exceptions")
     if redis is not None:
         table[redis.RedisError] = Unavailable
+        table[redis.RedisClusterException] = Unavailable  # not a RedisError
     return MappingProxyType(table)
 
 

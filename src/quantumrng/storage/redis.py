@@ -24,22 +24,36 @@ errors and ``status`` show.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
-from quantumrng.errors import ConfigError
+from quantumrng.errors import ConfigError, Unavailable
+from quantumrng.storage.errors import translate_errors
 
 if TYPE_CHECKING:
     from types import ModuleType
 
     from quantumrng.config import Settings
 
-__all__ = ["INSTALL_HINT", "import_redis", "key_prefix", "open_redis", "redacted"]
+__all__ = [
+    "INSTALL_HINT",
+    "import_redis",
+    "key_prefix",
+    "open_redis",
+    "open_url",
+    "redacted",
+    "replicas_to_wait",
+    "run_script",
+]
 
 INSTALL_HINT = "the Redis stores need the redis package: pip install 'quantumrng[redis]'"
 SOCKET_TIMEOUT = 10.0  # seconds per command before Unavailable
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+REPLICA_WAIT_MS = 2000  # how long a write waits for a replica's acknowledgement (Sentinel)
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+SENTINEL_PORT = 26379
+_BAD_URL = "redis_url is not a valid Redis URL"
 
 
 def import_redis() -> ModuleType:
@@ -58,17 +72,17 @@ def key_prefix(redis_key: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """Return ``url`` without user or password: what may be shown anywhere."""
+    """Return ``url`` without user, password or query: what may be shown anywhere."""
     try:
         parts = urlsplit(url)
-        hosts = parts.netloc.rpartition("@")[2] or parts.path or "?"
     except ValueError:
         return "?"
-    path = parts.path if parts.netloc else ""
-    return f"{parts.scheme}://{hosts}{path}"
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}" if parts.scheme else "?"
 
 
 def _no_retry() -> Any:
+    """A redis-py ``Retry`` that never sends a command twice (and never reconnects in a loop)."""
     retry = importlib.import_module("redis.retry").Retry
     no_backoff = importlib.import_module("redis.backoff").NoBackoff
     return retry(no_backoff(), 0)
@@ -82,36 +96,176 @@ def _common() -> dict[str, Any]:
     }
 
 
+def _split(url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        if parts.scheme != "redis+sentinel":
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(_BAD_URL) from None
+    if parts.scheme not in SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ConfigError(f"redis_url must start with one of {schemes}")
+    if parts.scheme in ("redis", "rediss") and parts.path.strip("/"):
+        _db(parts.path.strip("/"))
+    return parts
+
+
 def open_url(url: str) -> Any:
     """Open a single Redis server from a ``redis://``, ``rediss://`` or ``unix://`` URL
     (no Sentinel, no Cluster, system CAs): for tools and tests."""
     redis = import_redis()
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    if _split(url).scheme == "redis+sentinel":
         raise ConfigError("redis_url must start with redis://, rediss:// or unix://")
     try:
         return redis.Redis.from_url(url, retry=_no_retry(), **_common())
-    except ValueError:
-        raise ConfigError("redis_url is not a valid Redis URL") from None
+    except (ValueError, TypeError):
+        raise ConfigError(_BAD_URL) from None
+
+
+@dataclass(frozen=True)
+class _Auth:
+    """Credentials and database of the data servers (never shown: see :func:`redacted`)."""
+
+    username: str | None
+    password: str | None
+    db: int
+
+    def __repr__(self) -> str:
+        return f"_Auth(db={self.db})"
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"username": self.username, "password": self.password, "db": self.db}
+
+
+def _credentials(parts: SplitResult) -> tuple[str | None, str | None]:
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if not at:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    return (unquote(user) or None, unquote(password) if colon else None)
+
+
+def _db(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError("the database in redis_url must be a number")
+    return int(text)
+
+
+def _addresses(text: str, what: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (IPv6 in brackets) as pairs; a port defaults to 26379."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            parts = urlsplit(f"//{item}")
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if not item or not host or parts.netloc != item or "@" in item:
+            raise ConfigError(f"{what} must be host:port pairs separated by commas")
+        out.append((host, port or SENTINEL_PORT))
+    return out
 
 
 def open_redis(settings: Settings) -> Any:
-    """Return a client for the Redis that ``settings`` name (never retrying a command)."""
-    url = settings.redis_url
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        raise ConfigError("redis_url is not a valid Redis URL") from None
-    if scheme not in SCHEMES:
-        schemes = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ConfigError(f"redis_url must start with one of {schemes}")
+    """Return a client for the Redis that ``settings`` name (never retrying a command).
+
+    A stand-alone server (``redis://``, ``rediss://``, ``unix://``), the current
+    master of a Sentinel group (``redis+sentinel://`` or ``redis_sentinels`` +
+    ``redis_master``; each new connection asks the Sentinels where the master
+    is, and a connection to a demoted master is dropped at its first refused
+    write), or a Cluster (``redis_cluster``). Nothing is connected yet, but a
+    Cluster: it reads the slot map at once, and is ``Unavailable`` when no node
+    answers.
+    """
+    parts = _split(settings.redis_url)
+    sentinels = settings.redis_sentinels.strip()
+    if parts.scheme == "redis+sentinel":
+        if sentinels or settings.redis_cluster:
+            raise ConfigError(
+                "redis+sentinel:// names the Sentinels; leave redis_sentinels, "
+                "redis_master and redis_cluster unset"
+            )
+        return _open_sentinel(settings, parts)
+    if sentinels:
+        if parts.scheme == "unix":
+            raise ConfigError("with redis_sentinels, redis_url must be redis:// or rediss://")
+        return _open_sentinel(settings, parts)
+    if settings.redis_cluster:
+        if parts.scheme == "unix":
+            raise ConfigError("with redis_cluster, redis_url must be redis:// or rediss://")
+        return _open_cluster(settings, parts)
     kwargs = _common()
-    if scheme == "rediss":
+    if parts.scheme == "rediss":
         kwargs.update(_tls(settings))
     redis = import_redis()
     try:
-        return redis.Redis.from_url(url, retry=_no_retry(), **kwargs)
-    except ValueError:
-        raise ConfigError("redis_url is not a valid Redis URL") from None
+        return redis.Redis.from_url(settings.redis_url, retry=_no_retry(), **kwargs)
+    except (ValueError, TypeError):
+        raise ConfigError(_BAD_URL) from None
+
+
+def _open_sentinel(settings: Settings, parts: SplitResult) -> Any:
+    """The current master of a Sentinel group, found anew by every new connection."""
+    username, password = _credentials(parts)
+    if parts.query or parts.fragment:
+        raise ConfigError("redis_url takes no query or fragment with Sentinel")
+    if parts.scheme == "redis+sentinel":
+        hosts = parts.netloc.rpartition("@")[2]
+        segments = parts.path.strip("/").split("/")
+        if not segments[0] or len(segments) > 2:
+            raise ConfigError("redis+sentinel:// URLs end with /<master name>[/<db>]")
+        master = unquote(segments[0])
+        db = _db(segments[1]) if len(segments) == 2 else 0
+        addresses = _addresses(hosts, "the Sentinels of redis_url")
+    else:
+        master = settings.redis_master.strip()
+        path = parts.path.strip("/")
+        db = _db(path) if path else 0
+        addresses = _addresses(settings.redis_sentinels, "redis_sentinels")
+    auth = _Auth(username, password, db)
+    sentinel_mod = importlib.import_module("redis.sentinel")
+    common = _common()
+    sentinel_kwargs = {
+        "socket_timeout": common["socket_timeout"],
+        "socket_connect_timeout": common["socket_connect_timeout"],
+        "retry": _no_retry(),
+    }
+    kwargs = common | auth.kwargs() | {"retry": _no_retry()}
+    if parts.scheme == "rediss":
+        kwargs |= {"ssl": True} | _tls(settings)
+    manager = sentinel_mod.Sentinel(addresses, sentinel_kwargs=sentinel_kwargs)
+    return manager.master_for(master, **kwargs)
+
+
+def _open_cluster(settings: Settings, parts: SplitResult) -> Any:
+    """A Cluster client that discovers every node from the one ``redis_url`` names.
+
+    ``retry`` with 0 retries: redis-py's cluster client then sends a command
+    once; after a connection error or timeout (outcome unknown) it refreshes
+    the slot map and raises, and only redirections (MOVED, ASK), which say
+    the command did not run, send it to another node.
+    """
+    path = parts.path.strip("/")
+    if path and path != "0":
+        raise ConfigError("a Redis Cluster has only database 0")
+    if parts.query or parts.fragment:
+        raise ConfigError("redis_url takes no query or fragment with redis_cluster")
+    if not parts.hostname:
+        raise ConfigError(_BAD_URL)
+    username, password = _credentials(parts)
+    kwargs = _common() | {"username": username, "password": password}
+    if parts.scheme == "rediss":
+        kwargs |= {"ssl": True} | _tls(settings)
+    cluster = importlib.import_module("redis.cluster")
+    with translate_errors("the Redis Cluster"):
+        try:
+            return cluster.RedisCluster(
+                host=parts.hostname, port=parts.port or 6379, retry=_no_retry(), **kwargs
+            )
+        except cluster.RedisClusterException:
+            raise Unavailable("the Redis Cluster failed: no node answered") from None
 
 
 def _tls(settings: Settings) -> dict[str, Any]:
@@ -125,7 +279,43 @@ def _tls(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def _password(url: str) -> str | None:
-    """The password of ``url``, percent-decoded, or None."""
-    password = urlsplit(url).password
-    return None if password is None else unquote(password)
+def replicas_to_wait(client: Any) -> int:
+    """How many replicas must acknowledge a write before it counts: 1 for a Sentinel
+    master (replication is asynchronous; a write only the old master saw is gone after
+    a failover), else 0."""
+    sentinel = importlib.import_module("redis.sentinel")
+    pool = getattr(client, "connection_pool", None)
+    return 1 if isinstance(pool, sentinel.SentinelConnectionPool) else 0
+
+
+def run_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
+    """Run a registered script; on a Sentinel master, on the same connection follow it
+    with ``WAIT`` and raise :class:`Unavailable` unless a replica acknowledged it.
+
+    A write the master acknowledged but no replica received may be undone by a
+    failover: a taken block would come back (served twice), a put block vanish.
+    A reply with no acknowledgement is therefore not used (its blocks are dropped
+    unserved) and the caller sees ``Unavailable``, as for a lost reply.
+    Raises redis-py's errors otherwise; callers wrap this in ``translate_errors``.
+    """
+    replicas = replicas_to_wait(client)
+    if replicas == 0:
+        return script(keys=keys, args=args)
+    try:
+        reply, acknowledged = _script_then_wait(client, script, keys, args, replicas)
+    except importlib.import_module("redis.exceptions").NoScriptError:
+        client.script_load(script.script)  # NOSCRIPT: the script did not run
+        reply, acknowledged = _script_then_wait(client, script, keys, args, replicas)
+    if int(acknowledged) < replicas:
+        raise Unavailable("the Redis master's write reached no replica in time")
+    return reply
+
+
+def _script_then_wait(
+    client: Any, script: Any, keys: list[str], args: list[Any], replicas: int
+) -> list[Any]:
+    """``EVALSHA`` then ``WAIT`` on one connection (``WAIT`` counts that connection's writes)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.evalsha(script.sha, len(keys), *keys, *args)
+    pipe.wait(replicas, REPLICA_WAIT_MS)
+    return list(pipe.execute())

@@ -1,4 +1,8 @@
-"""``qrng keys create | list | revoke``: manage the API keys of ``settings.keys_path``.
+"""``qrng keys create | list | revoke``: manage the API keys of the deployment.
+
+Keys live where the server reads them (``open_key_store``): in Redis with
+``--pool redis`` (every node of the deployment sees them at once), else in
+``settings.keys_path``.
 
 The plaintext key is printed once, by ``create``, alone on standard output
 (so ``KEY=$(qrng keys create --name ci)`` works); everything else goes to
@@ -14,9 +18,9 @@ from datetime import UTC, datetime
 
 import click
 
-from quantumrng.cli.options import command_settings, json_option
+from quantumrng.cli.options import POOL, REDIS_URL, command_settings, json_option
 from quantumrng.errors import QuantumRNGError
-from quantumrng.server.keys import SCOPES, KeyRecord, KeyStore, parse_scopes
+from quantumrng.server.keys import SCOPES, KeyRecord, Keys, open_key_store, parse_scopes
 
 __all__ = ["COMMANDS", "keys_group"]
 
@@ -28,10 +32,10 @@ class _Failure(click.ClickException):
 
 
 @contextmanager
-def _store() -> Iterator[KeyStore]:
+def _store() -> Iterator[Keys]:
     """Open the key store; any QuantumRNG error inside becomes a one-line failure."""
     try:
-        store = KeyStore(command_settings().keys_path)
+        store = open_key_store(command_settings())
         try:
             yield store
         finally:
@@ -72,6 +76,8 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
+@POOL
+@REDIS_URL
 @click.option("--name", required=True, help="A unique label, e.g. the client's name.")
 @click.option(
     "--scopes",
@@ -93,7 +99,7 @@ def keys_group() -> None:
     "--daily-bytes", type=click.IntRange(min=0), default=0, help="Bytes per UTC day; 0: unlimited."
 )
 def create_command(
-    name: str, scopes: frozenset[str], rate: float, burst: int, daily_bytes: int
+    name: str, scopes: frozenset[str], rate: float, burst: int, daily_bytes: int, **_: object
 ) -> None:
     """Create a key and print it, once."""
     with _store() as store:
@@ -109,8 +115,10 @@ def create_command(
 
 
 @keys_group.command("list")
+@POOL
+@REDIS_URL
 @json_option(help="One JSON array instead of a table.")
-def list_command(as_json: bool) -> None:
+def list_command(as_json: bool, **_: object) -> None:
     """List keys (never their secrets), revoked ones included."""
     with _store() as store:
         records = store.records()
@@ -146,8 +154,10 @@ def _table(records: list[KeyRecord]) -> str:
 
 
 @keys_group.command("revoke")
+@POOL
+@REDIS_URL
 @click.argument("id_or_name")
-def revoke_command(id_or_name: str) -> None:
+def revoke_command(id_or_name: str, **_: object) -> None:
     """Revoke a key by id or name; it stops working at once (within 1 s on a server)."""
     with _store() as store:
         record = store.revoke(id_or_name)

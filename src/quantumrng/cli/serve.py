@@ -82,10 +82,10 @@ def _auth_state(settings: Settings, required: bool, loopback: bool) -> str:
     if not required:
         return "off (loopback only)" if loopback else "off (anyone who reaches this address)"
     from quantumrng.errors import QuantumRNGError
-    from quantumrng.server.keys import count_active_keys
+    from quantumrng.server.keys import count_active
 
     try:
-        n = count_active_keys(settings.keys_path)
+        n = count_active(settings)
     except QuantumRNGError:
         return "required (the key store cannot be read)"
     keys = f"{n} active key{'' if n == 1 else 's'}"

@@ -50,6 +50,7 @@ __all__ = [
     "KeyStore",
     "Keys",
     "RedisKeyStore",
+    "count_active",
     "count_active_keys",
     "open_key_store",
     "parse_scopes",
@@ -560,6 +561,20 @@ def open_key_store(settings: Settings) -> Keys:
     if settings.pool == "redis":
         return RedisKeyStore(open_redis(settings), prefix=settings.redis_key)
     return KeyStore(settings.keys_path)
+
+
+def count_active(settings: Settings) -> int:
+    """How many keys are active in the key store of ``settings``, without creating one.
+
+    Raises ``Unavailable`` when the store cannot be read.
+    """
+    if settings.pool != "redis":
+        return count_active_keys(settings.keys_path)
+    store = RedisKeyStore(open_redis(settings), prefix=settings.redis_key)
+    try:
+        return store.count_active()
+    finally:
+        store.close()
 
 
 def count_active_keys(path: Path) -> int:

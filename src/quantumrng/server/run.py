@@ -267,21 +267,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _check_key_store(settings: Settings) -> None:
-    """Refuse to start when requests need the key store and it exists but cannot be read."""
+    """Refuse to start when requests need the key store and it cannot be read: the SQLite
+    file when it exists, Redis (keys, counters and limits) with the Redis pool."""
     from quantumrng.server.access import Access
-    from quantumrng.server.keys import KeyStore
+    from quantumrng.server.keys import open_key_store
 
     access = Access(settings)
-    needed = access.auth_required or access.anonymous_limits.daily_bytes is not None
-    if not needed or not settings.keys_path.exists():
+    limits = access.anonymous_limits
+    needed = access.auth_required or not limits.unlimited
+    if not needed or (settings.pool != "redis" and not settings.keys_path.exists()):
         return
     try:
-        store = KeyStore(settings.keys_path)
+        store = open_key_store(settings)
         try:
             store.check()
         finally:
             store.close()
     except (ConfigError, Unavailable) as exc:
+        if settings.pool == "redis":
+            raise Unavailable(f"{exc.message} (check redis_url and that Redis is up)") from None
         raise Unavailable(f"{exc.message} (restore it, or move it aside to start empty)") from None
 
 

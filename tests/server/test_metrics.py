@@ -6,22 +6,34 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 
-from quantumrng.errors import Unavailable
+from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.node import Node
 from quantumrng.pool.base import PoolLevel
 from quantumrng.server import create_app
-from quantumrng.server.metrics import POOL_READ_SECONDS, PoolProbe
+from quantumrng.server.metrics import (
+    MULTIPROC_ENV,
+    POOL_READ_SECONDS,
+    Metrics,
+    PoolProbe,
+    multiprocess_metrics,
+    prepare_multiprocess_dir,
+)
 from quantumrng.server.service import POOL_ANSWER_SECONDS
 from tests.blocks import make_blocks
 from tests.conftest import make_settings
+from tests.server.process import Server, run_server
 from tests.server.support import TestClient, serve_memory
 
 
@@ -87,9 +99,7 @@ def test_metrics_answer_within_two_seconds_with_redis_frozen_and_keep_counters(
     client, server = over_redis
     assert client.get("/health").status_code == 200
     before = client.get("/metrics").text
-    assert (
-        metric(before, "qrng_pool_up") == 1.0 and metric(before, "qrng_pool_errors_total") == 0
-    )
+    assert metric(before, "qrng_pool_up") == 1.0 and metric(before, "qrng_pool_errors_total") == 0
     assert 'qrng_pool_blocks{source="os"} 8.0' in before
     os.kill(server.pid, signal.SIGSTOP)
     for scrape in (1, 2):
@@ -100,9 +110,7 @@ def test_metrics_answer_within_two_seconds_with_redis_frozen_and_keep_counters(
         assert metric(r.text, "qrng_pool_up") == 0.0
         assert metric(r.text, "qrng_pool_errors_total") == scrape
         assert "\nqrng_pool_blocks{" not in r.text
-        assert 'qrng_http_requests_total{method="GET",route="/health",status="200"} 1.0' in (
-            r.text
-        )
+        assert 'qrng_http_requests_total{method="GET",route="/health",status="200"} 1.0' in (r.text)
         assert "qrng_drbg_reseeds_total" in r.text
     os.kill(server.pid, signal.SIGCONT)
     deadline = time.monotonic() + 15  # the hung read finishes (or times out) first
@@ -172,3 +180,238 @@ def test_status_and_ready_answer_503_promptly_with_redis_frozen(
         assert "did not answer in time" in r.json()["error"]["message"]
         assert "retry-after" in r.headers
     assert client.get("/health").status_code == 200
+
+
+# -- several workers: a scrape reports the node's totals -------------------------------------
+
+ROUTE = "/api/v1/qrng/get_bits"
+REQUESTS = f'qrng_http_requests_total{{method="GET",route="{ROUTE}",status="200"}}'
+SERVED = 'qrng_served_random_bytes_total{mode="drbg"}'
+WORKER = """
+import sys
+from pathlib import Path
+from quantumrng.config import load_settings
+from quantumrng.node import Node
+from quantumrng.server.metrics import Metrics
+
+data, directory, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+settings = load_settings(overrides={"data_dir": data, "pool": "memory", "source": "os"}, environ={})
+metrics = Metrics(Node(settings, harvest_on_demand=False), directory=directory)
+for _ in range(n):
+    metrics.record(sys.argv[4], "GET", 200, 0.002)
+    metrics.served("drbg", 64)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def samples(text: str) -> dict[str, float]:
+    """Every sample of an exposition, by name and labels."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+@contextmanager
+def other_worker(tmp_path: Path, directory: Path, requests: int) -> Iterator[subprocess.Popen[str]]:
+    """A process of its own writing ``requests`` requests and draws into ``directory``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(tmp_path / "other"), str(directory), str(requests),
+         ROUTE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[tuple[Metrics, Path]]:
+    """Multiprocess metrics of a seeded node in this process, over a fresh directory."""
+    directory = tmp_path / "metrics"
+    directory.mkdir(mode=0o700)
+    settings = make_settings(tmp_path / "data", pool="memory", source="os")
+    node = Node(settings, harvest_on_demand=False)
+    node.pool.put(make_blocks(4, source="os"))
+    node.engine.reseed()
+    metrics = Metrics(node, directory=directory)
+    try:
+        yield metrics, directory
+    finally:
+        metrics.close()
+        node.close()
+
+
+def gauge_files(directory: Path, pid: int) -> list[str]:
+    return sorted(p.name for p in directory.glob(f"gauge_*_{pid}.db"))
+
+
+def test_one_worker_keeps_a_registry_per_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    first, second = serve_memory(tmp_path / "a"), serve_memory(tmp_path / "b")
+    assert first.app.state.context.metrics.directory is None
+    for _ in range(3):
+        first.client.get("/health")
+    second.client.get("/health")
+    health = 'qrng_http_requests_total{method="GET",route="/health",status="200"}'
+    assert samples(first.client.get("/metrics").text)[health] == 3
+    assert samples(second.client.get("/metrics").text)[health] == 1
+
+
+@pytest.mark.slow
+def test_a_scrape_sums_every_process_exactly_and_gauges_only_live_ones(
+    tmp_path: Path, shared: tuple[Metrics, Path]
+) -> None:
+    metrics, directory = shared
+    with other_worker(tmp_path, directory, 3) as other:
+        for _ in range(2):
+            metrics.record(ROUTE, "GET", 200, 0.0001)
+            metrics.served("drbg", 64)
+        found = samples(metrics.render().decode())
+        assert found[REQUESTS] == 5 and found[SERVED] == 5 * 64
+        assert found[f'qrng_http_request_duration_seconds_count{{route="{ROUTE}"}}'] == 5
+        buckets = {
+            k: v
+            for k, v in found.items()
+            if k.startswith("qrng_http_request_duration_seconds_bucket")
+        }
+        assert len(buckets) == 12  # every bucket of the route, +Inf included
+        assert (
+            found[f'qrng_http_request_duration_seconds_bucket{{le="0.0005",route="{ROUTE}"}}'] == 2
+        )
+        assert found[f'qrng_http_request_duration_seconds_bucket{{le="+Inf",route="{ROUTE}"}}'] == 5
+        assert found["qrng_drbg_seeded"] == 0  # the minimum: the other's DRBG is not seeded
+        assert found["qrng_drbg_reseeds_total"] == 1 and found["qrng_pool_up"] == 1
+        assert other.stdin is not None
+        other.stdin.close()  # it exits: its counts stay, its gauges leave
+        other.wait(timeout=10)
+        assert gauge_files(directory, other.pid) == []
+    found = samples(metrics.render().decode())
+    assert found[REQUESTS] == 5 and found[SERVED] == 5 * 64
+    assert found["qrng_drbg_seeded"] == 1
+
+
+@pytest.mark.slow
+def test_a_killed_process_keeps_its_counts_and_loses_its_gauges(
+    tmp_path: Path, shared: tuple[Metrics, Path]
+) -> None:
+    metrics, directory = shared
+    with other_worker(tmp_path, directory, 4) as other:
+        assert samples(metrics.render().decode())["qrng_drbg_seeded"] == 0
+        other.kill()
+        other.wait(timeout=10)
+        assert len(gauge_files(directory, other.pid)) == 3  # killed: it could not say so
+        found = samples(metrics.render().decode())
+        assert found[REQUESTS] == 4 and found[SERVED] == 4 * 64
+        assert found["qrng_drbg_seeded"] == 1
+        assert gauge_files(directory, other.pid) == []
+
+
+def test_a_process_writes_one_directory_once(shared: tuple[Metrics, Path]) -> None:
+    metrics, directory = shared
+    with pytest.raises(ConfigError, match="in use by this process"):
+        Metrics(metrics._node.node, directory=directory)
+    metrics.close()
+    assert gauge_files(directory, os.getpid()) == []
+    again = Metrics(metrics._node.node, directory=directory)
+    again.close()
+
+
+def test_the_workers_directory_is_fresh_private_and_removed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPROC_ENV, "/somewhere/else")
+    assert prepare_multiprocess_dir(make_settings(tmp_path, workers=1)) is None
+    with multiprocess_metrics(make_settings(tmp_path, workers=1)) as path:
+        assert path is None and MULTIPROC_ENV not in os.environ  # one worker: its own registry
+    assert os.environ[MULTIPROC_ENV] == "/somewhere/else"
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    stale = tmp_path / "metrics" / str(gone.pid)  # a run killed before it could clean up
+    stale.mkdir(parents=True)
+    (stale / "counter_1.db").write_bytes(b"x")
+    mine = tmp_path / "metrics" / str(os.getpid())
+    mine.mkdir()
+    (mine / "counter_2.db").write_bytes(b"x")
+    with multiprocess_metrics(make_settings(tmp_path, workers=2)) as path:
+        assert path == mine and os.environ[MULTIPROC_ENV] == str(mine)
+        assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+        assert stat.S_IMODE(mine.parent.stat().st_mode) == 0o700
+        assert list(mine.iterdir()) == [] and not stale.exists()
+    assert not mine.exists() and os.environ[MULTIPROC_ENV] == "/somewhere/else"
+
+
+# -- a real `qrng serve --workers 2` --------------------------------------------------------
+
+
+def workers(server: Server) -> list[int]:
+    """The server's uvicorn workers (not the supervisor, not multiprocessing's tracker)."""
+    found = []
+    for pid in server.processes()[1:]:
+        with suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def scrape_each_worker(server: Server, pids: list[int]) -> dict[int, dict[str, float]]:
+    """Scrape ``/metrics`` once from each worker, the others stopped meanwhile."""
+    scrapes = {}
+    for pid in pids:
+        others = [p for p in pids if p != pid]
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        try:
+            with httpx.Client(base_url=server.base_url, timeout=10) as client:
+                assert client.get("/api/v2/status").json()["server"]["pid"] == pid
+                r = client.get("/metrics")  # the same connection: the same worker
+            assert r.status_code == 200
+            scrapes[pid] = samples(r.text)
+        finally:
+            for other in others:
+                os.kill(other, signal.SIGCONT)
+    return scrapes
+
+
+@pytest.mark.slow
+def test_every_worker_scrape_reports_the_node_totals(tmp_path: Path) -> None:
+    connections, per_connection = 4, 6
+    with run_server(tmp_path, "--workers", "2") as server:
+        directory = tmp_path / "data" / "metrics" / str(server.proc.pid)
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+        def load() -> None:
+            with httpx.Client(base_url=server.base_url, timeout=10) as client:
+                for _ in range(per_connection):
+                    assert client.get(ROUTE).status_code == 200
+
+        threads = [threading.Thread(target=load) for _ in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        n = connections * per_connection
+        pids = workers(server)
+        assert len(pids) == 2
+        for found in scrape_each_worker(server, pids).values():
+            assert found[REQUESTS] == n and found[SERVED] == n * 64
+            assert found[f'qrng_http_request_duration_seconds_count{{route="{ROUTE}"}}'] == n
+            assert found["qrng_harvester_active"] == 1 and found["qrng_pool_up"] == 1
+        os.kill(pids[0], signal.SIGKILL)
+        for _ in range(5):
+            r = httpx.get(server.base_url + "/metrics", timeout=10)
+            assert r.status_code == 200
+            assert samples(r.text)[REQUESTS] == n  # the dead worker's requests still count
+            time.sleep(0.2)
+    assert not directory.exists()

@@ -536,7 +536,9 @@ def _running(pid: int) -> bool:
 
 
 def _worker_alive(pid: int) -> bool:
-    """True when ``pid`` runs and is a worker of this process's supervisor (no zombie)."""
+    """True when ``pid`` runs (no zombie) as a sibling of this process (a worker of the
+    same supervisor) or its child: an unrelated process that reused a dead worker's
+    pid does not keep that worker's gauges."""
     if pid == os.getpid():
         return True
     try:
@@ -544,7 +546,7 @@ def _worker_alive(pid: int) -> bool:
     except OSError:
         return not _PROC_SELF.exists() and _running(pid)
     state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-    return state not in ("Z", "X") and int(ppid) == os.getppid()
+    return state not in ("Z", "X") and int(ppid) in (os.getppid(), os.getpid())
 
 
 def _open_file(path: Path) -> _ValueFile:

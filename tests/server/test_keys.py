@@ -9,13 +9,25 @@ import multiprocessing.synchronize
 import re
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from quantumrng.errors import NotFound, Unavailable, ValidationError
-from quantumrng.server.keys import KeyRecord, KeyStore, parse_scopes
-from quantumrng.server.usage import UsageStore
+from quantumrng.server.keys import (
+    KeyRecord,
+    Keys,
+    KeyStore,
+    RedisKeyStore,
+    count_active,
+    open_key_store,
+    parse_scopes,
+)
+from quantumrng.server.usage import RedisUsageStore, Usage, UsageStore, open_usage_store
+from quantumrng.storage.redis import open_url
+from tests.conftest import make_settings
+from tests.pool.support import delete_prefix, new_prefix, redis_keys, redis_url, tagged
 
 KEY_RE = re.compile(r"qrng_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
@@ -25,17 +37,45 @@ def _flip(key: str) -> str:
     return key[:-1] + ("A" if key[-1] != "A" else "B")
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> KeyStore:
-    return KeyStore(tmp_path / "keys.sqlite3")
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The same contract on both stores: SQLite (the embedded default) and Redis."""
+    if request.param == "redis":
+        redis_url()
+    return str(request.param)
 
 
 @pytest.fixture
-def usage(store: KeyStore) -> UsageStore:
-    return UsageStore(store.path)
+def prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own, emptied after it."""
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(prefix)
 
 
-def test_create_returns_a_well_formed_key_and_its_record(store: KeyStore) -> None:
+@pytest.fixture
+def store(backend: str, prefix: str, tmp_path: Path) -> Iterator[Keys]:
+    keys: Keys = (
+        KeyStore(tmp_path / "keys.sqlite3")
+        if backend == "sqlite"
+        else RedisKeyStore(open_url(redis_url()), prefix=prefix)
+    )
+    yield keys
+    keys.close()
+
+
+@pytest.fixture
+def usage(backend: str, prefix: str, tmp_path: Path) -> Iterator[Usage]:
+    counters: Usage = (
+        UsageStore(tmp_path / "keys.sqlite3")
+        if backend == "sqlite"
+        else RedisUsageStore(open_url(redis_url()), prefix=prefix)
+    )
+    yield counters
+    counters.close()
+
+
+def test_create_returns_a_well_formed_key_and_its_record(store: Keys) -> None:
     key, record = store.create("alice", {"drbg", "raw"}, 2.5, 1000)
     m = KEY_RE.fullmatch(key)
     assert m is not None
@@ -46,19 +86,19 @@ def test_create_returns_a_well_formed_key_and_its_record(store: KeyStore) -> Non
     assert record.principal == f"key:{record.id}"
 
 
-def test_keys_are_distinct(store: KeyStore) -> None:
+def test_keys_are_distinct(store: Keys) -> None:
     keys = {store.create(f"k{i}", {"drbg"}, None, None)[0] for i in range(20)}
     assert len(keys) == 20
     assert len({KEY_RE.fullmatch(k).group(2) for k in keys}) == 20  # type: ignore[union-attr]
 
 
-def test_zero_limits_are_stored_as_unlimited(store: KeyStore) -> None:
+def test_zero_limits_are_stored_as_unlimited(store: Keys) -> None:
     key, record = store.create("free", {"drbg"}, 0, 0, burst=5)
     assert (record.rate, record.burst, record.daily_bytes) == (None, None, None)
     assert store.verify(key) == record
 
 
-def test_verify_returns_the_record_only_for_the_exact_key(store: KeyStore) -> None:
+def test_verify_returns_the_record_only_for_the_exact_key(store: Keys) -> None:
     key, record = store.create("alice", {"drbg"}, None, None)
     other, _ = store.create("bob", {"drbg"}, None, None)
     assert store.verify(key) == record
@@ -70,7 +110,7 @@ def test_verify_returns_the_record_only_for_the_exact_key(store: KeyStore) -> No
 
 
 def test_verify_compares_hashes_in_constant_time(
-    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+    store: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key, _ = store.create("alice", {"drbg"}, None, None)
     calls: list[tuple[bytes, bytes]] = []
@@ -88,7 +128,7 @@ def test_verify_compares_hashes_in_constant_time(
     assert calls[0] == (hashlib.sha256(key.encode()).digest(),) * 2
 
 
-def test_revoke_by_id_and_by_name(store: KeyStore) -> None:
+def test_revoke_by_id_and_by_name(store: Keys) -> None:
     k1, r1 = store.create("alice", {"drbg"}, None, None)
     k2, r2 = store.create("bob", {"drbg"}, None, None)
     revoked = store.revoke(r1.id)
@@ -99,14 +139,14 @@ def test_revoke_by_id_and_by_name(store: KeyStore) -> None:
     assert store.revoke(r1.id) == revoked  # idempotent
 
 
-def test_revoke_unknown_raises_not_found(store: KeyStore) -> None:
+def test_revoke_unknown_raises_not_found(store: Keys) -> None:
     with pytest.raises(NotFound, match="nobody"):
         store.revoke("nobody")
     with pytest.raises(NotFound):
         store.revoke("0123456789ab")
 
 
-def test_active_names_are_unique_but_reusable_after_revoke(store: KeyStore) -> None:
+def test_active_names_are_unique_but_reusable_after_revoke(store: Keys) -> None:
     _, first = store.create("ci", {"drbg"}, None, None)
     with pytest.raises(ValidationError, match="exists"):
         store.create("ci", {"drbg"}, None, None)
@@ -117,7 +157,7 @@ def test_active_names_are_unique_but_reusable_after_revoke(store: KeyStore) -> N
     assert [r.id for r in store.records()] == [first.id, second.id]
 
 
-def test_list_shows_records_without_hashes(store: KeyStore) -> None:
+def test_list_shows_records_without_hashes(store: Keys) -> None:
     _, record = store.create("alice", {"drbg", "admin"}, 1.0, 10, burst=4)
     store.revoke("alice")
     [listed] = store.records()
@@ -142,7 +182,7 @@ def test_list_shows_records_without_hashes(store: KeyStore) -> None:
     ],
 )
 def test_create_rejects_bad_input(
-    store: KeyStore, name: str, scopes: set[str], rate: float | None, daily: int | None
+    store: Keys, name: str, scopes: set[str], rate: float | None, daily: int | None
 ) -> None:
     with pytest.raises(ValidationError):
         store.create(name, scopes, rate, daily)
@@ -172,12 +212,79 @@ def test_only_the_hash_reaches_the_disk(tmp_path: Path) -> None:
         assert hashlib.sha256(key.encode()).digest() in raw  # the check can see stored bytes
 
 
-def test_records_never_show_a_secret(store: KeyStore) -> None:
+def test_records_never_show_a_secret(store: Keys) -> None:
     key, record = store.create("alice", {"drbg"}, None, None)
     secret = KEY_RE.fullmatch(key).group(2)  # type: ignore[union-attr]
     for text in (repr(record), str(record), repr(store), str(record.to_dict())):
         assert secret not in text
         assert hashlib.sha256(key.encode()).hexdigest() not in text
+
+
+def test_only_the_hash_reaches_redis(prefix: str) -> None:
+    store = RedisKeyStore(open_url(redis_url()), prefix=prefix)
+    made = [store.create(f"k{i}", {"drbg"}, 1.5, 10, burst=3) for i in range(3)]
+    store.revoke("k0")
+    client = open_url(redis_url())
+    try:
+        raw = b""
+        for name in redis_keys(prefix):
+            key = f"{tagged(prefix)}{name}"
+            kind = client.type(key)
+            if kind == b"hash":
+                raw += b"".join(k + v for k, v in client.hgetall(key).items())
+            elif kind == b"zset":
+                raw += b"".join(client.zrange(key, 0, -1))
+    finally:
+        client.close()
+    assert redis_keys(prefix) == {":keys", ":keys:active"} | {f":key:{r.id}" for _, r in made}
+    for key, _ in made:
+        secret = KEY_RE.fullmatch(key).group(2)  # type: ignore[union-attr]
+        assert key.encode() not in raw and secret.encode()[:16] not in raw
+        assert hashlib.sha256(key.encode()).digest() in raw
+    assert [r.id for r in store.records()] == [r.id for _, r in made]
+    assert store.count_active() == 2
+    store.close()
+
+
+def test_redis_failures_are_unavailable_without_the_password() -> None:
+    url = "redis://:hunter2secret@127.0.0.1:1/0"
+    store = RedisKeyStore(open_url(url), prefix=new_prefix())
+    usage = RedisUsageStore(open_url(url), prefix=new_prefix())
+    key = "qrng_0123456789ab_" + "A" * 43
+    calls = [
+        lambda: store.verify(key),
+        lambda: store.get("0123456789ab"),
+        store.records,
+        lambda: store.create("bob", {"drbg"}, None, None),
+        store.check,
+        lambda: usage.consume("p", "2030-01-01", 1, 10),
+        lambda: usage.refund("p", "2030-01-01", 1),
+        lambda: usage.used("p", "2030-01-01"),
+    ]
+    for call in calls:
+        with pytest.raises(Unavailable, match="in Redis failed") as err:
+            call()
+        assert "hunter2secret" not in err.value.message and key not in err.value.message
+    assert "hunter2secret" not in repr(store) + repr(usage)
+
+
+def test_the_stores_follow_the_pool(tmp_path: Path, prefix: str) -> None:
+    sqlite = make_settings(tmp_path)
+    assert count_active(sqlite) == 0 and not sqlite.keys_path.exists()  # counting creates nothing
+    keys = open_key_store(sqlite)
+    assert isinstance(keys, KeyStore) and keys.path == sqlite.keys_path
+    assert isinstance(open_usage_store(sqlite), UsageStore)
+    keys.create("local", {"drbg"}, None, None)
+    assert count_active(sqlite) == 1
+    redis_url()
+    shared = make_settings(tmp_path, pool="redis", redis_key=prefix)
+    remote = open_key_store(shared)
+    assert isinstance(remote, RedisKeyStore)
+    assert isinstance(open_usage_store(shared), RedisUsageStore)
+    assert count_active(shared) == 0
+    remote.create("shared", {"drbg"}, None, None)
+    assert count_active(shared) == 1
+    remote.close()
 
 
 def test_file_is_private(tmp_path: Path) -> None:
@@ -193,7 +300,7 @@ def test_file_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(fresh.parent.stat().st_mode) & 0o077 == 0
 
 
-def test_threads_share_the_store(store: KeyStore, usage: UsageStore) -> None:
+def test_threads_share_the_store(store: Keys, usage: Usage) -> None:
     key, record = store.create("alice", {"drbg"}, None, None)
     results: list[KeyRecord | None] = []
 
@@ -211,12 +318,12 @@ def test_threads_share_the_store(store: KeyStore, usage: UsageStore) -> None:
     assert usage.used("p", "2030-01-01") == 80
 
 
-def _use_inherited(store: KeyStore, key: str, out: multiprocessing.Queue[str | None]) -> None:
+def _use_inherited(store: Keys, key: str, out: multiprocessing.Queue[str | None]) -> None:
     record = store.verify(key)
     out.put(None if record is None else record.id)
 
 
-def test_store_survives_fork(store: KeyStore) -> None:
+def test_store_survives_fork(store: Keys) -> None:
     key, record = store.create("alice", {"drbg"}, None, None)
     assert store.verify(key) == record  # the parent's connection is open
     ctx = multiprocessing.get_context("fork")
@@ -247,7 +354,9 @@ def test_opening_a_damaged_file_is_unavailable_naming_it(tmp_path: Path) -> None
     assert str(path) in err.value.message and err.value.status == 503
 
 
-def test_sqlite_errors_after_opening_are_unavailable(store: KeyStore, usage: UsageStore) -> None:
+def test_sqlite_errors_after_opening_are_unavailable(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    usage = UsageStore(store.path)
     key, record = store.create("alice", {"drbg"}, None, 10)
     store.check()
     usage.used(record.principal, "2030-01-01")

@@ -38,9 +38,11 @@ from quantumrng.server.access import (
     is_loopback,
     next_midnight,
 )
-from quantumrng.server.keys import KeyRecord, KeyStore
+from quantumrng.server.keys import KeyRecord, KeyStore, RedisKeyStore
 from quantumrng.server.usage import UsageStore
+from quantumrng.storage.redis import open_url
 from tests.conftest import make_settings
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 from tests.server.support import assert_error, serve_memory
 from tests.server.test_keys import damage
 
@@ -679,3 +681,103 @@ def test_valid_keys_spend_nothing_of_the_invalid_key_allowance(tmp_path: Path) -
     bad = "qrng_0123456789ab_" + "B" * 43
     with pytest.raises(AuthenticationError):  # the whole allowance is still there
         run(access.admit(request(bearer(bad)), scope="drbg", nbytes=8))
+
+
+# -- what a request was charged, and what it may get back ---------------------------------
+
+
+def test_a_refund_never_exceeds_the_charge_nor_takes_what_others_were_charged(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    access = make_access(tmp_path, clock, daily_bytes=1000)
+    mine = run(access.admit(request(), scope="drbg", nbytes=100))
+    other = run(access.admit(request(), scope="drbg", nbytes=300))
+    assert mine.charged is not None and mine.charged.nbytes == 100
+    assert run(access.refund(mine, 60)) == 60
+    assert run(access.refund(mine, 500)) == 40  # what is left of its charge, no more
+    assert run(access.refund(mine)) == 0  # once given back, gone
+    day = datetime.fromtimestamp(NOON, UTC).date().isoformat()
+    assert access.usage_store.used("ip:127.0.0.1", day) == 300  # the other's charge holds
+    assert other.charged is not None and other.charged.refundable == 300
+    unlimited = run(Access(make_settings(tmp_path)).admit(request(), scope="drbg", nbytes=9))
+    assert unlimited.charged is None and run(access.refund(unlimited)) == 0
+
+
+def test_concurrent_refunds_of_one_charge_give_back_its_bytes_once(tmp_path: Path) -> None:
+    access = make_access(tmp_path, daily_bytes=10_000)
+    run(access.admit(request(), scope="drbg", nbytes=2_000))  # another request's charge
+    mine = run(access.admit(request(), scope="drbg", nbytes=1_000))
+
+    async def race() -> list[int]:
+        return list(await asyncio.gather(*(access.refund(mine, 300) for _ in range(8))))
+
+    given = run(race())
+    assert sum(given) == 1_000 and sorted(given)[-4:] == [100, 300, 300, 300]
+    day = datetime.fromtimestamp(NOON, UTC).date().isoformat()
+    assert access.usage_store.used("ip:127.0.0.1", day) == 2_000
+
+
+# -- on Redis: every node shares keys, counters and limits --------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Any:
+    redis_url()
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+def redis_access(tmp_path: Path, prefix: str, clock: Clock | None = None, **kw: object) -> Access:
+    """An access gate of a node on the shared Redis (keys, counters, limits there)."""
+    c = clock or Clock()
+    settings = make_settings(tmp_path, pool="redis", redis_url=redis_url(), redis_key=prefix, **kw)
+    return Access(settings, clock=lambda: c.mono, now=lambda: c.wall)
+
+
+def test_on_redis_a_key_made_anywhere_works_everywhere_and_revocation_reaches_all(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    clock = Clock()
+    nodes = [redis_access(tmp_path / f"n{i}", redis_prefix, clock) for i in range(2)]
+    key, record = RedisKeyStore(open_url(redis_url()), prefix=redis_prefix).create(
+        "shared", {"drbg"}, None, None
+    )
+    for node in nodes:
+        assert run(node.admit(request(bearer(key)), scope="drbg", nbytes=1)).key == record
+    assert not (tmp_path / "n0" / "keys.sqlite3").exists()  # nothing on the node's disk
+    nodes[1].store.revoke("shared")
+    clock.advance(KEY_CACHE_SECONDS + 0.01)
+    for node in nodes:
+        with pytest.raises(AuthenticationError):
+            run(node.admit(request(bearer(key)), scope="drbg", nbytes=1))
+
+
+def test_on_redis_two_nodes_share_one_rate_limit_and_one_quota(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    a, b = (redis_access(tmp_path / n, redis_prefix) for n in ("a", "b"))
+    key, _ = a.store.create("shared", {"drbg"}, 0.01, 1000, burst=3)
+    req = request(bearer(key))
+    first = run(a.admit(req, scope="drbg", nbytes=600))
+    assert first.headers["RateLimit-Policy"] == "3;w=300, 1000;w=86400"
+    assert run(b.admit(req, scope="drbg", nbytes=300)).headers["RateLimit-Remaining"] == "100"
+    with pytest.raises(RateLimited, match="daily quota"):  # 600 + 300 + 200 > 1000
+        run(b.admit(req, scope="drbg", nbytes=200))
+    with pytest.raises(RateLimited, match="rate limit") as err:  # three cells spent, 2 nodes
+        run(a.admit(req, scope="drbg", nbytes=1))
+    assert err.value.retry_after is not None and 1 <= err.value.retry_after <= 100
+    usage = run(b.usage(req))
+    assert (usage["requests_left"], usage["bytes_left"]) == (0, 100)
+    assert run(a.refund(first)) == 600
+    assert run(b.usage(req))["bytes_left"] == 700
+
+
+def test_on_redis_an_unreachable_store_is_a_503_with_the_fixed_message(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, pool="redis", redis_url="redis://:hunter2secret@127.0.0.1:1/0", rate_limit=5.0
+    )
+    with pytest.raises(Unavailable) as err:
+        run(Access(settings).admit(request(), scope="drbg", nbytes=1))
+    assert err.value.message == STORE_UNAVAILABLE

@@ -10,17 +10,17 @@ totals, whichever worker answers. ``serve`` makes a fresh private directory
 (:func:`multiprocess_metrics`) and names it in ``PROMETHEUS_MULTIPROC_DIR``
 before the workers are spawned; each worker writes its own totals into mmap
 files there in prometheus-client's multiprocess layout, and a scrape merges
-them (``MultiProcessCollector``). What a request changes (requests, latency,
-served bytes, engine counters) is written when it ends, so a scrape is exact
-the moment the answer is sent; what changes outside requests (the harvester,
-a DRBG seeded at start-up) is written every :data:`PUBLISH_SECONDS` and by a
-scraping worker for itself. Counters sum over every worker that ever ran
-(a dead worker's count stays); gauges count live workers only (a worker
-that exits or is killed is marked dead): ``qrng_drbg_seeded`` is the minimum
-(1 when every live worker's DRBG is seeded), ``qrng_harvester_active`` the
-maximum (1 when a worker of this node leads the harvest),
-``qrng_harvest_raw_bits_per_second`` the sum. The pool's level is a shared
-fact, read once by the scraping worker.
+them (``MultiProcessCollector``). What a request changes is written when it
+ends (requests, latency) or draws (served bytes, the engine's counters), so a
+scrape is exact the moment the answer is sent; what changes outside requests
+(the harvester, a DRBG seeded at start-up, a failed request's dropped block)
+is written every :data:`PUBLISH_SECONDS` and by a scraping worker for itself.
+Counters sum over every worker that ever ran (a dead worker's count stays);
+gauges count live workers only (a worker that exits or is killed is marked
+dead): ``qrng_drbg_seeded`` is the minimum (1 when every live worker's DRBG
+is seeded), ``qrng_harvester_active`` the maximum (1 when a worker of this
+node leads the harvest), ``qrng_harvest_raw_bits_per_second`` the sum. The
+pool's level is a shared fact, read once by the scraping worker.
 
 A scrape always answers promptly: the pool's level is read in a background
 thread and waited for at most :data:`POOL_READ_SECONDS`. A pool that fails
@@ -550,17 +550,20 @@ def _worker_alive(pid: int) -> bool:
 
 
 def _open_file(path: Path) -> _ValueFile:
-    """Open ``path`` for writing; a new file is written whole, header included, and
-    renamed into place, so a scrape never reads it empty."""
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, struct.pack("i", 8))  # bytes used: the header only
-            os.posix_fallocate(fd, 0, _FILE_BYTES)  # no SIGBUS on a full disk later
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+    """Create ``path`` for this process and open it for writing.
+
+    The file is written whole, header included, and renamed into place, so a
+    scrape never reads it empty; it replaces a dead worker's gauges whose pid
+    this process reuses.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, struct.pack("i", 8))  # bytes used: the header only
+        os.posix_fallocate(fd, 0, _FILE_BYTES)  # no SIGBUS on a full disk later
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
     return _mmaped_dict(str(path))
 
 

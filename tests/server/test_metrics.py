@@ -27,6 +27,7 @@ from quantumrng.server.metrics import (
     POOL_READ_SECONDS,
     Metrics,
     PoolProbe,
+    _worker_alive,
     multiprocess_metrics,
     prepare_multiprocess_dir,
 )
@@ -311,6 +312,23 @@ def test_a_killed_process_keeps_its_counts_and_loses_its_gauges(
         assert found[REQUESTS] == 4 and found[SERVED] == 4 * 64
         assert found["qrng_drbg_seeded"] == 1
         assert gauge_files(directory, other.pid) == []
+
+
+def test_only_running_siblings_and_children_are_live_workers() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert _worker_alive(os.getpid()) and _worker_alive(child.pid)
+        assert not _worker_alive(1)  # running, but no worker of this node: a pid reused
+        child.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not _worker_alive(child.pid)  # killed, not yet waited for
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert not _worker_alive(child.pid)
 
 
 def test_a_process_writes_one_directory_once(shared: tuple[Metrics, Path]) -> None:

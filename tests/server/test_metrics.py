@@ -220,20 +220,20 @@ def samples(text: str) -> dict[str, float]:
 @contextmanager
 def other_worker(tmp_path: Path, directory: Path, requests: int) -> Iterator[subprocess.Popen[str]]:
     """A process of its own writing ``requests`` requests and draws into ``directory``."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", WORKER, str(tmp_path / "other"), str(directory), str(requests),
          ROUTE],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture

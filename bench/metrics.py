@@ -126,7 +126,7 @@ def main() -> int:
         single = Metrics(node)
         shared = Metrics(node, directory=shared_dir)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(stock_dir)  # read by the stock values
-        values.ValueClass = values.MultiProcessValue()
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
         contenders: dict[str, Any] = {
             "single": single,
             "multiprocess": shared,
@@ -136,8 +136,7 @@ def main() -> int:
             for draw, label in ((False, "plain request"), (True, "randomness request")):
                 rates: dict[str, list[float]] = {name: [] for name in contenders}
                 apps = {
-                    name: MetricsMiddleware(tiny_app(m, draw), m)  # type: ignore[arg-type]
-                    for name, m in contenders.items()
+                    name: MetricsMiddleware(tiny_app(m, draw), m) for name, m in contenders.items()
                 }
                 for _ in range(args.rounds):
                     for name, middleware in apps.items():

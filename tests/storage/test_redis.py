@@ -19,7 +19,13 @@ import quantumrng.storage.redis as storage_redis
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.storage.errors import translate_errors
-from quantumrng.storage.redis import open_redis, redacted, replicas_to_wait, run_script
+from quantumrng.storage.redis import (
+    open_redis,
+    redacted,
+    replicas_to_wait,
+    run_command,
+    run_script,
+)
 from tests.redis_servers import (
     ClusterServers,
     RedisServer,
@@ -378,9 +384,27 @@ def test_a_wrong_master_password_behind_sentinels_is_unavailable(
 def test_a_sentinel_write_waits_for_a_replica(sentinels: SentinelGroup) -> None:
     client = open_redis(settings(sentinels.url()))
     script = client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
-    assert run_script(client, script, ["{t}:n"], [5]) == 5
     replica = sentinels.current_replica().client()
+    client.script_flush()  # NOSCRIPT: loaded, then run once
+    assert run_script(client, script, ["{t}:n"], [5]) == 5
     assert replica.get("{t}:n") == b"5"  # acknowledged by the replica before the reply
+    assert run_script(client, script, ["{t}:n"], [2]) == 7
+    assert run_command(client, "SET", "{t}:r", b"record")
+    assert replica.get("{t}:r") == b"record"
+    assert run_command(client, "DEL", "{t}:r") == 1
+    assert replica.get("{t}:r") is None
+    client.close()
+
+
+def test_without_sentinel_a_script_or_command_runs_once_without_wait(
+    secured: RedisServer,
+) -> None:
+    client = open_redis(settings(f"redis://:{QUOTED}@127.0.0.1:{secured.port}/4"))
+    script = client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    assert replicas_to_wait(client) == 0
+    assert run_script(client, script, ["{u}:n"], [3]) == 3
+    assert run_command(client, "SET", "{u}:r", b"x")
+    assert secured.client(db=4).mget("{u}:n", "{u}:r") == [b"3", b"x"]
     client.close()
 
 
@@ -394,7 +418,9 @@ def test_a_write_no_replica_acknowledged_is_unavailable_and_its_reply_dropped(
         script = client.register_script("return redis.call('INCR', KEYS[1])")
         with pytest.raises(Unavailable, match="no replica"):
             run_script(client, script, ["{t}:n"], [])
-        assert server.client().get("{t}:n") == b"1"  # it ran: only its reply is not used
+        with pytest.raises(Unavailable, match="no replica"):
+            run_command(client, "SET", "{t}:r", b"x")
+        assert server.client().mget("{t}:n", "{t}:r") == [b"1", b"x"]  # they ran, unconfirmed
         client.close()
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "open_url",
     "redacted",
     "replicas_to_wait",
+    "run_command",
     "run_script",
 ]
 
@@ -295,27 +296,40 @@ def run_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> An
     A write the master acknowledged but no replica received may be undone by a
     failover: a taken block would come back (served twice), a put block vanish.
     A reply with no acknowledgement is therefore not used (its blocks are dropped
-    unserved) and the caller sees ``Unavailable``, as for a lost reply.
+    unserved) and the caller sees ``Unavailable``, as for a lost reply; the idle
+    connections are closed, so the next command asks the Sentinels where the
+    master is instead of writing to a demoted one until Sentinel reconfigures it.
     Raises redis-py's errors otherwise; callers wrap this in ``translate_errors``.
     """
     replicas = replicas_to_wait(client)
     if replicas == 0:
         return script(keys=keys, args=args)
+    noscript = importlib.import_module("redis.exceptions").NoScriptError
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
     try:
-        reply, acknowledged = _script_then_wait(client, script, keys, args, replicas)
-    except importlib.import_module("redis.exceptions").NoScriptError:
+        return _then_wait(client, command, replicas)
+    except noscript:
         client.script_load(script.script)  # NOSCRIPT: the script did not run
-        reply, acknowledged = _script_then_wait(client, script, keys, args, replicas)
+        return _then_wait(client, command, replicas)
+
+
+def run_command(client: Any, *command: Any) -> Any:
+    """Run one write command (``SET``, ``DEL``...); on a Sentinel master followed by
+    ``WAIT`` as in :func:`run_script`."""
+    replicas = replicas_to_wait(client)
+    if replicas == 0:
+        return client.execute_command(*command)
+    return _then_wait(client, command, replicas)
+
+
+def _then_wait(client: Any, command: tuple[Any, ...], replicas: int) -> Any:
+    """``command`` then ``WAIT`` on one connection (``WAIT`` counts that connection's
+    writes); :class:`Unavailable` unless ``replicas`` acknowledged it in time."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command(*command)
+    pipe.wait(replicas, REPLICA_WAIT_MS)
+    reply, acknowledged = pipe.execute()
     if int(acknowledged) < replicas:
+        client.connection_pool.disconnect(inuse_connections=False)  # ask the Sentinels anew
         raise Unavailable("the Redis master's write reached no replica in time")
     return reply
-
-
-def _script_then_wait(
-    client: Any, script: Any, keys: list[str], args: list[Any], replicas: int
-) -> list[Any]:
-    """``EVALSHA`` then ``WAIT`` on one connection (``WAIT`` counts that connection's writes)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.evalsha(script.sha, len(keys), *keys, *args)
-    pipe.wait(replicas, REPLICA_WAIT_MS)
-    return list(pipe.execute())

@@ -1,10 +1,15 @@
 """One way to open Redis from settings: every store that lives in Redis (the pool, its
 harvest lease, API keys, usage counters, rate limits) connects here.
 
-- ``redis://`` and ``rediss://`` (TLS, verified against ``redis_ca_file`` or the
-  system's CAs, with an optional client certificate), a password in the URL;
-- Sentinel: ``redis+sentinel://[:password@]host:port[,host:port...]/<master>[/db]``,
-  or ``redis_sentinels`` + ``redis_master`` beside a plain ``redis_url``;
+- ``redis://``, ``unix://`` and ``rediss://`` (TLS, verified against
+  ``redis_ca_file`` or the system's CAs, host name checked, with a client
+  certificate for mutual TLS), a user and password in the URL, percent-encoded;
+- Sentinel: ``redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]``,
+  or ``redis_sentinels`` + ``redis_master`` beside a plain ``redis_url`` whose
+  user, password, database and TLS apply to the master (the Sentinels are
+  reached without TLS or password). Every new connection asks the Sentinels
+  where the master is; a connection to a demoted master is dropped at its
+  first refused write;
 - Cluster: ``redis_cluster`` with ``redis_url`` naming any node.
 
 Every key of a deployment starts with :func:`key_prefix`, ``{<redis_key>}``: a
@@ -16,6 +21,11 @@ blocks twice or charge a quota twice. A failed command is ``Unavailable``
 (503) through :func:`~quantumrng.storage.errors.translate_errors`; the next
 command reconnects, so a restarted or failed-over Redis is used again without
 restarting the node.
+
+Replication is asynchronous: a write only the old master saw is undone by a
+failover (a taken block comes back and is served twice). Under Sentinel, a
+write goes through :func:`run_script` or :func:`run_command`, which follow it
+with ``WAIT`` on the same connection and count it only once a replica has it.
 
 The password never leaves this module: :func:`redacted` is what reprs, logs,
 errors and ``status`` show.

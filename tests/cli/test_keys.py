@@ -11,9 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from quantumrng.cli import cli
-from quantumrng.server.keys import KeyStore
+from quantumrng.server.keys import KeyStore, RedisKeyStore
+from quantumrng.storage.redis import open_url
 from tests.cli.support import qrng
 from tests.conftest import make_settings
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 
 KEY_RE = re.compile(r"qrng_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
@@ -106,3 +108,35 @@ def test_errors_from_the_real_command_are_one_qrng_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stdout == b""
     lines = out.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qrng: error:"), out.stderr
+
+
+def test_with_pool_redis_keys_live_in_redis_not_on_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, prefix = redis_url(), new_prefix()
+    monkeypatch.setenv("QRNG_REDIS_KEY", prefix)
+    try:
+        made = keys(tmp_path, "create", "--name", "shared", "--rate", "5", "--pool", "redis",
+                    "--redis-url", url)  # fmt: skip
+        assert made.exit_code == 0, made.output
+        key = made.stdout.strip()
+        store = RedisKeyStore(open_url(url), prefix=prefix)
+        record = store.verify(key)
+        assert record is not None and record.name == "shared" and record.rate == 5.0
+        assert not make_settings(tmp_path).keys_path.exists()
+        assert keys(tmp_path, "list").stderr.strip() == "no API keys"  # SQLite: none there
+        listed = keys(tmp_path, "list", "--json", "--pool", "redis", "--redis-url", url)
+        assert [k["id"] for k in json.loads(listed.stdout)] == [record.id]
+        revoked = keys(tmp_path, "revoke", "shared", "--pool", "redis", "--redis-url", url)
+        assert revoked.exit_code == 0 and record.id in revoked.stdout
+        assert store.verify(key) is None
+        store.close()
+    finally:
+        delete_prefix(prefix)
+
+
+def test_an_unreachable_redis_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = "redis://:hunter2secret@127.0.0.1:1/0"
+    result = keys(tmp_path, "list", "--pool", "redis", "--redis-url", url)
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: the key store in Redis failed: ConnectionError"

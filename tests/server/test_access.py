@@ -605,7 +605,7 @@ def test_a_key_store_failing_at_request_time_is_a_503(tmp_path: Path) -> None:
     key, _ = access.store.create("alice", {"drbg"}, None, None)
     served = serve_memory(tmp_path, access=access)
     access.store.close()
-    damage(access.store.path)
+    damage(tmp_path / "keys.sqlite3")
     with served.client as c:
         assert_store_unavailable(c.get("/api/v2/bytes", headers={"X-API-Key": key}), tmp_path)
         assert_store_unavailable(c.get("/api/v2/bytes"), tmp_path)  # the anonymous quota

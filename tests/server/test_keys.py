@@ -9,7 +9,7 @@ import multiprocessing.synchronize
 import re
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -251,7 +251,7 @@ def test_redis_failures_are_unavailable_without_the_password() -> None:
     store = RedisKeyStore(open_url(url), prefix=new_prefix())
     usage = RedisUsageStore(open_url(url), prefix=new_prefix())
     key = "qrng_0123456789ab_" + "A" * 43
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: store.verify(key),
         lambda: store.get("0123456789ab"),
         store.records,

@@ -26,15 +26,17 @@ Public names (stable):
   ``master_name``: a :class:`SentinelGroup` with ``url()``
   (``redis+sentinel://...``), ``sentinel_addresses`` (``"h:p,h:p,h:p"``),
   ``master_address()``, ``current_master()``, ``failover()`` (``SENTINEL
-  FAILOVER``, waits until every sentinel and both servers agree).
+  FAILOVER``, waits until every sentinel and both servers agree); ``password=``,
+  ``tls=True`` (TLS-only servers, ``group.tls``; sentinels answer on plain ports).
 - :func:`redis_cluster` — three masters of a real Redis Cluster, slots
   assigned by ``redis-cli --cluster create``, ``cluster_state:ok``: a
-  :class:`ClusterServers` with ``url`` (any node), ``nodes``.
+  :class:`ClusterServers` with ``url`` (any node), ``nodes``; ``password=``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import signal
@@ -399,6 +401,7 @@ class SentinelGroup:
     servers: list[RedisServer]
     sentinels: list[RedisServer]
     password: str | None = None
+    tls: TlsFiles | None = None
 
     @property
     def master(self) -> RedisServer:
@@ -495,20 +498,27 @@ def sentinel_group(
     password: str | None = None,
     options: Mapping[str, str] | None = None,
     down_after_ms: int = 1000,
+    tls: bool = False,
 ) -> Iterator[SentinelGroup]:
     """A persistent master, a persistent replica and three sentinels (quorum 2).
 
     ``options`` go to both servers' configuration (e.g. ``min-replicas-to-write``).
-    Yields once replication is up and every sentinel knows the replica and the
-    other sentinels, so :meth:`SentinelGroup.failover` can succeed at once.
+    ``tls``: the servers speak TLS only (replication too; ``group.tls`` holds the
+    CA and certificates); the sentinels reach them over TLS and still answer
+    clients on their plain ports. Yields once replication is up and every
+    sentinel knows the replica and the other sentinels, so
+    :meth:`SentinelGroup.failover` can succeed at once.
     """
     require_redis_server()
     opts = dict(PERSISTENCE) | dict(options or {})
     with _base_dir() as base, contextlib.ExitStack() as stack:
-        master = _new_server(base, stack, opts, password=password)
+        files = make_tls_files(base) if tls else None
+        if files is not None:
+            opts["tls-replication"] = "yes"
+        master = _new_server(base, stack, opts, password=password, tls=files)
         replica_opts = opts | {"replicaof": f"{HOST} {master.port}"}
-        replica = _new_server(base, stack, replica_opts, password=password)
-        group = SentinelGroup(master_name, [master, replica], [], password)
+        replica = _new_server(base, stack, replica_opts, password=password, tls=files)
+        group = SentinelGroup(master_name, [master, replica], [], password, files)
         _wait(
             lambda: replica.info("replication").get("master_link_status") == "up",
             TOPOLOGY_TIMEOUT,
@@ -522,8 +532,18 @@ def sentinel_group(
         }
         if password is not None:
             sentinel_opts["sentinel auth-pass"] = f"{master_name} {_quoted(password)}"
+        if files is not None:
+            sentinel_opts |= {
+                "tls-cert-file": str(files.server_cert),
+                "tls-key-file": str(files.server_key),
+                "tls-ca-cert-file": str(files.ca),
+                "tls-replication": "yes",
+                "tls-auth-clients": "no",
+            }
         for _ in range(3):
-            group.sentinels.append(_new_server(base, stack, sentinel_opts, sentinel=True))
+            extra = {"tls-port": str(free_port())} if files is not None else {}
+            sentinel = _new_server(base, stack, sentinel_opts | extra, sentinel=True)
+            group.sentinels.append(sentinel)
         group.wait_settled()
         yield group
 
@@ -560,8 +580,11 @@ class ClusterServers:
 
 
 @contextlib.contextmanager
-def redis_cluster(masters: int = 3, *, persistent: bool = False) -> Iterator[ClusterServers]:
-    """``masters`` cluster nodes, slots split by ``redis-cli --cluster create``, state ok."""
+def redis_cluster(
+    masters: int = 3, *, persistent: bool = False, password: str | None = None
+) -> Iterator[ClusterServers]:
+    """``masters`` cluster nodes, slots split by ``redis-cli --cluster create``, state ok;
+    ``password``: every node requires it (and each node's ``url`` carries it)."""
     require_redis_server()
     cli = shutil.which("redis-cli")
     if cli is None:
@@ -572,14 +595,18 @@ def redis_cluster(masters: int = 3, *, persistent: bool = False) -> Iterator[Clu
         "cluster-node-timeout": "2000",
     }
     with _base_dir() as base, contextlib.ExitStack() as stack:
-        nodes = [_new_server(base, stack, opts) for _ in range(masters)]
+        nodes = [_new_server(base, stack, opts, password=password) for _ in range(masters)]
         cluster = ClusterServers(nodes)
         create = [cli, "--cluster", "create", *(f"{n.host}:{n.port}" for n in nodes)]
+        env = dict(os.environ)
+        if password is not None:
+            env["REDISCLI_AUTH"] = password  # not on the command line
         done = subprocess.run(
             [*create, "--cluster-replicas", "0", "--cluster-yes"],
             capture_output=True,
             timeout=TOPOLOGY_TIMEOUT,
             check=False,
+            env=env,
         )
         if done.returncode != 0:
             raise RuntimeError(

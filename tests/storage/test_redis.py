@@ -88,8 +88,14 @@ def sentinels() -> Iterator[SentinelGroup]:
 
 
 @pytest.fixture(scope="module")
+def tls_sentinels() -> Iterator[SentinelGroup]:
+    with sentinel_group("qrng-tls", password=SECRET, tls=True) as group:
+        yield group
+
+
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[ClusterServers]:
-    with redis_cluster() as servers:
+    with redis_cluster(password=SECRET) as servers:
         yield servers
 
 
@@ -202,14 +208,17 @@ class LostReplies:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.received = 0
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
     def serve(self) -> None:
-        self.sock.settimeout(10.0)
-        while True:
+        self.sock.settimeout(0.1)
+        while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             with conn:
@@ -232,8 +241,9 @@ class LostReplies:
             conn.sendall(b"".join(hello if n == b"HELLO" else b"+OK\r\n" for n in names))
 
     def close(self) -> None:
-        self.sock.close()
+        self.stopped.set()
         self.thread.join(5.0)
+        self.sock.close()
 
 
 def test_a_command_whose_reply_is_lost_is_sent_once() -> None:
@@ -348,6 +358,26 @@ def test_sentinel_settings_beside_a_plain_url_reach_the_master(sentinels: Sentin
 
 
 @pytest.mark.slow
+def test_sentinel_settings_beside_a_rediss_url_reach_the_master_over_verified_tls(
+    tls_sentinels: SentinelGroup, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert tls_sentinels.tls is not None
+    common: dict[str, Any] = {
+        "redis_sentinels": tls_sentinels.sentinel_addresses,
+        "redis_master": tls_sentinels.master_name,
+    }
+    url = f"rediss://:{QUOTED}@ignored.invalid:1/1"
+    client = open_redis(settings(url, redis_ca_file=tls_sentinels.tls.ca, **common))
+    assert run_command(client, "SET", "via-tls", b"1")
+    assert tls_sentinels.current_master().client(db=1).get("via-tls") == b"1"
+    assert tls_sentinels.current_replica().client(db=1).get("via-tls") == b"1"
+    client.close()
+    unverified = open_redis(settings(url, **common))  # the system CAs do not know the test CA
+    failure(unverified, caplog)
+    unverified.close()
+
+
+@pytest.mark.slow
 def test_an_unknown_master_name_is_unavailable(
     sentinels: SentinelGroup, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -428,9 +458,12 @@ def test_a_write_no_replica_acknowledged_is_unavailable_and_its_reply_dropped(
 
 
 @pytest.mark.slow
-def test_a_cluster_node_url_opens_the_whole_cluster(cluster: ClusterServers) -> None:
+def test_a_cluster_node_url_with_a_password_opens_the_whole_cluster(
+    cluster: ClusterServers,
+) -> None:
     client = open_redis(settings(cluster.nodes[1].url, redis_cluster=True))
     assert isinstance(client, RedisCluster)
+    assert_hidden(repr(client), *(repr(n) for n in client.get_nodes()))
     assert {n.port for n in client.get_primaries()} == {n.port for n in cluster.nodes}
     assert replicas_to_wait(client) == 0
     client.close()
@@ -452,6 +485,18 @@ def test_a_script_reaches_the_node_of_its_hash_tag_with_keys_built_from_argv(
     for tag in tags:
         assert client.get(f"{tag}:other") == tag.encode()
     client.close()
+
+
+@pytest.mark.slow
+def test_a_wrong_cluster_password_is_unavailable_without_any_password(
+    cluster: ClusterServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(Unavailable) as info:
+        open_redis(
+            settings(f"redis://:{WRONG}@127.0.0.1:{cluster.nodes[0].port}/0", redis_cluster=True)
+        )
+    assert_hidden(info.value, repr(info.value), info.value.__context__, caplog.text)
 
 
 def test_an_unreachable_cluster_is_unavailable_without_the_password(

@@ -13,7 +13,8 @@ Public names (stable):
 - :func:`free_port` — a free loopback port whose ``+10000`` (cluster bus) is free too.
 - :class:`RedisServer` — one process: ``port``, ``url``, ``address``,
   ``client()``, ``stop()``, ``kill()`` (SIGKILL), ``start()`` (same port, same
-  directory, so a persistent server keeps its data), ``restart()``, ``running``.
+  directory, so a persistent server keeps its data), ``restart(crash=False)``,
+  ``running``, ``info(section)``, ``log`` (its log file), ``dir``.
 - :func:`redis_server` — a plain server; ``persistent=True`` (the default)
   runs ``appendonly yes`` + ``appendfsync always``; ``password=``,
   ``unix_socket=True`` (then ``socket_path``), ``options={...}`` for more.
@@ -21,16 +22,22 @@ Public names (stable):
 - :func:`password_server` — a server with ``requirepass``.
 - :func:`tls_server` — a TLS-only server (``tls-port``, plain port 0) with a
   throwaway CA; ``server.tls`` is a :class:`TlsFiles` (CA, server and client
-  certificate and key); ``client_certs=True`` requires a client certificate.
+  certificate and key; :func:`make_tls_files` makes them); ``client_certs=True``
+  requires a client certificate.
 - :func:`sentinel_group` — a master, one replica and three sentinels watching
   ``master_name``: a :class:`SentinelGroup` with ``url()``
   (``redis+sentinel://...``), ``sentinel_addresses`` (``"h:p,h:p,h:p"``),
-  ``master_address()``, ``current_master()``, ``failover()`` (``SENTINEL
+  ``master_address()``, ``current_master()``, ``current_replica()``,
+  ``settled()``/``wait_settled()``, ``failover()`` (``SENTINEL
   FAILOVER``, waits until every sentinel and both servers agree); ``password=``,
   ``tls=True`` (TLS-only servers, ``group.tls``; sentinels answer on plain ports).
 - :func:`redis_cluster` — three masters of a real Redis Cluster, slots
   assigned by ``redis-cli --cluster create``, ``cluster_state:ok``: a
-  :class:`ClusterServers` with ``url`` (any node), ``nodes``; ``password=``.
+  :class:`ClusterServers` with ``url`` (any node), ``nodes``, ``ok()``; ``password=``.
+
+A process that will not start raises ``RuntimeError`` with the tail of its log
+(after at most ``START_TIMEOUT`` seconds; a topology that will not settle after
+``TOPOLOGY_TIMEOUT``), once every process already started is stopped.
 """
 
 from __future__ import annotations
@@ -106,12 +113,18 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port")
 
 
+class Exited(RuntimeError):
+    """The process ended while we waited for it."""
+
+
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             if check():
                 return
+        except Exited:
+            raise
         except Exception:  # not up yet: tried again until the deadline
             pass
         if time.monotonic() > deadline:
@@ -227,12 +240,16 @@ class RedisServer:
         try:
             _wait(self._answers, START_TIMEOUT, f"redis-server on port {self.port}")
         except RuntimeError as exc:
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT)
+            tail = self._log_tail()
             self.kill()
-            raise RuntimeError(f"{exc}\n{self._log_tail()}") from None
+            raise RuntimeError(f"redis-server on port {self.port}: {exc}\n{tail}") from None
 
     def _answers(self) -> bool:
         if not self.running:
-            raise RuntimeError("exited")
+            raise Exited("it exited")
         client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
         try:
             return bool(client.ping())

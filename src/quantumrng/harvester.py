@@ -505,6 +505,7 @@ class Harvester:
         added = 0
         failures = 0
         with self._leading() as keeper:
+            self._assessment_loaded = False  # another leader may have assessed meanwhile
             deadline = time.monotonic() + self.lease_wait
             while self.level() < target_blocks:
                 lease = keeper.lease
@@ -629,6 +630,7 @@ class Harvester:
             if lease != led:
                 led = lease
                 self._wake.clear()  # the keeper's wake-up is seen: it must not cut a backoff
+                self._assessment_loaded = False  # another leader may have assessed meanwhile
             try:
                 level = self.level()
             except QuantumRNGError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -512,3 +513,24 @@ def test_cluster_only_errors_are_unavailable_too() -> None:
     with pytest.raises(Unavailable) as info, translate_errors("the test store"):
         raise redis.exceptions.SlotNotCoveredError(f"slot 7 of redis://:{SECRET}@x")
     assert str(info.value) == "the test store failed: SlotNotCoveredError"
+
+
+@pytest.mark.slow
+def test_a_restarted_cluster_is_used_again_without_reopening_the_client() -> None:
+    with redis_cluster(persistent=True) as servers:
+        client = open_redis(settings(servers.url, redis_cluster=True))
+        tags = [f"{{r{i}}}" for i in range(6)]
+        for tag in tags:
+            client.set(f"{tag}:k", tag)
+        for node in servers.nodes:
+            node.stop()
+        with pytest.raises(Unavailable), translate_errors("the test store"):
+            client.get(f"{tags[0]}:k")
+        for node in servers.nodes:
+            node.start()
+        deadline = time.monotonic() + 30
+        while not servers.ok() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with translate_errors("the test store"):
+            assert [client.get(f"{t}:k") for t in tags] == [t.encode() for t in tags]
+        client.close()

@@ -21,6 +21,7 @@ from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.storage.errors import translate_errors
 from quantumrng.storage.redis import (
+    describe,
     open_redis,
     redacted,
     replicas_to_wait,
@@ -146,6 +147,25 @@ def test_bad_urls_and_contradicting_settings_are_config_errors_without_the_passw
 )
 def test_redacted_drops_user_password_and_query(url: str, shown: str) -> None:
     assert redacted(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "extra", "shown"),
+    [
+        (f"redis://u:{QUOTED}@db:6379/2", {}, "redis://db:6379/2"),
+        (f"redis://:{QUOTED}@db:7000/0", {"redis_cluster": True}, "redis://db:7000/0 (cluster)"),
+        (
+            f"rediss://u:{QUOTED}@ignored:1/3",
+            {"redis_sentinels": "s1:26379, s2", "redis_master": "qrng"},
+            "redis+sentinel://s1:26379,s2:26379/qrng/3 (TLS)",
+        ),
+        (f"redis+sentinel://:{QUOTED}@s1:1/qrng", {}, "redis+sentinel://s1:1/qrng"),
+    ],
+)
+def test_describe_names_the_servers_without_credentials(
+    url: str, extra: dict[str, Any], shown: str
+) -> None:
+    assert describe(settings(url, **extra)) == shown
 
 
 # --- a stand-alone server: passwords, users, unix sockets, no command sent twice

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
+    "describe",
     "import_redis",
     "key_prefix",
     "open_redis",
@@ -90,6 +91,25 @@ def redacted(url: str) -> str:
         return "?"
     hosts = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{hosts}{parts.path}" if parts.scheme else "?"
+
+
+def describe(settings: Settings) -> str:
+    """What ``status`` and reprs show of the Redis ``settings`` name: no user, no
+    password; the Sentinels and master when they come from settings, and a Cluster
+    said so."""
+    url = settings.redis_url
+    if settings.redis_sentinels.strip() and urlsplit(url).scheme != "redis+sentinel":
+        hosts = ",".join(
+            f"{h}:{p}" for h, p in _addresses(settings.redis_sentinels, "redis_sentinels")
+        )
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return "?"
+        tls = " (TLS)" if parts.scheme == "rediss" else ""
+        db = parts.path.strip("/") or "0"
+        return f"redis+sentinel://{hosts}/{settings.redis_master.strip()}/{db}{tls}"
+    return redacted(url) + (" (cluster)" if settings.redis_cluster else "")
 
 
 def _no_retry() -> Any:

@@ -33,7 +33,10 @@ would store the same blocks twice, and they would be served twice. A put
 that raises ``Unavailable`` may or may not have landed; its blocks must be
 discarded, never put again. Durability across a Redis restart is the
 server's (``appendonly yes``, ``appendfsync always`` for the same guarantee
-as the SQLite engine).
+as the SQLite engine). Every write (script or command) goes through
+:func:`~quantumrng.storage.redis.run_script` / ``run_command``, which under
+Sentinel counts it only once a replica has it: a failover cannot undo a write
+that was counted.
 """
 
 from __future__ import annotations
@@ -59,7 +62,14 @@ from quantumrng.pool._common import (
 from quantumrng.pool.base import Lease, LeaseInfo, PoolLevel
 from quantumrng.provenance import Provenance
 from quantumrng.storage.errors import translate_errors
-from quantumrng.storage.redis import INSTALL_HINT, key_prefix, open_url, redacted
+from quantumrng.storage.redis import (
+    INSTALL_HINT,
+    key_prefix,
+    open_url,
+    redacted,
+    run_command,
+    run_script,
+)
 
 __all__ = ["INSTALL_HINT", "RedisPool"]
 
@@ -366,7 +376,7 @@ class RedisPool:
         for b in blocks:
             args += [index[b.provenance.harvest_id], b.credited_bits, b.data + b.tag]
         with self._errors():
-            stored = self._put(keys=self._route, args=args)
+            stored = run_script(self._client, self._put, self._route, args)
         if fence is not None and stored == -1:
             raise lease_lost(fence)
 
@@ -374,7 +384,9 @@ class RedisPool:
         """Remove and return the ``n`` oldest blocks (of ``source``), or none at all."""
         check_take(n, source)
         with self._errors():
-            reply = self._take(keys=self._route, args=[self._prefix, n, source or ""])
+            reply = run_script(
+                self._client, self._take, self._route, [self._prefix, n, source or ""]
+            )
         if isinstance(reply, int):
             raise EntropyUnavailable(f"the pool holds {reply} of the {n} blocks asked for")
         try:
@@ -433,7 +445,7 @@ class RedisPool:
         if not ids:
             return 0
         with self._errors():
-            return int(self._discard(keys=self._route, args=[self._prefix, *ids]))
+            return int(run_script(self._client, self._discard, self._route, [self._prefix, *ids]))
 
     def read_record(self, name: str) -> bytes | None:
         """Return the record ``name``, or None."""
@@ -447,9 +459,9 @@ class RedisPool:
         check_record_name(name, value)
         with self._errors():
             if value is None:
-                self._client.delete(f"{self._prefix}:r:{name}")
+                run_command(self._client, "DEL", f"{self._prefix}:r:{name}")
             else:
-                self._client.set(f"{self._prefix}:r:{name}", value)
+                run_command(self._client, "SET", f"{self._prefix}:r:{name}", value)
 
     def _lease_key(self, name: str) -> list[str]:
         return [f"{self._prefix}:lease:{name}"]
@@ -460,7 +472,9 @@ class RedisPool:
         check_holder(holder)
         span = lease_millis(seconds)
         with self._errors():
-            token = int(self._acquire(keys=self._lease_key(name), args=[holder, span]))
+            token = int(
+                run_script(self._client, self._acquire, self._lease_key(name), [holder, span])
+            )
         return Lease(name, holder, token) if token > 0 else None
 
     def renew_lease(self, lease: Lease, seconds: float) -> bool:
@@ -469,13 +483,20 @@ class RedisPool:
         span = lease_millis(seconds)
         with self._errors():
             args = [lease.holder, lease.token, span]
-            return int(self._renew(keys=self._lease_key(lease.name), args=args)) == 1
+            return (
+                int(run_script(self._client, self._renew, self._lease_key(lease.name), args)) == 1
+            )
 
     def release_lease(self, lease: Lease) -> None:
         """Give ``lease`` up if still held as it says (its token is kept)."""
         check_lease(lease)
         with self._errors():
-            self._release(keys=self._lease_key(lease.name), args=[lease.holder, lease.token])
+            run_script(
+                self._client,
+                self._release,
+                self._lease_key(lease.name),
+                [lease.holder, lease.token],
+            )
 
     def lease_holder(self, name: str) -> LeaseInfo | None:
         """Who holds the lease ``name`` now, by the server's clock, or None."""

@@ -7,16 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
-import quantumrng.pool.redis as pool_redis
 from quantumrng.block import Block
 from quantumrng.config import Settings
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool import Pool, PoolLevel, RedisPool
-from quantumrng.storage.redis import open_redis, redacted, run_script
+from quantumrng.storage.redis import open_redis, redacted
 from tests.blocks import make_blocks
 from tests.pool import test_contract as contract
 from tests.pool.support import new_prefix
@@ -25,32 +23,8 @@ from tests.redis_servers import ClusterServers, SentinelGroup, redis_cluster, se
 pytestmark = pytest.mark.slow  # each topology is several server processes
 
 TOPOLOGIES = ["sentinel", "cluster"]
-WRITE_SCRIPTS = ("_put", "_take", "_discard", "_acquire", "_renew", "_release")
 
 MakePool = Callable[[], Pool]
-
-
-class _Replicated:
-    """A pool script run through :func:`run_script` (script + ``WAIT`` on a Sentinel)."""
-
-    def __init__(self, client: Any, script: Any) -> None:
-        self.client, self.script = client, script
-
-    def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
-        return run_script(self.client, self.script, keys, args)
-
-
-def replicated(pool: RedisPool) -> RedisPool:
-    """``pool`` with its write scripts waiting for a replica, as long as ``RedisPool`` does
-    not call ``run_script`` itself (then ``pool`` unchanged)."""
-    if hasattr(pool_redis, "run_script"):
-        return pool
-    client = pool._client
-    for name in WRITE_SCRIPTS:
-        script = getattr(pool, name, None)
-        if script is not None:
-            setattr(pool, name, _Replicated(client, script))
-    return pool
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +40,7 @@ def cluster() -> Iterator[ClusterServers]:
 
 
 def open_pool(settings: Settings) -> RedisPool:
-    pool = RedisPool(open_redis(settings), prefix=new_prefix(), name=redacted(settings.redis_url))
-    return replicated(pool)
+    return RedisPool(open_redis(settings), prefix=new_prefix(), name=redacted(settings.redis_url))
 
 
 @pytest.fixture(params=TOPOLOGIES)
@@ -270,4 +243,4 @@ def test_a_sentinel_failover_under_load_serves_no_block_twice_and_recovers() -> 
 def open_pool_like(pool: RedisPool, settings: Settings) -> RedisPool:
     """A second pool (its own client) on the same keys as ``pool``."""
     other = RedisPool(open_redis(settings), prefix=pool.prefix[1:-1], name="second")
-    return replicated(other)
+    return other

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from quantumrng.errors import ConfigError, NotFound, Unavailable, ValidationError
 from quantumrng.storage.errors import translate_errors
-from quantumrng.storage.redis import key_prefix, open_redis
+from quantumrng.storage.redis import key_prefix, open_redis, run_script
 from quantumrng.storage.sqlite import open_private
 
 if TYPE_CHECKING:
@@ -467,7 +467,7 @@ class RedisKeyStore:
                 repr(now),
             ]
             with translate_errors(self._store):
-                outcome = self._create(keys=self._route, args=args)
+                outcome = run_script(self._client, self._create, self._route, args)
             if outcome == b"name":
                 raise ValidationError(f"an active key named {name!r} exists")
             if outcome == b"ok":
@@ -495,7 +495,12 @@ class RedisKeyStore:
         record = self.get(id_or_name)
         if record.revoked_at is None:
             with translate_errors(self._store):
-                self._revoke(keys=self._route, args=[self._prefix, record.id, repr(time.time())])
+                run_script(
+                    self._client,
+                    self._revoke,
+                    self._route,
+                    [self._prefix, record.id, repr(time.time())],
+                )
         return self.get(record.id)
 
     def records(self) -> list[KeyRecord]:

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from quantumrng.config import Settings
 from quantumrng.storage.errors import translate_errors
-from quantumrng.storage.redis import key_prefix, open_redis
+from quantumrng.storage.redis import key_prefix, open_redis, run_script
 from quantumrng.storage.sqlite import open_private
 
 __all__ = [
@@ -296,7 +296,9 @@ class RedisLimiter:
     def take(self, principal: str, rate: float, burst: int) -> Decision:
         step = interval(rate)
         with translate_errors(self._store):
-            allowed, ahead = self._take(keys=[self.key(principal)], args=[step, burst * step])
+            allowed, ahead = run_script(
+                self._client, self._take, [self.key(principal)], [step, burst * step]
+            )
         return decision(bool(allowed), int(ahead), step, burst)
 
     def peek(self, principal: str, rate: float, burst: int) -> int:

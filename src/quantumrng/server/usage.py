@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from quantumrng.storage.errors import translate_errors
-from quantumrng.storage.redis import key_prefix, open_redis
+from quantumrng.storage.redis import key_prefix, open_redis, run_script
 from quantumrng.storage.sqlite import open_private
 
 if TYPE_CHECKING:
@@ -174,8 +174,11 @@ class RedisUsageStore:
         if nbytes > limit:
             return None
         with translate_errors(self._store):
-            used = self._consume(
-                keys=[self.key(principal, day)], args=[nbytes, limit, _expiry(day)]
+            used = run_script(
+                self._client,
+                self._consume,
+                [self.key(principal, day)],
+                [nbytes, limit, _expiry(day)],
             )
         return None if int(used) < 0 else int(used)
 
@@ -184,7 +187,7 @@ class RedisUsageStore:
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
         with translate_errors(self._store):
-            self._refund(keys=[self.key(principal, day)], args=[nbytes])
+            run_script(self._client, self._refund, [self.key(principal, day)], [nbytes])
 
     def used(self, principal: str, day: str) -> int:
         """Return the bytes counted for ``principal`` on ``day``."""

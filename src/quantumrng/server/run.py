@@ -6,8 +6,10 @@ secrecy and AEAD, per RFC 9325 §4.2); no compression or renegotiation.
 HSTS (RFC 6797) is sent on every response when TLS is on.
 
 Workers are spawned processes: each builds its own app (and DRBG, seeded from
-its own pool blocks) from a picklable factory; the harvester's lock file
-makes one of them harvest for the node.
+its own pool blocks) from a picklable factory; the harvest lease in the
+pool's store makes one process of the whole deployment harvest each source.
+With several workers the metrics of all of them are kept in a private
+directory so that a scrape sees the node's totals (``server.metrics``).
 
 Everything that would stop the server is checked before anything is printed
 or uvicorn starts, and raised as one error for the CLI's one line: the TLS

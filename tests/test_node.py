@@ -85,3 +85,19 @@ def test_harvest_on_demand_beside_a_leader_is_a_clear_error(tmp_path: Path) -> N
         assert node.harvester.harvests == 0
     finally:
         node.close()
+
+
+def test_status_names_the_redis_store_without_its_password(tmp_path: Path) -> None:
+    from tests.pool.support import delete_prefix, new_prefix, redis_url
+
+    prefix = new_prefix()
+    url = redis_url().replace("redis://", "redis://:s3cr3t-pw@")
+    settings = make_settings(tmp_path, pool="redis", source="os", redis_url=url, redis_key=prefix)
+    node = Node(settings)
+    try:
+        text = json.dumps(node.status(), default=str) + repr(node.pool)
+        assert "s3cr3t-pw" not in text
+        assert node.status()["pool"]["store"] == "redis://127.0.0.1:6379/0"
+    finally:
+        node.close()
+        delete_prefix(prefix)

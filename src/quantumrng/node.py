@@ -22,6 +22,7 @@ from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, Provenance
 from quantumrng.rbg3 import XorMask
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
+from quantumrng.storage.redis import describe
 
 __all__ = ["Node"]
 
@@ -148,6 +149,14 @@ class Node:
             return {"state": "pending", "samples_needed": self.settings.assessment_samples}
         return {"state": "assessed", **stored.to_json()}
 
+    def pool_store(self) -> str:
+        """Where the pool lives, for ``status``: the SQLite file, the Redis server (never
+        its credentials), or ``memory``."""
+        s = self.settings
+        if s.pool == "redis":
+            return describe(s)
+        return str(s.pool_path) if s.pool == "sqlite" else "memory"
+
     def leader(self) -> dict[str, Any] | None:
         """Who leads the harvest of the configured source, from the pool's store, or None.
 
@@ -174,6 +183,7 @@ class Node:
             "uptime_seconds": time.time() - self.started_at,
             "pool": {
                 "backend": self.settings.pool,
+                "store": self.pool_store(),
                 "blocks": level.blocks,
                 "credited_bits": level.credited_bits,
                 "by_source": level.by_source,

@@ -57,7 +57,8 @@ def harvest_command(
 @click.pass_context
 def pool_command(ctx: click.Context, as_json: bool) -> None:
     """Show pool levels and the provenance of what it holds (never its bytes)."""
-    status = command_node(ctx).status()["pool"]
+    node_status = command_node(ctx).status()
+    status = node_status["pool"]
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return
@@ -66,6 +67,14 @@ def pool_command(ctx: click.Context, as_json: bool) -> None:
         f"{status['credited_bits']} credited bits (low {status['low_water']}, "
         f"high {status['high_water']})"
     )
+    leader = node_status["leader"]
+    if leader is None:
+        click.echo("  harvest leader: none")
+    else:
+        click.echo(
+            f"  harvest leader: {leader['holder']} (token {leader['token']}, "
+            f"lease expires in {leader['expires_in']:g} s)"
+        )
     for kind, count in sorted(status["by_source"].items()):
         click.echo(f"  {kind:<10} {count} blocks")
     for h in status["recent_harvests"]:

@@ -20,7 +20,7 @@ from quantumrng.pool.integrity import KEY_BYTES, TaggedPool, load_or_create_key
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.pool.redis import RedisPool
 from quantumrng.pool.sqlite import SqlitePool
-from quantumrng.storage.redis import open_redis, redacted
+from quantumrng.storage.redis import describe, open_redis
 
 __all__ = [
     "MemoryPool",
@@ -66,7 +66,7 @@ def open_engine(settings: Settings) -> Pool:
         return SqlitePool(settings.pool_path)
     if settings.pool == "redis":
         return RedisPool(
-            open_redis(settings), prefix=settings.redis_key, name=redacted(settings.redis_url)
+            open_redis(settings), prefix=settings.redis_key, name=describe(settings)
         )
     if settings.pool == "memory":
         return MemoryPool()

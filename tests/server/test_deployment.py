@@ -37,9 +37,13 @@ TAKERS, TAKES, TAKE = 3, 5, 2  # test processes taking blocks directly, takes ea
 BIG = 1 << 16  # a large DRBG request: a whole SP 800-90A generate call
 CHUNK = 16
 WAIT = 60.0  # seconds for the pool, the counters or a leader to settle on a busy machine
-SOAK_SECONDS = float(os.environ.get("QRNG_SOAK_SECONDS", "45"))
+# not QRNG_*: the test session drops those, and they name settings
+SOAK_SECONDS = float(os.environ.get("QUANTUMRNG_SOAK_SECONDS", "45"))
 SOAK_WARMUP = 5.0
 SOAK_CLIENTS = 4
+# Seconds between one soak client's requests: a steady load, not a flood draining the pool
+# faster than the source fills it (then raw answers 503 and reseeds fail, by design).
+SOAK_PAUSE = 0.02
 MIB = 1 << 20
 
 Metrics = dict[str, float]  # sample name with its labels → value
@@ -141,7 +145,13 @@ class Load:
         self.requests = 0
 
     def client(
-        self, server: Server, requests: int, until: float = float("inf"), *, keep: bool = True
+        self,
+        server: Server,
+        requests: int,
+        until: float = float("inf"),
+        *,
+        keep: bool = True,
+        pause: float = 0.0,
     ) -> None:
         """Send ``requests`` requests (fewer if ``until`` passes first), cycling through
         DRBG bytes, raw bytes, DRBG and raw integers and a whole DRBG generate call."""
@@ -152,6 +162,8 @@ class Load:
             for i in range(requests):
                 if time.monotonic() >= until:
                     break
+                if pause:
+                    time.sleep(pause)
                 kind = i % 5
                 path = (
                     "/api/v2/bytes?n=64&format=hex",
@@ -329,7 +341,7 @@ def test_a_soak_of_two_nodes_of_two_workers_keeps_each_nodes_memory_flat(
             threading.Thread(
                 target=load.client,
                 args=(servers[i % len(servers)], 1_000_000, end),
-                kwargs={"keep": False},
+                kwargs={"keep": False, "pause": SOAK_PAUSE},
             )
             for i in range(SOAK_CLIENTS)
         ]

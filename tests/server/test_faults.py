@@ -48,6 +48,7 @@ def pool_key(tmp: Path) -> Path:
 
 
 def node_settings(key: Path, **extra: str) -> dict[str, str]:
+    """What every node of one deployment shares (source ``os``, which earns no credit)."""
     return {
         "pool": "redis",
         "redis_key": REDIS_KEY,
@@ -318,7 +319,6 @@ def test_a_redis_restart_under_load_fails_closed_then_recovers_losing_no_block(
                 redis.stop()
             with Load(nodes) as outage:
                 stop = time.monotonic() + 20.0
-
                 while not drbg_spent(outage) and time.monotonic() < stop:
                     time.sleep(0.2)
                 for index, server in enumerate(nodes):

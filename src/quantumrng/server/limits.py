@@ -256,8 +256,9 @@ class SqliteLimiter:
                 ).fetchone()
         if row is not None:
             return decision(True, int(row[0]) - now, step, burst)
-        tat = now if stored is None else max(min(int(stored[0]), now + span), now)
-        return decision(False, max(0, tat + step - span - now), step, burst)
+        # refused: the wait is GCRA's for the TAT as stored now (0 if a clean-up removed it)
+        allowed, _, wait = gcra(None if stored is None else int(stored[0]), now, step, burst)
+        return decision(False, 0 if allowed else wait, step, burst)
 
     def peek(self, principal: str, rate: float, burst: int) -> int:
         with translate_errors(self._store):

@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import LeaseLost, Unavailable
-from quantumrng.pool.base import Lease
+from quantumrng.pool.base import Lease, LeaseInfo
 from quantumrng.provenance import Provenance
 
 __all__ = [
+    "LeaseState",
     "MAX_HARVEST_ID_BYTES",
     "MAX_HOLDER_CHARS",
     "MAX_LEASE_SECONDS",
@@ -100,6 +102,54 @@ def check_lease(lease: Lease) -> None:
     token = lease.token
     if isinstance(token, bool) or not isinstance(token, int) or token < 1:
         raise ValueError("a lease token must be a positive int")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """A lease as the Python engines keep it, and the one rule of who holds it (the Redis
+    engine's scripts follow the same rule on the server's clock).
+
+    ``token`` is the last token granted, kept when the lease is released or
+    expires, so tokens only grow; ``holder`` is "" when nobody holds it;
+    ``granted`` and ``expires`` are the store's clock at the last grant or
+    renewal and at its end. A lease counts only from its grant to its end,
+    so a clock set back ends it rather than stretching it.
+    """
+
+    token: int = 0
+    holder: str = ""
+    granted: float = 0.0
+    expires: float = 0.0
+
+    def current(self, now: float) -> bool:
+        """True while somebody holds the lease at ``now``."""
+        return bool(self.holder) and self.granted <= now < self.expires
+
+    def holds(self, lease: Lease, now: float) -> bool:
+        """True while ``lease`` (its holder and token) is the current grant."""
+        return self.current(now) and self.holder == lease.holder and self.token == lease.token
+
+    def acquired(self, holder: str, now: float, span: float) -> LeaseState | None:
+        """The state after ``holder`` asks for the lease for ``span`` seconds: renewed with
+        the same token for the current holder, a new token for a new one; None while
+        another holds it."""
+        if not self.current(now):
+            return LeaseState(self.token + 1, holder, now, now + span)
+        return None if self.holder != holder else self.renewed(now, span)
+
+    def renewed(self, now: float, span: float) -> LeaseState:
+        """The state after the current grant is extended by ``span`` seconds from ``now``."""
+        return replace(self, granted=now, expires=now + span)
+
+    def released(self) -> LeaseState:
+        """The state after the holder gives the lease up (its token is kept)."""
+        return replace(self, holder="", expires=0.0)
+
+    def info(self, name: str, now: float) -> LeaseInfo | None:
+        """Who holds the lease ``name`` at ``now``, or None."""
+        if not self.current(now):
+            return None
+        return LeaseInfo(name, self.holder, self.token, self.expires - now)
 
 
 def lease_lost(fence: Lease) -> LeaseLost:

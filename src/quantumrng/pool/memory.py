@@ -23,6 +23,7 @@ from quantumrng import forksafe
 from quantumrng.block import Block
 from quantumrng.errors import EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
+    LeaseState,
     check_holder,
     check_lease,
     check_limit,
@@ -46,14 +47,6 @@ class _Harvest:
     left: int
 
 
-@dataclass(slots=True)
-class _Lease:
-    token: int  # the last token granted; kept when the lease is released or expires
-    holder: str = ""  # "": nobody holds it
-    granted: float = 0.0  # monotonic time of the last grant or renewal
-    expires: float = 0.0
-
-
 class MemoryPool:
     """A :class:`~quantumrng.pool.base.Pool` held in this process's memory."""
 
@@ -63,7 +56,7 @@ class MemoryPool:
         self._queues: dict[str, deque[_Entry]] = {}
         self._harvests: OrderedDict[str, _Harvest] = OrderedDict()
         self._records: dict[str, bytes] = {}
-        self._leases: dict[str, _Lease] = {}
+        self._leases: dict[str, LeaseState] = {}  # on the monotonic clock
         self._closed = False
         forksafe.register(self)
 
@@ -175,13 +168,7 @@ class MemoryPool:
                 self._records[name] = value
 
     def _holds(self, lease: Lease, now: float) -> bool:
-        held = self._leases.get(lease.name)
-        return (
-            held is not None
-            and held.holder == lease.holder
-            and held.token == lease.token
-            and held.granted <= now < held.expires
-        )
+        return self._leases.get(lease.name, LeaseState()).holds(lease, now)
 
     def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         """Take or renew the lease ``name`` (under the lock); None while another holds it."""
@@ -190,16 +177,11 @@ class MemoryPool:
         span = lease_millis(seconds) / 1000
         with self._lock:
             self._check_open()
-            now = time.monotonic()
-            held = self._leases.setdefault(name, _Lease(token=0))
-            current = held.holder and held.granted <= now < held.expires
-            if current and held.holder != holder:
+            state = self._leases.get(name, LeaseState()).acquired(holder, time.monotonic(), span)
+            if state is None:
                 return None
-            if not current:
-                held.token += 1
-                held.holder = holder
-            held.granted, held.expires = now, now + span
-            return Lease(name, holder, held.token)
+            self._leases[name] = state
+            return Lease(name, holder, state.token)
 
     def renew_lease(self, lease: Lease, seconds: float) -> bool:
         """Extend ``lease`` if still held as it says."""
@@ -210,8 +192,7 @@ class MemoryPool:
             now = time.monotonic()
             if not self._holds(lease, now):
                 return False
-            held = self._leases[lease.name]
-            held.granted, held.expires = now, now + span
+            self._leases[lease.name] = self._leases[lease.name].renewed(now, span)
             return True
 
     def release_lease(self, lease: Lease) -> None:
@@ -220,19 +201,14 @@ class MemoryPool:
         with self._lock:
             self._check_open()
             if self._holds(lease, time.monotonic()):
-                held = self._leases[lease.name]
-                held.holder, held.expires = "", 0.0
+                self._leases[lease.name] = self._leases[lease.name].released()
 
     def lease_holder(self, name: str) -> LeaseInfo | None:
         """Who holds the lease ``name`` now, or None."""
         check_record_name(name)
         with self._lock:
             self._check_open()
-            now = time.monotonic()
-            held = self._leases.get(name)
-            if held is None or not held.holder or not held.granted <= now < held.expires:
-                return None
-            return LeaseInfo(name, held.holder, held.token, held.expires - now)
+            return self._leases.get(name, LeaseState()).info(name, time.monotonic())
 
     def after_fork_in_child(self) -> None:
         """Drop every block in a forked child: each is its parent's to hand out once."""

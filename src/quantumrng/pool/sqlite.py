@@ -54,6 +54,7 @@ from pathlib import Path
 from quantumrng.block import Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
 from quantumrng.pool._common import (
+    LeaseState,
     check_holder,
     check_lease,
     check_limit,
@@ -472,27 +473,31 @@ class SqlitePool:
 
     # --- leases ---------------------------------------------------------------
 
-    def _lease_row(
-        self, conn: sqlite3.Connection, name: str
-    ) -> tuple[str, int, float, float] | None:
-        """The lease ``name`` as stored: holder, token, granted, expires."""
+    def _lease(self, conn: sqlite3.Connection, name: str) -> LeaseState:
+        """The lease ``name`` as stored (a never-granted one when there is no row)."""
         row = conn.execute(
             "SELECT CAST(holder AS BLOB), token, granted, expires FROM leases WHERE name = ?",
             (name,),
         ).fetchone()
         if row is None:
-            return None
+            return LeaseState()
         holder, token, granted, expires = row
         if not all(isinstance(v, int | float) for v in (token, granted, expires)):
             raise self._damaged("a lease does not decode")
-        return self._text(holder, "a lease's holder"), int(token), float(granted), float(expires)
+        holder = self._text(holder, "a lease's holder")
+        return LeaseState(int(token), holder, float(granted), float(expires))
 
     def _holds(self, conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
-        row = self._lease_row(conn, lease.name)
-        if row is None:
-            return False
-        holder, token, granted, expires = row
-        return holder == lease.holder and token == lease.token and granted <= now < expires
+        return self._lease(conn, lease.name).holds(lease, now)
+
+    @staticmethod
+    def _store_lease(conn: sqlite3.Connection, name: str, state: LeaseState) -> None:
+        conn.execute(
+            "INSERT INTO leases (name, holder, token, granted, expires) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+            " token = excluded.token, granted = excluded.granted, expires = excluded.expires",
+            (name, state.holder, state.token, state.granted, state.expires),
+        )
 
     def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
         """Take or renew the lease ``name`` in one transaction; None while another holds it."""
@@ -500,22 +505,11 @@ class SqlitePool:
         check_holder(holder)
         span = lease_millis(seconds) / 1000
         with self._guard(), self._transaction() as conn:
-            now = time.time()
-            row = self._lease_row(conn, name)
-            token = 0
-            if row is not None:
-                current, token, granted, expires = row
-                if current and granted <= now < expires:
-                    if current != holder:
-                        return None
-                    token -= 1  # the holder renews: same token
-            conn.execute(
-                "INSERT INTO leases (name, holder, token, granted, expires) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-                " token = excluded.token, granted = excluded.granted, expires = excluded.expires",
-                (name, holder, token + 1, now, now + span),
-            )
-        return Lease(name, holder, token + 1)
+            state = self._lease(conn, name).acquired(holder, time.time(), span)
+            if state is None:
+                return None
+            self._store_lease(conn, name, state)
+        return Lease(name, holder, state.token)
 
     def renew_lease(self, lease: Lease, seconds: float) -> bool:
         """Extend ``lease`` in one transaction if still held as it says."""
@@ -523,32 +517,26 @@ class SqlitePool:
         span = lease_millis(seconds) / 1000
         with self._guard(), self._transaction() as conn:
             now = time.time()
-            if not self._holds(conn, lease, now):
+            state = self._lease(conn, lease.name)
+            if not state.holds(lease, now):
                 return False
-            conn.execute(
-                "UPDATE leases SET granted = ?, expires = ? WHERE name = ?",
-                (now, now + span, lease.name),
-            )
+            self._store_lease(conn, lease.name, state.renewed(now, span))
         return True
 
     def release_lease(self, lease: Lease) -> None:
         """Give ``lease`` up if still held as it says (its token is kept)."""
         check_lease(lease)
         with self._guard(), self._transaction() as conn:
-            if self._holds(conn, lease, time.time()):
-                conn.execute(
-                    "UPDATE leases SET holder = '', expires = 0 WHERE name = ?", (lease.name,)
-                )
+            state = self._lease(conn, lease.name)
+            if state.holds(lease, time.time()):
+                self._store_lease(conn, lease.name, state.released())
 
     def lease_holder(self, name: str) -> LeaseInfo | None:
-        """Who holds the lease ``name`` now, or None."""
+        """Who holds the lease ``name`` now, by this machine's clock, or None."""
         check_record_name(name)
         with self._guard():
-            row = self._lease_row(self._conn(), name)
-        now = time.time()
-        if row is None or not row[0] or not row[2] <= now < row[3]:
-            return None
-        return LeaseInfo(name, row[0], row[1], row[3] - now)
+            state = self._lease(self._conn(), name)
+        return state.info(name, time.time())
 
     def close(self) -> None:
         """Close this process's connections; the file keeps its contents.

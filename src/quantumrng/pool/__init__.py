@@ -65,9 +65,7 @@ def open_engine(settings: Settings) -> Pool:
             ) from None
         return SqlitePool(settings.pool_path)
     if settings.pool == "redis":
-        return RedisPool(
-            open_redis(settings), prefix=settings.redis_key, name=describe(settings)
-        )
+        return RedisPool(open_redis(settings), prefix=settings.redis_key, name=describe(settings))
     if settings.pool == "memory":
         return MemoryPool()
     raise ConfigError(f"unknown pool engine {settings.pool!r}")

@@ -553,6 +553,16 @@ def test_a_persistent_failure_is_recorded_for_every_process_and_quarantines(
     assert harvester.snapshot()["health"]["state"] == "persistent"
 
 
+def test_a_failure_read_for_status_is_what_the_next_check_goes_by(memory_pool: Pool) -> None:
+    gate = SourceLedger(memory_pool, "os", check_seconds=3600.0)
+    gate.check_usable()  # nothing recorded: cached as usable for an hour
+    SourceLedger(memory_pool, "os").record_failure(SourceFailure("os", "rct", 0, time.time()))
+    gate.check_usable()  # still the cached answer
+    assert gate.failure() is not None  # what /api/v2/status shows
+    with pytest.raises(SourceFailed):
+        gate.check_usable()
+
+
 def test_after_a_persistent_failure_a_new_startup_test_clears_it(memory_pool: Pool) -> None:
     source = ScriptedSource(["stuck", "ok"])
     harvester = Harvester(source, memory_pool, monitor=HealthMonitor(persistent_after=1))

@@ -98,8 +98,17 @@ class SourceLedger:
 
         A state record that does not verify or decode counts as a failure
         (fail closed): only the harvester's own write, or an operator
-        reset, clears it.
+        reset, clears it. A read also refreshes what :meth:`check_usable`
+        goes by, so no answer contradicts a status read before it.
         """
+        started = time.monotonic()
+        failure = self._read_failure()
+        with self._lock:
+            if started >= self._checked_at:
+                self._checked, self._checked_at = failure, started
+        return failure
+
+    def _read_failure(self) -> SourceFailure | None:
         try:
             record = self._pool.read_record(self._state_name)
             if record is None:
@@ -136,8 +145,6 @@ class SourceLedger:
             failure = self._checked
         if not fresh:
             failure = self.failure()
-            with self._lock:
-                self._checked, self._checked_at = failure, now
         if failure is not None:
             raise SourceFailed(failure.message())
 

@@ -25,6 +25,7 @@ from quantumrng.server import create_app
 from quantumrng.server.metrics import (
     MULTIPROC_ENV,
     POOL_READ_SECONDS,
+    PUBLISH_SECONDS,
     Metrics,
     PoolProbe,
     _worker_alive,
@@ -397,6 +398,17 @@ def scrape_each_worker(server: Server, pids: list[int]) -> dict[int, dict[str, f
     return scrapes
 
 
+def wait_for_leader(server: Server, timeout: float = 30.0) -> int | None:
+    """The pid of the process that holds the harvest lease, once one does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader = httpx.get(server.base_url + "/api/v2/status", timeout=10).json()["leader"]
+        if leader is not None:
+            return int(leader["holder"].rsplit(":", 2)[1])
+        time.sleep(0.2)
+    return None
+
+
 @pytest.mark.slow
 def test_every_worker_scrape_reports_the_node_totals(tmp_path: Path) -> None:
     connections, per_connection = 4, 6
@@ -417,10 +429,14 @@ def test_every_worker_scrape_reports_the_node_totals(tmp_path: Path) -> None:
         n = connections * per_connection
         pids = workers(server)
         assert len(pids) == 2
+        led_by = wait_for_leader(server)
+        assert led_by in pids, server.log.read_text()
+        time.sleep(2 * PUBLISH_SECONDS)  # the leader's last write of its gauges
         for found in scrape_each_worker(server, pids).values():
             assert found[REQUESTS] == n and found[SERVED] == n * 64
             assert found[f'{LATENCY}_count{{route="{ROUTE}"}}'] == n
-            assert found["qrng_harvester_active"] == 1 and found["qrng_pool_up"] == 1
+            assert found["qrng_harvester_active"] == 1, server.log.read_text()
+            assert found["qrng_pool_up"] == 1
         os.kill(pids[0], signal.SIGKILL)
         for _ in range(5):
             r = httpx.get(server.base_url + "/metrics", timeout=10)

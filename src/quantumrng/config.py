@@ -135,6 +135,14 @@ class Settings:
     max_connections: int = 4096  # open connections per worker; more are closed at once
     max_client_connections: int = 64  # open connections per client address (IPv6: per /64)
     pool_key_file: Path | None = None  # block integrity key; None: <data_dir>/pool.key
+    # --- verifiable randomness ----------------------------------------------
+    signing_key_file: Path | None = None  # Ed25519 key (PEM); None: <data_dir>/signing/
+    result_retention_days: float = 30.0  # signed results stay retrievable at least this long
+    log_head_seconds: float = 1.0  # longest a log entry waits for a signed tree head
+    beacon_period: int = 60  # seconds between beacon pulses; 0: no beacon
+    beacon_key_file: Path | None = None  # RSA key (PEM); None: <data_dir>/beacon/
+    beacon_cert_file: Path | None = None  # its X.509 certificate (PEM); with beacon_key_file
+    public_url: str = ""  # base URL clients reach this service at; "": http://host:port
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_KINDS:
@@ -177,6 +185,16 @@ class Settings:
         for name in ("rate_limit", "rate_burst", "daily_bytes"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ConfigError(f"{name} must be zero (unlimited) or positive")
+        if not 0 < self.result_retention_days < math.inf:
+            raise ConfigError("result_retention_days must be a positive number of days")
+        if not 0 < self.log_head_seconds <= 3600:
+            raise ConfigError("log_head_seconds must be in (0, 3600]")
+        if not (self.beacon_period == 0 or 1 <= self.beacon_period <= 86_400):
+            raise ConfigError("beacon_period must be 0 (no beacon) or 1 to 86400 seconds")
+        if (self.beacon_key_file is None) != (self.beacon_cert_file is None):
+            raise ConfigError("beacon_key_file and beacon_cert_file go together")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("public_url must start with http:// or https://")
         if str(self.data_dir) in ("", "."):
             raise ConfigError("data_dir must name a directory")
         if not 1024 <= self.max_header_bytes <= 1 << 20:
@@ -211,6 +229,25 @@ class Settings:
     def keys_path(self) -> Path:
         """The SQLite file of API keys (hashes only) and usage counters."""
         return self.data_dir / "keys.sqlite3"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The SQLite file of signed results, the transparency log and beacon pulses."""
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def signing_dir(self) -> Path:
+        """Where generated Ed25519 service keys and their public key list are kept."""
+        return self.data_dir / "signing"
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients reach this service at (``public_url``, else from host and port)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def node(self) -> str:

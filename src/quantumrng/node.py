@@ -20,9 +20,13 @@ from quantumrng.pool import TaggedPool, open_pool
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, Provenance
 from quantumrng.rbg3 import XorMask
+from quantumrng.signing import KeyRing
 from quantumrng.sources import open_source
 from quantumrng.sources.base import Source
 from quantumrng.storage.redis import describe
+from quantumrng.transparency import open_ledger
+from quantumrng.transparency.log import TransparencyLog
+from quantumrng.transparency.store import LedgerStore
 
 __all__ = ["Node"]
 
@@ -45,6 +49,9 @@ class Node:
         self.ledger = SourceLedger(self.pool, self.settings.source)
         self._source: Source | None = None
         self._harvester: Harvester | None = None
+        self._log_store: LedgerStore | None = None
+        self._signing_keys: KeyRing | None = None
+        self._log: TransparencyLog | None = None
         self.started_at = time.time()
         self.engine = Engine(
             self.pool,
@@ -202,9 +209,42 @@ class Node:
         }
         return data
 
+    @property
+    def log_store(self) -> LedgerStore:
+        """The deployment's store of signed results, log and pulses, opened on first use."""
+        if self._log_store is None:
+            self._log_store = open_ledger(self.settings)
+        return self._log_store
+
+    @property
+    def signing_keys(self) -> KeyRing:
+        """This node's Ed25519 signing keys, loaded (or made) on first use."""
+        if self._signing_keys is None:
+            self._signing_keys = KeyRing.load(self.settings)
+        return self._signing_keys
+
+    @property
+    def log(self) -> TransparencyLog:
+        """The transparency log over :attr:`log_store`, signing with :attr:`signing_keys`."""
+        if self._log is None:
+            s = self.settings
+            self._log = TransparencyLog(
+                self.log_store,
+                self.signing_keys,
+                pool=self.pool,
+                node=s.node,
+                head_seconds=s.log_head_seconds,
+                retention_seconds=s.result_retention_days * 86400.0,
+            )
+        return self._log
+
     def close(self) -> None:
-        """Stop the harvester, wipe the DRBG and close the pool."""
+        """Stop the harvester and the log, wipe the DRBG, close the pool and the ledger."""
         if self._harvester is not None:
             self._harvester.stop()
+        if self._log is not None:
+            self._log.stop()
         self.engine.wipe()
         self.pool.close()
+        if self._log_store is not None:
+            self._log_store.close()

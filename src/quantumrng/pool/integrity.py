@@ -47,12 +47,9 @@ What a store writer can still do:
 from __future__ import annotations
 
 import collections
-import errno
 import hmac
 import logging
-import os
 import secrets
-import stat
 import struct
 import threading
 from collections.abc import Collection, Sequence
@@ -62,6 +59,7 @@ from pathlib import Path
 from quantumrng import forksafe
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
+from quantumrng.keyfiles import create_secret_file, read_secret_file
 from quantumrng.pool._common import check_take, dump_provenance, group_harvests
 from quantumrng.pool.base import Lease, LeaseInfo, Pool, PoolLevel
 from quantumrng.provenance import Provenance
@@ -87,8 +85,6 @@ RECORD_LABEL = b"quantumrng pool record tag v1\x00"
 RECORD_MAC_BYTES = 32
 MAX_DROPPED_PER_TAKE = 64  # blocks one take drops before it gives up (503)
 REPLAY_WINDOW = 16_384  # nonces of recently taken blocks this process remembers
-KEY_FILE_MODE = 0o600
-KEY_DIR_MODE = 0o700
 
 _CREDIT = struct.Struct(">I")
 
@@ -123,57 +119,6 @@ def verify(key: bytes, block: Block) -> str | None:
     return None if hmac.compare_digest(mac, expected) else "bad tag"
 
 
-def _read_key(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            mode = os.fstat(fh.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise ConfigError(f"the pool key file {path} is not a regular file")
-            if mode & 0o077:
-                raise ConfigError(
-                    f"the pool key file {path} is open to other users (mode "
-                    f"{stat.S_IMODE(mode):04o}); make it owner-only: chmod 600 {path}"
-                )
-            key = fh.read(KEY_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the pool key file {path}: {exc.strerror}") from None
-    if len(key) != KEY_BYTES:
-        raise ConfigError(
-            f"the pool key file {path} does not hold a {KEY_BYTES}-byte key "
-            "(restore it; a new key drops every block in the pool)"
-        )
-    return key
-
-
-def _create_key(path: Path) -> bool:
-    """Write a new key to ``path`` unless one is there; True when this call made it.
-
-    The key is written to a private temporary file, synced, then hard-linked
-    to ``path``: linking fails if ``path`` exists, so two processes starting
-    together agree on one key and nobody reads a half-written one.
-    """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, KEY_FILE_MODE)
-    try:
-        try:
-            os.write(fd, secrets.token_bytes(KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return False
-    finally:
-        temp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return True
-
-
 def load_or_create_key(path: Path) -> bytes:
     """Return the node key in ``path``, creating the file (mode 0600) first if it is missing.
 
@@ -182,17 +127,15 @@ def load_or_create_key(path: Path) -> bytes:
     nodes needs the same key file on each.
     """
     path = Path(path)
-    if not path.exists():
-        try:
-            path.parent.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
-            if _create_key(path):
-                log.info("created the pool key file %s", path)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise ConfigError(
-                    f"cannot create the pool key file {path}: {exc.strerror}"
-                ) from None
-    return _read_key(path)
+    if not path.exists() and create_secret_file(path, secrets.token_bytes(KEY_BYTES), "pool key"):
+        log.info("created the pool key file %s", path)
+    key = read_secret_file(path, "pool key")
+    if len(key) != KEY_BYTES:
+        raise ConfigError(
+            f"the pool key file {path} does not hold a {KEY_BYTES}-byte key "
+            "(restore it; a new key drops every block in the pool)"
+        )
+    return key
 
 
 class TaggedPool:

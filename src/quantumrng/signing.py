@@ -6,6 +6,7 @@ private key in ``<key_id>.pem`` (PKCS#8, mode 0600, made by
 ``keys.json`` (key, ``not_before``, ``not_after``). The current key is the
 newest without ``not_after``; :func:`rotate` makes a new one and ends the
 current one's period, so results it signed still verify against the list.
+Running servers follow a rotation on their own (:class:`KeyRing`).
 With ``signing_key_file`` that key is the current one (its period starts when
 this node first used it). Several nodes of one deployment either share one
 key file or each publish their own key in the shared store
@@ -19,7 +20,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ from quantumrng.errors import ConfigError
 from quantumrng.keyfiles import KEY_DIR_MODE, create_secret_file, read_secret_file
 from quantumrng.signed import ALGORITHM, PublicKey, canonical
 
-__all__ = ["KeyRing", "SigningKey", "rotate"]
+__all__ = ["REFRESH_SECONDS", "ROTATION_GRACE_SECONDS", "KeyRing", "SigningKey", "rotate"]
 
 KEYS_FILE = "keys.json"
+REFRESH_SECONDS = 1.0  # how often a running ring looks for a rotation
+ROTATION_GRACE_SECONDS = 10.0  # a rotated key stays valid this long after the rotation
 _lock = threading.Lock()  # one writer of keys.json per process (files: os.replace)
 
 
@@ -130,14 +133,68 @@ def _generate(directory: Path) -> Ed25519PrivateKey:
 
 
 class KeyRing:
-    """The current signing key and every public key this node has signed with."""
+    """The current signing key and every public key this node has signed with.
 
-    def __init__(self, current: SigningKey, public_keys: list[PublicKey]) -> None:
-        self.current = current
-        self.public_keys = public_keys
+    A ring loaded from settings follows :func:`rotate` while the server runs:
+    at most every ``REFRESH_SECONDS`` a read of :attr:`current` or
+    :attr:`public_keys` looks at ``keys.json`` and, if it changed, loads it
+    again, so every worker signs with the new key within that time (well
+    inside the old key's ``ROTATION_GRACE_SECONDS``) and no restart is needed.
+    """
+
+    def __init__(
+        self,
+        current: SigningKey,
+        public_keys: list[PublicKey],
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._current = current
+        self._public_keys = public_keys
+        self._settings = settings
+        self._clock = clock
+        self._stamp = _stamp(settings)
+        self._checked = clock()
+        self._reload = threading.Lock()
 
     def __repr__(self) -> str:
         return f"KeyRing(current={self.current.key_id!r}, keys={len(self.public_keys)})"
+
+    @property
+    def current(self) -> SigningKey:
+        """The key that signs now."""
+        self._follow()
+        return self._current
+
+    @property
+    def public_keys(self) -> list[PublicKey]:
+        """Every key this node signed with, with its period."""
+        self._follow()
+        return self._public_keys
+
+    def _follow(self) -> None:
+        if self._settings is None or self._clock() - self._checked < REFRESH_SECONDS:
+            return
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Load the keys again if ``keys.json`` changed since they were read; True if so."""
+        settings = self._settings
+        if settings is None:
+            return False
+        with self._reload:
+            self._checked = self._clock()
+            stamp = _stamp(settings)
+            if stamp == self._stamp:
+                return False
+            fresh = KeyRing.load(settings)
+            self._current, self._public_keys, self._stamp = (
+                fresh._current,
+                fresh._public_keys,
+                fresh._stamp,
+            )
+            return True
 
     @classmethod
     def load(cls, settings: Settings) -> KeyRing:
@@ -157,7 +214,18 @@ class KeyRing:
                 private, keys = _current_in(directory)
         kid = PublicKey(private.public_key(), 0.0).key_id
         entry = next(k for k in keys if k.key_id == kid)
-        return cls(SigningKey(private, entry), keys)
+        return cls(SigningKey(private, entry), keys, settings=settings)
+
+
+def _stamp(settings: Settings | None) -> tuple[int, int] | None:
+    """What tells that ``keys.json`` changed: its modification time and size."""
+    if settings is None:
+        return None
+    try:
+        info = (settings.signing_dir / KEYS_FILE).stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def _current_in(directory: Path) -> tuple[Ed25519PrivateKey, list[PublicKey]]:
@@ -171,10 +239,13 @@ def _current_in(directory: Path) -> tuple[Ed25519PrivateKey, list[PublicKey]]:
     return private, _register(directory, private.public_key())
 
 
-def rotate(settings: Settings) -> PublicKey:
-    """Make a new current key in ``<data_dir>/signing/`` and end the others' periods now.
+def rotate(settings: Settings, *, grace_seconds: float = ROTATION_GRACE_SECONDS) -> PublicKey:
+    """Make a new current key in ``<data_dir>/signing/``; the others' periods end
+    ``grace_seconds`` from now.
 
-    Running servers sign with the new key after a restart.
+    Running servers switch to the new key within ``REFRESH_SECONDS`` without
+    a restart (:class:`KeyRing`); the grace covers what they sign meanwhile,
+    so every result signed before or during the rotation still verifies.
     """
     if settings.signing_key_file is not None:
         raise ConfigError("signing_key_file is set: rotate by pointing it at a new key file")
@@ -182,8 +253,9 @@ def rotate(settings: Settings) -> PublicKey:
     with _lock:
         directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
         now = time.time()
+        ends = now + grace_seconds
         keys = [
-            k if k.not_after is not None else PublicKey(k.key, k.not_before, now)
+            k if k.not_after is not None else PublicKey(k.key, k.not_before, ends)
             for k in _read_list(directory)
         ]
         private = _generate(directory)

@@ -30,7 +30,7 @@ from quantumrng.errors import InvalidRequest, PayloadTooLarge, ValidationError
 
 __all__ = ["MAX_INT_DIGITS", "Param", "parse_path", "parse_query", "require_utf8"]
 
-Kind = Literal["int", "bigint", "float", "enum", "str"]
+Kind = Literal["int", "bigint", "float", "enum", "str", "bool"]
 
 MAX_INT_DIGITS = 1300  # decimal digits of a big bound (~4300 bits), bounds parsing work
 _SIGN = "[+-]?"
@@ -38,6 +38,7 @@ _DIGITS = "[0-9]+"  # ASCII only: \d and int() take every script's digits
 _INT = re.compile(_SIGN + _DIGITS)
 _NUMBER = re.compile(rf"{_SIGN}{_DIGITS}(?:\.{_DIGITS})?(?:[eE]{_SIGN}{_DIGITS})?")
 _SMALL_INT_DIGITS = 19  # an "int" parameter fits in 64 bits
+_BOOLS = {"true": True, "false": False}  # JSON's literals, as OpenAPI's boolean is written
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,10 @@ class Param:
             if text not in self.choices:
                 raise InvalidRequest(f"{self.name} must be one of {', '.join(self.choices)}")
             return text
+        if self.kind == "bool":
+            if text not in _BOOLS:
+                raise InvalidRequest(f"{self.name} must be true or false")
+            return _BOOLS[text]
         if self.kind == "str":
             if self.max_length is not None and len(text) > self.max_length:
                 raise ValidationError(f"{self.name} must be at most {self.max_length} characters")
@@ -101,6 +106,8 @@ class Param:
         out: dict[str, Any]
         if self.kind == "enum":
             out = {"type": "string", "enum": list(self.choices)}
+        elif self.kind == "bool":
+            out = {"type": "boolean"}
         elif self.kind == "str":
             out = {"type": "string"}
             if self.max_length is not None:

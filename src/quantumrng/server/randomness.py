@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from quantumrng.errors import ValidationError
 from quantumrng.formats import RandomBytes
 from quantumrng.server.params import Param, parse_path, parse_query, require_utf8
 from quantumrng.server.responses import random_response
@@ -37,19 +38,33 @@ if TYPE_CHECKING:
     from quantumrng.server.access import Admission
 
 __all__ = [
+    "SIGNED_PARAM",
     "STREAM_CHUNK",
     "Args",
     "Format",
     "Shape",
+    "Signer",
     "octet_response",
     "provenance_headers",
     "random_endpoint",
 ]
 
 STREAM_CHUNK = 1 << 20  # bytes per DRBG call and per body message of a streamed answer
+SIGNED_OCTETS = "signed answers are JSON: use format=base64 or hex with signed=true"
 
 Args = dict[str, Any]
 RawHeaders = tuple[tuple[bytes, bytes], ...]
+#: ``signer(request, admission, method, parameters, body)``: the signed answer's body.
+Signer = Callable[[Request, "Admission", str, Args, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+SIGNED_PARAM = Param(
+    "signed",
+    "bool",
+    "`true`: the answer also carries `signed` (the result, its serials and an Ed25519 "
+    "signature over its RFC 8785 bytes, appended to the transparency log) and `log_index`. "
+    "JSON answers only.",
+    default=False,
+)
 
 
 def _never(args: Args) -> bool:
@@ -97,7 +112,9 @@ class Shape:
     is the JSON answer and ``schema(data)`` its JSON Schema. With
     ``source_headers`` JSON answers carry ``X-QRNG-Mode``/``X-QRNG-Source``
     too. ``strict_query`` refuses unknown query parameters (the prototype's
-    v1 ignored them).
+    v1 ignored them). A ``signer`` adds the ``signed`` parameter: with
+    ``signed=true`` a JSON answer's body goes through the signer after the
+    draw (``signed_schema(data)`` documents it); octet answers are never signed.
     """
 
     tag: str
@@ -107,6 +124,8 @@ class Shape:
     source_headers: bool = False
     strict_query: bool = True
     description: str = ""
+    signer: Signer | None = None
+    signed_schema: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 @functools.cache
@@ -216,6 +235,9 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
     s, access = ctx.settings, ctx.access
     modes = shape.modes
     params = fmt.params if len(modes) == 1 else (*fmt.params, mode_param(ctx, modes))
+    signer = shape.signer
+    if signer is not None:
+        params = (*params, SIGNED_PARAM)
     query = tuple(p for p in params if p.location == "query")
     in_path = fmt.path_params
     default_mode = modes[0]
@@ -224,7 +246,7 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
     octets_possible = fmt.octets is not _never
     json_limit = s.max_json_bytes
 
-    cost, produce, wants_octets = fmt.cost, fmt.produce, fmt.octets
+    cost, produce, wants_octets, name = fmt.cost, fmt.produce, fmt.octets, fmt.name
     strict, max_bytes = shape.strict_query, s.max_bytes
 
     async def endpoint(request: Request) -> Response:
@@ -239,8 +261,12 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
             require_utf8(scope.get("raw_path") or b"", "path")
             args.update(parse_path(request.path_params, in_path))
         mode: str = args.get("mode", default_mode)
+        signed = signer is not None and args.pop("signed")
+        asked = dict(args) if signed else args
         nbytes = cost(args)
         octets = octets_possible and wants_octets(args)
+        if signed and octets:
+            raise ValidationError(SIGNED_OCTETS)
         streamed = octets and mode == "drbg"
         if nbytes > json_limit:
             within(nbytes, max_bytes if streamed else json_limit)
@@ -248,12 +274,21 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
             if streamed:
                 return await _stream(ctx, nbytes, admission)
             value, source = await draw(ctx, mode, nbytes, produce, args)
+            if signed:
+                assert signer is not None
+                body = await signer(
+                    request, admission, name, asked, shape.body(value, mode, source)
+                )
+                return random_response(body, admission.headers, ())
         if octets:
             return octet_response(value, mode, source["kind"], admission.headers)
         extra = provenance_headers(mode, source["kind"]) if shape.source_headers else ()
         return random_response(shape.body(value, mode, source), admission.headers, extra)
 
-    content: dict[str, Mapping[str, Any]] = {"application/json": shape.schema(fmt.data)}
+    schema = shape.schema(fmt.data)
+    if shape.signed_schema is not None:
+        schema = shape.signed_schema(schema)
+    content: dict[str, Mapping[str, Any]] = {"application/json": schema}
     if octets_possible:
         content["application/octet-stream"] = {}
     return Endpoint(

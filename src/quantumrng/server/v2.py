@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from base64 import b64encode
+from dataclasses import replace
 from typing import Any
 
 from anyio import to_thread
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from quantumrng import __version__, formats
 from quantumrng.errors import PayloadTooLarge, ValidationError
 from quantumrng.formats import RandomBytes
+from quantumrng.server import verifiable
 from quantumrng.server.openapi import envelope
 from quantumrng.server.params import MAX_INT_DIGITS, Param, parse_query
 from quantumrng.server.randomness import Args, Format, Shape, random_endpoint
@@ -42,7 +44,8 @@ def _body(value: Any, mode: str, source: dict[str, Any]) -> dict[str, Any]:
     return {"data": value, "mode": mode, "source": source}
 
 
-#: v2's shape: the value under ``data``, with the mode and the provenance of its entropy.
+#: v2's shape: the value under ``data``, with the mode and the provenance of its entropy;
+#: :func:`api` adds the signer of ``signed=true`` (:mod:`quantumrng.server.verifiable`).
 SHAPE = Shape(tag="v2", modes=MODES, body=_body, schema=envelope)
 
 
@@ -313,5 +316,6 @@ def _status(ctx: Context) -> Endpoint:
 
 def api(ctx: Context) -> Api:
     """Return the v2 family over ``ctx``."""
-    randomness = [random_endpoint(ctx, f, SHAPE) for f in _formats(ctx)]
+    shape = replace(SHAPE, signer=verifiable.signer(ctx), signed_schema=verifiable.signed_envelope)
+    randomness = [random_endpoint(ctx, f, shape) for f in _formats(ctx)]
     return Api(PREFIX, (*randomness, _usage(ctx), _status(ctx)))

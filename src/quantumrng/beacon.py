@@ -45,6 +45,7 @@ from cryptography.x509.oid import NameOID
 
 from quantumrng.config import Settings
 from quantumrng.errors import ConfigError, QuantumRNGError
+from quantumrng.harvester import LeaseKeeper, holder_name
 from quantumrng.keyfiles import create_secret_file, read_secret_file
 from quantumrng.pool.base import Pool
 from quantumrng.transparency.store import Entry, LedgerStore, PulseExists
@@ -628,8 +629,6 @@ class Publisher:
         lease_seconds: float = 10.0,
         holder: str = "",
     ) -> None:
-        from quantumrng.harvester import LeaseKeeper, holder_name
-
         self.store = store
         self.append = append
         self.pool = pool

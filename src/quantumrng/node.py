@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from quantumrng.accounting import SourceLedger
+from quantumrng.beacon import Publisher, load_beacon_key
 from quantumrng.block import BLOCK_BYTES
 from quantumrng.config import Settings, load_settings
 from quantumrng.engine import Engine
@@ -18,6 +19,7 @@ from quantumrng.harvester import Harvester
 from quantumrng.health import HealthMonitor
 from quantumrng.pool import TaggedPool, open_pool
 from quantumrng.pool.base import Pool
+from quantumrng.pool.integrity import load_or_create_key
 from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, Provenance
 from quantumrng.rbg3 import XorMask
 from quantumrng.signing import KeyRing
@@ -52,6 +54,7 @@ class Node:
         self._log_store: LedgerStore | None = None
         self._signing_keys: KeyRing | None = None
         self._log: TransparencyLog | None = None
+        self._beacon: Publisher | None = None
         self.started_at = time.time()
         self.engine = Engine(
             self.pool,
@@ -120,9 +123,7 @@ class Node:
             )
         self.ledger.check_usable()
 
-    def raw_bytes(
-        self, n: int, mask: XorMask | None = None
-    ) -> tuple[bytes, list[Provenance], int]:
+    def raw_bytes(self, n: int, mask: XorMask | None = None) -> tuple[bytes, list[Provenance], int]:
         """Raw output: conditioned pool bytes XOR the request's DRBG (RBG3(XOR),
         :mod:`quantumrng.rbg3`), under :meth:`check_raw`'s rules.
 
@@ -238,10 +239,31 @@ class Node:
             )
         return self._log
 
+    @property
+    def beacon(self) -> Publisher:
+        """The beacon publisher (not started) over :attr:`log`, signing with the beacon key."""
+        if self._beacon is None:
+            s = self.settings
+            self._beacon = Publisher(
+                self.log_store,
+                self.log.append_pulse,
+                self.pool,
+                load_beacon_key(s),
+                pool_key=load_or_create_key(s.pool_key_path),
+                random_bytes=lambda n: self.engine.random_bytes(n, prediction_resistance=True),
+                period=s.beacon_period,
+                base_url=s.base_url,
+                lease_seconds=s.harvest_lease_seconds,
+                holder=s.node,
+            )
+        return self._beacon
+
     def close(self) -> None:
-        """Stop the harvester and the log, wipe the DRBG, close the pool and the ledger."""
+        """Stop the harvester, the beacon and the log, wipe the DRBG, close pool and ledger."""
         if self._harvester is not None:
             self._harvester.stop()
+        if self._beacon is not None:
+            self._beacon.stop()
         if self._log is not None:
             self._log.stop()
         self.engine.wipe()

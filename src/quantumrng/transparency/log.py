@@ -1,21 +1,56 @@
 """The transparency log: signs results in batches, appends them and beacon pulses,
 publishes signed tree heads and answers RFC 9162 proofs.
 
-INTERFACE DRAFT — being implemented (see the module's owner); the signatures
-and JSON shapes below are the contract the server and the beacon code use.
+Signing and appending are one step (:meth:`TransparencyLog.sign_batch`): the
+store hands the counters to ``make``, which numbers, times and signs every
+result from them, so a result is never signed with a serial that is not
+stored (``transparency.store``). The leaf of a result is exactly the RFC 8785
+bytes its signature covers. :meth:`TransparencyLog.sign` is the async front
+end: requests that arrive while an append is in flight wait and go into the
+next one together (group commit), in a thread of this log, so the event loop
+never waits on the store.
+
+Heads: one process of the deployment, the holder of the pool lease ``log``,
+integrates new leaves (stores the hashes of the complete subtrees they make,
+``merkle.completed_nodes``) and signs a tree head (RFC 9162 §4.10, see
+``transparency.verify``) every ``head_seconds`` while the log grows; every
+process answers heads and proofs from the store. Proofs read O(log n) stored
+nodes, never the leaves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import base64
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from quantumrng import forksafe
+from quantumrng.errors import NotFound, QuantumRNGError, Unavailable, ValidationError
+from quantumrng.harvester import LeaseKeeper, holder_name
 from quantumrng.pool.base import Pool
+from quantumrng.signed import ALGORITHM, canonical, rfc3339
 from quantumrng.signing import KeyRing
-from quantumrng.transparency.store import Entry, LedgerStore
+from quantumrng.transparency import merkle
+from quantumrng.transparency.store import Counters, Entry, LedgerStore
+from quantumrng.transparency.verify import tree_head_data
 
-__all__ = ["SignRequest", "SignedResult", "TransparencyLog"]
+__all__ = ["MAX_BATCH", "SignRequest", "SignedResult", "TransparencyLog"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # results in one group-commit append
+INTEGRATE_CHUNK = 4096  # leaves integrated per store round trip
+PRUNE_SECONDS = 3600.0  # how often the head signer prunes expired results
+COMMITTER_IDLE_SECONDS = 5.0  # the group-commit thread ends after this long without work
+LEASE_NAME = "log"
 
 
 @dataclass(frozen=True)
@@ -39,6 +74,151 @@ class SignedResult:
     leaf_index: int
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """A request with its expensive RFC 8785 parts encoded once (retries reuse them)."""
+
+    request: SignRequest
+    data: bytes
+    method: bytes
+    parameters: bytes
+    provenance: bytes
+    hashed_api_key: bytes
+
+
+def _encode(request: SignRequest) -> _Encoded:
+    """Encode ``request``'s parts; ``ValueError`` if JCS cannot (e.g. a big integer)."""
+    return _Encoded(
+        request,
+        canonical(request.data),
+        canonical(request.method),
+        canonical(dict(request.parameters)),
+        canonical(dict(request.provenance)),
+        canonical(request.hashed_api_key),
+    )
+
+
+def _leaf(part: _Encoded, completion_time: str, serial: int, key_serial: int, kid: str) -> bytes:
+    """RFC 8785 bytes of the result: members sorted by name (§3.2.3), values as JCS
+    encodes them (integers below 2**53 in decimal), equal to ``canonical(result)``."""
+    return b"".join(
+        (
+            b'{"completion_time":',
+            canonical(completion_time),
+            b',"data":',
+            part.data,
+            b',"hashed_api_key":',
+            part.hashed_api_key,
+            b',"key_id":',
+            canonical(kid),
+            b',"key_serial":',
+            str(key_serial).encode(),
+            b',"method":',
+            part.method,
+            b',"parameters":',
+            part.parameters,
+            b',"provenance":',
+            part.provenance,
+            b',"serial":',
+            str(serial).encode(),
+            b"}",
+        )
+    )
+
+
+class _Waiter:
+    """One ``sign`` call waiting for its batch: resolved on its own event loop."""
+
+    __slots__ = ("future", "request")
+
+    def __init__(self, request: SignRequest) -> None:
+        self.request = request
+        self.future: Future[SignedResult] = Future()
+
+
+class _GroupCommit:
+    """Appends waiting requests together, one batch at a time, from one thread.
+
+    The thread starts with the first request and ends after
+    ``COMMITTER_IDLE_SECONDS`` without one (or at :meth:`close`), so no loop
+    or test leaks it. Callers wait on a ``concurrent.futures.Future``, which
+    any event loop can await (``asyncio.wrap_future``).
+    """
+
+    def __init__(self, commit: Callable[[Sequence[_Encoded]], list[SignedResult]]) -> None:
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._pending: collections.deque[_Waiter] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.batches = 0  # appends made (for metrics and tests)
+
+    def submit(self, request: SignRequest) -> Future[SignedResult]:
+        waiter = _Waiter(request)
+        with self._cond:
+            self._pending.append(waiter)
+            if self._thread is None:
+                self._closing = False
+                self._thread = threading.Thread(
+                    target=self._run, name="qrng-log-commit", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._cond.notify()
+        return waiter.future
+
+    def _take(self) -> list[_Waiter] | None:
+        with self._cond:
+            if not self._pending and not self._closing:
+                self._cond.wait(COMMITTER_IDLE_SECONDS)
+            if not self._pending:
+                self._thread = None
+                self._cond.notify_all()
+                return None
+            count = min(len(self._pending), MAX_BATCH)
+            return [self._pending.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            live: list[_Waiter] = []
+            encoded: list[_Encoded] = []
+            for w in batch:
+                if not w.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    encoded.append(_encode(w.request))
+                    live.append(w)
+                except ValueError as exc:  # this request alone is refused
+                    w.future.set_exception(exc)
+            if not live:
+                continue
+            try:
+                results = self._commit(encoded)
+            except BaseException as exc:
+                for w in live:
+                    w.future.set_exception(exc)
+            else:
+                self.batches += 1
+                for w, result in zip(live, results, strict=True):
+                    w.future.set_result(result)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish what is waiting and end the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._thread is None, timeout)
+
+    def after_fork_in_child(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = collections.deque()
+        self._thread = None
+
+
+def _document(head: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(head), separators=(",", ":")).encode()
+
+
 class TransparencyLog:
     """See the module."""
 
@@ -54,43 +234,311 @@ class TransparencyLog:
     ) -> None:
         self.store = store
         self.keys = keys
+        self.pool = pool
+        self.node = node
+        self.head_seconds = head_seconds
+        self.retention_seconds = retention_seconds
+        self._group = _GroupCommit(self._append_encoded)
+        self._head_lock = threading.Lock()  # one integration and signing at a time here
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._last_prune = 0.0
+        forksafe.register(self)
+
+    def __repr__(self) -> str:
+        return f"TransparencyLog({self.store!r}, key={self.keys.current.key_id!r})"
+
+    # -- signing -----------------------------------------------------------
 
     def sign_batch(self, requests: list[SignRequest]) -> list[SignedResult]:
-        """Number, time, sign and append ``requests`` in one store append (blocking)."""
-        raise NotImplementedError
+        """Number, time, sign and append ``requests`` in one store append (blocking).
+
+        Raises ``ValueError`` for a request JCS cannot encode (nothing stored),
+        :class:`Unavailable` when the store fails (nothing stored).
+        """
+        return self._append_encoded([_encode(r) for r in requests])
+
+    def _append_encoded(self, parts: Sequence[_Encoded]) -> list[SignedResult]:
+        if not parts:
+            return []
+        made: list[SignedResult] = []
+
+        def make(counters: Counters) -> list[Entry]:
+            made.clear()
+            key = self.keys.current
+            now = time.time()
+            when = rfc3339(now)
+            next_key = dict(counters.key_serials)
+            entries: list[Entry] = []
+            for offset, part in enumerate(parts):
+                request = part.request
+                index = counters.next_leaf + offset
+                serial = counters.next_serial + offset
+                key_serial = next_key[request.hashed_api_key]
+                next_key[request.hashed_api_key] = key_serial + 1
+                leaf = _leaf(part, when, serial, key_serial, key.key_id)
+                signed = {
+                    "result": {
+                        "method": request.method,
+                        "parameters": dict(request.parameters),
+                        "data": request.data,
+                        "provenance": dict(request.provenance),
+                        "completion_time": when,
+                        "serial": serial,
+                        "key_serial": key_serial,
+                        "hashed_api_key": request.hashed_api_key,
+                        "key_id": key.key_id,
+                    },
+                    "signature": base64.b64encode(key.sign(leaf)).decode("ascii"),
+                    "algorithm": ALGORITHM,
+                }
+                document = json.dumps(
+                    {"signed": signed, "log_index": index}, separators=(",", ":")
+                ).encode()
+                entries.append(
+                    Entry(
+                        leaf_index=index,
+                        kind="result",
+                        created_at=now,
+                        leaf=leaf,
+                        document=document,
+                        serial=serial,
+                        key_hash=request.hashed_api_key,
+                        key_serial=key_serial,
+                    )
+                )
+                made.append(SignedResult(signed, serial, key_serial, index))
+            return entries
+
+        key_hashes = {p.request.hashed_api_key for p in parts}
+        try:
+            stored = self.store.append(key_hashes, make)
+        except QuantumRNGError:
+            raise
+        except Exception as exc:
+            log.exception("the transparency log could not append %d results", len(parts))
+            raise Unavailable("the transparency log could not store the results") from exc
+        if [e.serial for e in stored] != [r.serial for r in made]:
+            raise Unavailable("the transparency log stored other results than it signed")
+        return list(made)
 
     async def sign(self, request: SignRequest) -> SignedResult:
-        """Sign one request; concurrent calls are appended together (group commit)."""
-        raise NotImplementedError
+        """Sign one request; concurrent calls are appended together (group commit).
+
+        Works from any event loop or thread; encoding and the append run in
+        this log's commit thread. Raises as :meth:`sign_batch` does; a failed append fails
+        every request of its batch.
+        """
+        future = self._group.submit(request)
+        return await asyncio.wrap_future(future)
+
+    @property
+    def batches(self) -> int:
+        """Group-commit appends made so far by :meth:`sign`."""
+        return self._group.batches
 
     def append_pulse(
         self, chain_index: int, pulse_index: int, time_ms: int, leaf: bytes, document: bytes
     ) -> Entry:
         """Append a beacon pulse (``leaf``: the bytes its signature covers; ``document``:
         its JSON). Raises ``store.PulseExists`` when that pulse or time is stored."""
-        raise NotImplementedError
+
+        def make(counters: Counters) -> list[Entry]:
+            return [
+                Entry(
+                    leaf_index=counters.next_leaf,
+                    kind="pulse",
+                    created_at=time.time(),
+                    leaf=leaf,
+                    document=document,
+                    chain_index=chain_index,
+                    pulse_index=pulse_index,
+                    time_ms=time_ms,
+                )
+            ]
+
+        return self.store.append((), make)[0]
 
     def result(self, serial: int) -> dict[str, Any] | None:
         """``{"signed": ..., "log_index": ...}`` of a stored result, None if unknown or pruned."""
-        raise NotImplementedError
+        entry = self.store.result(serial)
+        if entry is None or entry.document is None:
+            return None
+        document: dict[str, Any] = json.loads(entry.document)
+        return document
+
+    # -- heads -------------------------------------------------------------
+
+    def _stored_head(self, tree_size: int | None = None) -> dict[str, Any] | None:
+        raw = self.store.head(tree_size)
+        if raw is None:
+            return None
+        head: dict[str, Any] = json.loads(raw)
+        return head
+
+    def _sign_head(self, tree_size: int, root: bytes, after_ms: int) -> dict[str, Any]:
+        key = self.keys.current
+        timestamp = max(int(time.time() * 1000), after_ms)
+        signature = key.sign(tree_head_data(timestamp, tree_size, root))
+        return {
+            "tree_size": tree_size,
+            "root_hash": root.hex(),
+            "timestamp": timestamp,
+            "key_id": key.key_id,
+            "signature": base64.b64encode(signature).decode("ascii"),
+        }
+
+    def publish_head(self) -> dict[str, Any]:
+        """Integrate the leaves appended since the latest head and sign a head for the
+        new size (when it grew, or when there is none yet); return the latest head."""
+        with self._head_lock:
+            latest = self._stored_head()
+            done = 0 if latest is None else int(latest["tree_size"])
+            size = self.store.size()
+            if latest is not None and size <= done:
+                return latest
+            try:
+                for start in range(done, size, INTEGRATE_CHUNK):
+                    end = min(start + INTEGRATE_CHUNK, size)
+                    made = merkle.completed_nodes(start, end, self.store.nodes)
+                    if made:
+                        self.store.put_nodes(made)
+                root = merkle.root_hash(size, self._nodes)
+            except LookupError as exc:
+                raise Unavailable(f"the transparency log is missing nodes: {exc}") from None
+            after = 0 if latest is None else int(latest["timestamp"])
+            self.store.put_head(size, _document(self._sign_head(size, root, after)))
+            stored = self._stored_head(size)
+            assert stored is not None
+            return stored
 
     def head(self) -> dict[str, Any]:
         """The latest signed tree head:
         ``{"tree_size", "root_hash", "timestamp", "key_id", "signature"}``."""
-        raise NotImplementedError
+        return self._stored_head() or self.publish_head()
+
+    def _nodes(self, keys: Sequence[merkle.NodeKey]) -> list[bytes | None]:
+        return self.store.nodes(keys)
+
+    def _proof(self, ranges: Sequence[tuple[int, int]]) -> list[str]:
+        try:
+            return [h.hex() for h in merkle.proof_hashes(ranges, self._nodes)]
+        except LookupError as exc:
+            raise Unavailable(f"the transparency log is missing nodes: {exc}") from None
+
+    def _head_size(self, tree_size: int | None) -> int:
+        latest = self.head()["tree_size"]
+        assert isinstance(latest, int)
+        if tree_size is None:
+            return latest
+        if tree_size < 1:
+            raise ValidationError("tree_size must be a positive integer")
+        if tree_size > latest:
+            raise NotFound(
+                f"tree size {tree_size} has no signed tree head yet (the latest is {latest}); "
+                f"retry after {self.head_seconds:g} s"
+            )
+        return tree_size
 
     def inclusion_proof(self, serial: int, tree_size: int | None = None) -> dict[str, Any]:
         """``{"leaf_index", "tree_size", "leaf_hash", "audit_path"}`` (hex)."""
-        raise NotImplementedError
+        if serial < 1:
+            raise ValidationError("serial must be a positive integer")
+        size = self._head_size(tree_size)
+        entry = self.store.result(serial)
+        if entry is None:
+            raise NotFound(f"no result has serial {serial}")
+        if entry.leaf_index >= size:
+            raise NotFound(
+                f"serial {serial} is not in the signed tree of size {size} yet; "
+                f"retry after {self.head_seconds:g} s"
+            )
+        return self.entry_proof(entry.leaf_index, size)
+
+    def entry_proof(self, leaf_index: int, tree_size: int | None = None) -> dict[str, Any]:
+        """The inclusion proof of the entry at ``leaf_index`` (a result or a pulse)."""
+        size = self._head_size(tree_size)
+        if not 0 <= leaf_index < size:
+            raise NotFound(f"leaf {leaf_index} is not in the signed tree of size {size}")
+        hashed = self.store.nodes([(0, leaf_index)])[0]
+        if hashed is None:
+            raise Unavailable(f"the transparency log is missing leaf {leaf_index}")
+        return {
+            "leaf_index": leaf_index,
+            "tree_size": size,
+            "leaf_hash": hashed.hex(),
+            "audit_path": self._proof(merkle.inclusion_ranges(leaf_index, size)),
+        }
 
     def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
         """``{"first", "second", "proof"}`` (hex)."""
-        raise NotImplementedError
+        if not 0 < first <= second:
+            raise ValidationError("a consistency proof needs 0 < first <= second")
+        self._head_size(second)
+        return {
+            "first": first,
+            "second": second,
+            "proof": self._proof(merkle.consistency_ranges(first, second)),
+        }
+
+    # -- the head thread -----------------------------------------------------
 
     def start(self) -> None:
         """Start integrating appended leaves and signing heads every ``head_seconds``."""
-        raise NotImplementedError
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        if self.pool is not None:
+            seconds = max(10.0, 5 * self.head_seconds)
+            self._keeper = LeaseKeeper(self.pool, LEASE_NAME, holder_name(self.node), seconds)
+            self._keeper.start()
+        self._thread = threading.Thread(target=self._run, name="qrng-log-heads", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop that thread (idempotent)."""
-        raise NotImplementedError
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+        if self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
+        self._group.close()
+
+    @property
+    def leads(self) -> bool:
+        """True while this process signs the deployment's heads."""
+        if self.pool is None:
+            return self._thread is not None
+        return self._keeper is not None and self._keeper.lease is not None
+
+    def _tick(self) -> None:
+        if not self.leads:
+            return
+        self.publish_head()
+        now = time.time()
+        if now - self._last_prune >= PRUNE_SECONDS:
+            self._last_prune = now
+            dropped = self.store.prune(now - self.retention_seconds)
+            if dropped:
+                log.info("pruned %d results older than the retention", dropped)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except QuantumRNGError as exc:
+                log.warning("transparency log heads: %s", exc.message)
+            except Exception:  # a bug must not end the heads silently
+                log.exception("transparency log heads: error")
+            self._stop.wait(self.head_seconds)
+
+    def after_fork_in_child(self) -> None:
+        """A child signs with its own commit thread and starts its own head thread."""
+        self._group.after_fork_in_child()
+        self._head_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._keeper = None

@@ -7,32 +7,56 @@ Bearer``. Server errors, ``{"error": {"code", "message"}}``, come back as
 the :mod:`quantumrng.errors` class of that code (by HTTP status when the
 code is unknown); a server that cannot be reached is ``Unavailable``. An
 answer of the wrong length or shape raises too: it is never padded or used.
+
+Signed answers (``signed=True``) leave their ``signed`` object in
+``Client.last_signed``. Everything that checks them is offline and needs only
+the service's public keys (``GET /api/v2/keys/public``, best pinned once):
+:func:`verify` checks a signature (``quantumrng.signed.verify_signed``),
+:func:`audit_log` checks a signed tree head, each result's RFC 9162 inclusion
+proof and the consistency of the log with a head seen before
+(``quantumrng.transparency.verify``); :meth:`Client.audit` fetches what it needs.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import math
 import os
 import ssl
 import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from quantumrng import errors
 from quantumrng.buffer import ZeroingBuffer
-from quantumrng.errors import QuantumRNGError, Unavailable
+from quantumrng.errors import NotFound, QuantumRNGError, Unavailable
 from quantumrng.formats import BytesRandom
+from quantumrng.signed import PublicKey, Verification, canonical, verify_signed
+from quantumrng.transparency.verify import check_consistency, check_inclusion, verify_head
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_URL", "Client", "RemoteRandom"]
+__all__ = [
+    "DEFAULT_URL",
+    "Audit",
+    "Client",
+    "RemoteRandom",
+    "audit_log",
+    "load_public_keys",
+    "signed_of",
+    "verify",
+]
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 DEFAULT_TIMEOUT = 30.0  # seconds per network operation (connect, read, write)
 READ_CHUNK = 1 << 16  # bytes per read of a raw stream
+PROOF_WAIT_SECONDS = 10.0  # longest an audit waits for a head that covers a new result
+PROOF_RETRY_SECONDS = 0.25
 _KEPT_HEADERS = ("www-authenticate", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
@@ -57,6 +81,98 @@ def error_from_response(status: int, body: object, headers: Mapping[str, str]) -
 
 def _malformed(what: str) -> NoReturn:
     raise QuantumRNGError(f"the server's answer to {what} has the wrong shape or length")
+
+
+def signed_of(document: object) -> object:
+    """The ``signed`` object of a whole signed answer (or stored result), else
+    ``document`` itself."""
+    if isinstance(document, Mapping) and "signed" in document and "result" not in document:
+        return document["signed"]
+    return document
+
+
+def load_public_keys(source: object) -> builtins.list[PublicKey]:
+    """Public keys from what ``GET /api/v2/keys/public`` answers (``{"keys": [...]}``),
+    a list of its entries, one entry, :class:`PublicKey` objects, or PEM text or bytes
+    (valid at any time). Raises ``ValueError`` for anything else."""
+    if isinstance(source, PublicKey):
+        return [source]
+    if isinstance(source, str | builtins.bytes):
+        text = source.encode() if isinstance(source, str) else source
+        if b"-----BEGIN" in text:
+            return [PublicKey.from_pem(text)]
+        return load_public_keys(json.loads(text))
+    if isinstance(source, Mapping):
+        entries = source.get("keys")
+        if isinstance(entries, builtins.list):
+            return [k for e in entries for k in load_public_keys(e)]
+        return [PublicKey.from_json(source)]
+    if isinstance(source, Iterable):
+        return [k for item in source for k in load_public_keys(item)]
+    raise ValueError("public keys are PEM, a key entry or the /api/v2/keys/public document")
+
+
+def verify(answer_or_signed: object, public_keys: object) -> Verification:
+    """Check a signed answer (or its ``signed`` object) offline against ``public_keys``
+    (anything :func:`load_public_keys` reads). Never raises on a bad answer."""
+    return verify_signed(signed_of(answer_or_signed), load_public_keys(public_keys))
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The outcome of checking the log: ``valid``, what failed (``reason``), and the
+    verified head to keep for the next check (None if the head did not verify)."""
+
+    valid: bool
+    reason: str
+    head: dict[str, Any] | None = None
+
+
+def audit_log(
+    head: Mapping[str, Any],
+    public_keys: object,
+    *,
+    results: Iterable[tuple[object, Mapping[str, Any]]] = (),
+    previous: Mapping[str, Any] | None = None,
+    consistency: Mapping[str, Any] | None = None,
+) -> Audit:
+    """Check, offline, a signed tree ``head``; each ``(signed, inclusion proof)`` of
+    ``results``: its signature and that its canonical bytes are a leaf of the tree
+    ``head`` signs; and, with a ``previous`` head, that the log only grew since
+    (``consistency``: the proof from ``previous``'s size to ``head``'s; not needed
+    when a size is 0 or both are equal).
+
+    A result missing from the log, a log rewritten or shrunk between two heads, a
+    head or result not signed by one of ``public_keys`` each fail with one reason.
+    """
+    keys = load_public_keys(public_keys)
+    if not verify_head(head, keys):
+        return Audit(False, "the log head's signature does not verify under the public keys")
+    for signed, proof in results:
+        checked = verify(signed, keys)
+        if not checked.valid:
+            return Audit(False, f"result {checked.serial}: {checked.reason}")
+        result = signed_of(signed)
+        assert isinstance(result, Mapping)
+        leaf = canonical(dict(result["result"]))
+        if not check_inclusion(proof, head, leaf):
+            return Audit(
+                False,
+                f"result {checked.serial} is not in the log of tree size {head['tree_size']}",
+            )
+    if previous is not None:
+        if not verify_head(previous, keys):
+            return Audit(False, "the saved head's signature does not verify under the public keys")
+        m, n = previous["tree_size"], head["tree_size"]
+        if n < m:
+            return Audit(False, f"the log shrank from tree size {m} to {n}")
+        if m == n and previous["root_hash"] != head["root_hash"]:
+            return Audit(False, f"the log was rewritten: two roots for tree size {n}")
+        if 0 < m < n and (
+            consistency is None or not check_consistency(consistency, previous, head)
+        ):
+            return Audit(False, f"the log was rewritten between tree sizes {m} and {n}")
+    return Audit(True, "ok", dict(head))
 
 
 class Client:
@@ -87,6 +203,7 @@ class Client:
         self._http_client: httpx.Client | None = None
         self._pid = 0
         self.last_source: dict[str, Any] | None = None
+        self.last_signed: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
@@ -150,12 +267,23 @@ class Client:
 
         return self._call(send, path)
 
-    def _data(self, path: str, params: Mapping[str, Any]) -> Any:
-        body = self._get(path, params)
+    def _data(self, path: str, params: Mapping[str, Any], signed: bool = False) -> Any:
+        body = self._get(path, {**params, "signed": "true"} if signed else params)
         if not isinstance(body, dict) or "data" not in body:
             _malformed(path)
         source = body.get("source")
         self.last_source = source if isinstance(source, dict) else None
+        self.last_signed = None
+        if signed:
+            block = body.get("signed")
+            result = block.get("result") if isinstance(block, dict) else None
+            if (
+                not isinstance(result, dict)
+                or result.get("data") != body["data"]
+                or result.get("provenance") != source
+            ):
+                _malformed(path)
+            self.last_signed = block
         return body["data"]
 
     # -- random values ------------------------------------------------------------
@@ -187,43 +315,60 @@ class Client:
         self.last_source = None
         return data
 
-    def bits(self, n: int, mode: str = "drbg") -> str:
+    def bits(self, n: int, mode: str = "drbg", *, signed: bool = False) -> str:
         """Return ``n`` random bits as a string of ``0`` and ``1``."""
         _count(n)
-        data = self._data("/api/v2/bits", {"n": n, "format": "string", "mode": mode})
+        params = {"n": n, "format": "string", "mode": mode}
+        data = self._data("/api/v2/bits", params, signed)
         if not isinstance(data, str) or len(data) != n or data.strip("01"):
             _malformed("/api/v2/bits")
         return data
 
-    def integers(self, n: int, min: int, max: int, mode: str = "drbg") -> builtins.list[int]:
-        """Return ``n`` uniform integers in [min, max], any size of bound."""
+    def integers(
+        self, n: int, min: int, max: int, mode: str = "drbg", *, signed: bool = False
+    ) -> builtins.list[int]:
+        """Return ``n`` uniform integers in [min, max], any size of bound.
+
+        With ``signed`` the answer's ``signed`` object is in :attr:`last_signed`
+        (the same holds for every method but :meth:`bytes`).
+        """
         _count(n)
-        data = self._data("/api/v2/integers", {"n": n, "min": min, "max": max, "mode": mode})
+        params = {"n": n, "min": min, "max": max, "mode": mode}
+        data = self._data("/api/v2/integers", params, signed)
         values = _ints(data, n, "/api/v2/integers")
         if any(not min <= v <= max for v in values):
             _malformed("/api/v2/integers")
         return values
 
-    def floats(self, n: int, mode: str = "drbg") -> builtins.list[float]:
+    def floats(self, n: int, mode: str = "drbg", *, signed: bool = False) -> builtins.list[float]:
         """Return ``n`` uniform floats in [0, 1)."""
         _count(n)
-        values = _floats(self._data("/api/v2/floats", {"n": n, "mode": mode}), n, "floats")
+        data = self._data("/api/v2/floats", {"n": n, "mode": mode}, signed)
+        values = _floats(data, n, "floats")
         if any(not 0.0 <= v < 1.0 for v in values):
             _malformed("/api/v2/floats")
         return values
 
     def gaussians(
-        self, n: int, mean: float = 0.0, stddev: float = 1.0, mode: str = "drbg"
+        self,
+        n: int,
+        mean: float = 0.0,
+        stddev: float = 1.0,
+        mode: str = "drbg",
+        *,
+        signed: bool = False,
     ) -> builtins.list[float]:
         """Return ``n`` normally distributed floats."""
         _count(n)
         params = {"n": n, "mean": mean, "stddev": stddev, "mode": mode}
-        return _floats(self._data("/api/v2/gaussians", params), n, "gaussians")
+        return _floats(self._data("/api/v2/gaussians", params, signed), n, "gaussians")
 
-    def uuids(self, n: int, mode: str = "drbg") -> builtins.list[uuid.UUID]:
+    def uuids(
+        self, n: int, mode: str = "drbg", *, signed: bool = False
+    ) -> builtins.list[uuid.UUID]:
         """Return ``n`` random version 4 UUIDs."""
         _count(n)
-        data = self._data("/api/v2/uuids", {"n": n, "mode": mode})
+        data = self._data("/api/v2/uuids", {"n": n, "mode": mode}, signed)
         if not isinstance(data, builtins.list) or len(data) != n:
             _malformed("/api/v2/uuids")
         try:
@@ -235,7 +380,13 @@ class Client:
         return values
 
     def strings(
-        self, n: int, length: int = 16, alphabet: str = "alnum", mode: str = "drbg"
+        self,
+        n: int,
+        length: int = 16,
+        alphabet: str = "alnum",
+        mode: str = "drbg",
+        *,
+        signed: bool = False,
     ) -> builtins.list[str]:
         """Return ``n`` random strings of ``length`` characters over ``alphabet``.
 
@@ -244,7 +395,7 @@ class Client:
         """
         _count(n)
         params = {"n": n, "length": length, "alphabet": alphabet, "mode": mode}
-        data = self._data("/api/v2/strings", params)
+        data = self._data("/api/v2/strings", params, signed)
         if (
             not isinstance(data, builtins.list)
             or len(data) != n
@@ -253,9 +404,11 @@ class Client:
             _malformed("/api/v2/strings")
         return data
 
-    def shuffle(self, min: int, max: int, mode: str = "drbg") -> builtins.list[int]:
+    def shuffle(
+        self, min: int, max: int, mode: str = "drbg", *, signed: bool = False
+    ) -> builtins.list[int]:
         """Return every integer of [min, max] once, in random order."""
-        data = self._data("/api/v2/shuffle", {"min": min, "max": max, "mode": mode})
+        data = self._data("/api/v2/shuffle", {"min": min, "max": max, "mode": mode}, signed)
         values = _ints(data, max - min + 1, "/api/v2/shuffle")
         if sorted(values) != builtins.list(range(min, max + 1)):
             _malformed("/api/v2/shuffle")
@@ -270,6 +423,105 @@ class Client:
     def usage(self) -> dict[str, Any]:
         """Return this client's limits and what is left today (None: unlimited)."""
         return _mapping(self._get("/api/v2/usage"), "/api/v2/usage")
+
+    # -- signed results and the transparency log -------------------------------------
+
+    def public_keys(self) -> builtins.list[PublicKey]:
+        """The service's public keys with their periods (``GET /api/v2/keys/public``).
+
+        Fetched from the service itself: pin them (save them once, pass them to
+        :func:`verify` and :meth:`audit`) rather than trust each fetch.
+        """
+        path = "/api/v2/keys/public"
+        try:
+            return load_public_keys(_mapping(self._get(path), path))
+        except ValueError:
+            _malformed(path)
+
+    def result(self, serial: int) -> dict[str, Any]:
+        """The stored signed result ``serial``: ``{"signed", "log_index"}``."""
+        path = f"/api/v2/results/{int(serial)}"
+        return _mapping(self._get(path), path)
+
+    def verify_remote(self, answer_or_signed: object) -> dict[str, Any]:
+        """The service's own verdict (``POST /api/v2/verify``); :func:`verify` needs no
+        network."""
+        path = "/api/v2/verify"
+
+        def send(http: httpx.Client) -> Any:
+            return _json(http.post(path, json=answer_or_signed))
+
+        return _mapping(self._call(send, path), path)
+
+    def log_head(self) -> dict[str, Any]:
+        """The log's latest signed tree head (unverified: see :func:`audit_log`)."""
+        return _mapping(self._get("/api/v2/log/head"), "/api/v2/log/head")
+
+    def inclusion_proof(self, serial: int, tree_size: int | None = None) -> dict[str, Any]:
+        """The RFC 9162 inclusion proof of result ``serial`` (in ``tree_size``)."""
+        path = f"/api/v2/log/proof/{int(serial)}"
+        params = None if tree_size is None else {"tree_size": tree_size}
+        return _mapping(self._get(path, params), path)
+
+    def consistency_proof(self, first: int, second: int) -> dict[str, Any]:
+        """The RFC 9162 consistency proof between tree sizes ``first`` and ``second``."""
+        path = "/api/v2/log/consistency"
+        return _mapping(self._get(path, {"first": first, "second": second}), path)
+
+    def audit(
+        self,
+        results: Iterable[object] = (),
+        *,
+        previous: Mapping[str, Any] | None = None,
+        public_keys: object = None,
+        wait: float = PROOF_WAIT_SECONDS,
+    ) -> Audit:
+        """Fetch the log's head and the proofs, then :func:`audit_log` them: each of
+        ``results`` (signed answers or objects) signed and in the log, the log
+        consistent with ``previous`` (a head this client verified before).
+
+        ``public_keys`` default to :meth:`public_keys` (better pinned). A result
+        newer than the latest head is waited for, ``wait`` seconds at most.
+        """
+        keys = load_public_keys(public_keys) if public_keys is not None else self.public_keys()
+        signed = [signed_of(r) for r in results]
+        deadline = time.monotonic() + wait
+        while True:
+            head = self.log_head()
+            try:
+                if signed and _size(head) == 0:
+                    raise NotFound("the log has no signed head over results yet")
+                proofs = [self.inclusion_proof(_serial(s), _size(head)) for s in signed]
+                break
+            except NotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(PROOF_RETRY_SECONDS)
+        consistency = None
+        if previous is not None and 0 < _size(previous) < _size(head):
+            consistency = self.consistency_proof(_size(previous), _size(head))
+        return audit_log(
+            head,
+            keys,
+            results=zip(signed, proofs, strict=True),
+            previous=previous,
+            consistency=consistency,
+        )
+
+
+def _serial(signed: object) -> int:
+    result = signed.get("result") if isinstance(signed, Mapping) else None
+    serial = result.get("serial") if isinstance(result, Mapping) else None
+    if isinstance(serial, bool) or not isinstance(serial, int) or serial < 1:
+        raise errors.InvalidRequest("a signed result needs a positive integer serial")
+    return serial
+
+
+def _size(head: Mapping[str, Any]) -> int:
+    size = head.get("tree_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        _malformed("/api/v2/log/head")
+    return size
 
 
 def _tls(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
@@ -370,4 +622,3 @@ class RemoteRandom(BytesRandom):
                 return head
             self._buf.load(self.client.bytes(self._chunk, self._mode))
             return head + self._buf.take(n - len(head))
-

@@ -33,11 +33,9 @@ from quantumrng.transparency.verify import (
     tree_head_data,
     verify_head,
 )
+from tests.pool.support import delete_prefix, new_prefix, redis_url
 
-try:
-    from quantumrng.transparency.sqlite import SqliteLedger
-except ImportError:  # pragma: no cover - the SQLite ledger is part of the same issue
-    SqliteLedger = None  # type: ignore[assignment,misc]
+ENGINES = ["memory", "sqlite", "redis"]
 
 
 def make_keys() -> KeyRing:
@@ -46,37 +44,42 @@ def make_keys() -> KeyRing:
     return KeyRing(SigningKey(private, entry), [entry])
 
 
-def _memory(tmp_path: Path) -> LedgerStore:
-    return MemoryLedger()
+def _engine(engine: str, tmp_path: Path, prefix: str) -> LedgerStore:
+    """A store object on the ledger of this test (memory: a new, empty one)."""
+    if engine == "memory":
+        return MemoryLedger()
+    try:
+        if engine == "sqlite":
+            from quantumrng.transparency.sqlite import SqliteLedger
+
+            return SqliteLedger(tmp_path / "ledger.sqlite3")
+        from quantumrng.transparency.redis import RedisLedger
+    except ImportError:
+        pytest.skip(f"the {engine} ledger store is not in this checkout")
+    return RedisLedger(redis_url(), prefix=prefix)
 
 
-def _sqlite(tmp_path: Path) -> LedgerStore:
-    assert SqliteLedger is not None
-    return SqliteLedger(tmp_path / "ledger.sqlite3")
-
-
-STORES: list[Any] = [pytest.param(_memory, id="memory")]
-if SqliteLedger is not None:
-    STORES.append(pytest.param(_sqlite, id="sqlite"))
-
-
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=ENGINES)
 def open_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], LedgerStore]]:
+    """Opens store objects on one ledger: again (SQLite, Redis), or the same one (memory)."""
+    engine = str(request.param)
     opened: list[LedgerStore] = []
+    prefix = new_prefix()
 
     def open_() -> LedgerStore:
-        """The store at ``tmp_path``: opened again (SQLite), or the same one (memory)."""
-        if opened and isinstance(opened[0], MemoryLedger):
+        if opened and engine == "memory":
             return opened[0]
-        store: LedgerStore = request.param(tmp_path)
+        store = _engine(engine, tmp_path, prefix)
         opened.append(store)
         return store
 
     yield open_
     for store in opened:
         store.close()
+    if engine == "redis":
+        delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -78,6 +78,7 @@ def _start(ctx: Context) -> None:
     """Start the harvester thread, wait for first blocks and seed the DRBG (blocking)."""
     node, harvester = ctx.node, ctx.node.harvester
     harvester.start()
+    node.log.start()
     if ctx.settings.beacon_period > 0:
         node.beacon.start()
     ctx.harvester = harvester

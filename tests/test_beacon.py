@@ -16,6 +16,7 @@ import stat
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -312,19 +313,21 @@ FIELDS = st.sampled_from(
 
 
 def tampered(pulse: Pulse, name: str) -> Pulse:
-    value = getattr(pulse, name)
-    if isinstance(value, bool) or name == "external":
-        return replace(pulse, external=replace(pulse.external, status_code=1))
-    if name == "list_values":
-        first = replace(value[1], value=bytes(64))
-        return replace(pulse, list_values=(value[0], first, *value[2:]))
-    if name == "time_stamp":
-        return replace(pulse, time_stamp="2026-08-31T19:05:00.000Z")
-    if isinstance(value, int):
-        return replace(pulse, **{name: value + 1})
-    if isinstance(value, bytes):
-        return replace(pulse, **{name: bytes([value[0] ^ 1]) + value[1:]})
-    return replace(pulse, **{name: value + "x"})
+    value: Any = getattr(pulse, name)
+    changed: dict[str, Any]
+    if name == "external":
+        changed = {name: replace(pulse.external, status_code=1)}
+    elif name == "list_values":
+        changed = {name: (value[0], replace(value[1], value=bytes(64)), *value[2:])}
+    elif name == "time_stamp":
+        changed = {name: "2026-08-31T19:05:00.000Z"}
+    elif isinstance(value, int):
+        changed = {name: value + 1}
+    elif isinstance(value, bytes):
+        changed = {name: bytes([value[0] ^ 1]) + value[1:]}
+    else:
+        changed = {name: value + "x"}
+    return replace(pulse, **changed)
 
 
 @settings(max_examples=30, deadline=None)

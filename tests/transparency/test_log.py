@@ -13,6 +13,13 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.pool.memory import MemoryPool
@@ -540,3 +547,58 @@ def test_an_integration_gap_in_the_store_is_an_error_not_a_wrong_root(keys: KeyR
     log.sign_batch([request(i) for i in range(4)])
     with pytest.raises(Unavailable, match="missing nodes"):
         log.publish_head()
+
+
+# -- encoding -------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+HYPOTHESIS_KEYS = make_keys()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.text(),
+    parameters=st.dictionaries(st.text(), json_values, max_size=4),
+    data=json_values,
+    provenance=st.dictionaries(st.text(), json_values, max_size=4),
+    key=st.text(),
+)
+def test_the_leaf_is_the_rfc8785_encoding_of_the_signed_result_whatever_it_holds(
+    method: str, parameters: dict[str, Any], data: Any, provenance: dict[str, Any], key: str
+) -> None:
+    ledger = MemoryLedger()
+    log = TransparencyLog(ledger, HYPOTHESIS_KEYS)
+    [signed] = log.sign_batch([SignRequest(method, parameters, data, provenance, key)])
+    entry = ledger.entry(signed.leaf_index)
+    assert entry is not None
+    assert entry.leaf == canonical(signed.signed["result"])
+    assert verify_signed(signed.signed, HYPOTHESIS_KEYS.public_keys).valid
+
+
+def test_signs_from_starlette_test_clients_each_on_its_own_loop(keys: KeyRing) -> None:
+    ledger = CountingLedger()
+    log = TransparencyLog(ledger, keys)
+
+    async def sign(request_: Request) -> JSONResponse:
+        signed = await log.sign(request(int(request_.query_params["n"])))
+        return JSONResponse(signed.signed)
+
+    app = Starlette(routes=[Route("/sign", sign)])
+    try:
+        with TestClient(app) as first, TestClient(app) as second:
+            answers = [c.get("/sign", params={"n": n}) for n in range(6) for c in (first, second)]
+    finally:
+        log.stop()
+    serials = sorted(a.json()["result"]["serial"] for a in answers)
+    assert serials == list(range(1, 13))
+    assert all(verify_signed(a.json(), keys.public_keys).valid for a in answers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import threading
 import time
@@ -602,3 +603,41 @@ def test_signs_from_starlette_test_clients_each_on_its_own_loop(keys: KeyRing) -
     serials = sorted(a.json()["result"]["serial"] for a in answers)
     assert serials == list(range(1, 13))
     assert all(verify_signed(a.json(), keys.public_keys).valid for a in answers)
+
+
+def test_a_leaf_rewritten_in_the_store_after_a_head_fails_its_inclusion_check(
+    keys: KeyRing,
+) -> None:
+    class Rewriting(MemoryLedger):
+        """A store whose writer replaced result 3 (its leaf and its leaf hash)."""
+
+        forged: bytes | None = None
+
+        def result(self, serial: int) -> Entry | None:
+            entry = super().result(serial)
+            if entry is None or serial != 3 or self.forged is None:
+                return entry
+            return dataclasses.replace(entry, leaf=self.forged, leaf_hash=b"")
+
+        def nodes(self, keys_: Sequence[tuple[int, int]]) -> list[bytes | None]:
+            found = super().nodes(keys_)
+            if self.forged is None:
+                return found
+            forged = merkle.leaf_hash(self.forged)
+            return [forged if k == (0, 2) else v for k, v in zip(keys_, found, strict=True)]
+
+    store = Rewriting()
+    log = TransparencyLog(store, keys)
+    [head] = _filled(log, [6])
+    entry = store.result(3)
+    assert entry is not None and entry.leaf is not None
+    result = json.loads(entry.leaf)
+    result["data"] = [0]
+    store.forged = canonical(result)
+    proof = log.inclusion_proof(3)
+    assert proof["leaf_hash"] == merkle.leaf_hash(store.forged).hex()
+    assert not check_inclusion(proof, head, store.forged)
+    log.sign_batch([request()])
+    later = log.publish_head()  # the upper nodes were stored before the rewrite
+    assert check_consistency(log.consistency_proof(6, 7), head, later)
+    assert not check_inclusion(log.inclusion_proof(3), later, store.forged)

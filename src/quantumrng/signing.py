@@ -16,11 +16,13 @@ key file or each publish their own key in the shared store
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ __all__ = ["REFRESH_SECONDS", "ROTATION_GRACE_SECONDS", "KeyRing", "SigningKey",
 KEYS_FILE = "keys.json"
 REFRESH_SECONDS = 1.0  # how often a running ring looks for a rotation
 ROTATION_GRACE_SECONDS = 10.0  # a rotated key stays valid this long after the rotation
-_lock = threading.Lock()  # one writer of keys.json per process (files: os.replace)
+LOCK_FILE = ".lock"
+_lock = threading.Lock()  # one writer of keys.json per process (and flock across them)
 
 
 @dataclass(frozen=True, repr=False)
@@ -201,11 +204,7 @@ class KeyRing:
         """The node's keys: ``signing_key_file``, else ``<data_dir>/signing/`` (made on
         first start)."""
         directory = settings.signing_dir
-        with _lock:
-            try:
-                directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"cannot create {directory}: {exc.strerror}") from None
+        with _exclusive(directory):
             if settings.signing_key_file is not None:
                 path = settings.signing_key_file
                 private = _load_private(read_secret_file(path, "signing key"), path)
@@ -215,6 +214,24 @@ class KeyRing:
         kid = PublicKey(private.public_key(), 0.0).key_id
         entry = next(k for k in keys if k.key_id == kid)
         return cls(SigningKey(private, entry), keys, settings=settings)
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One writer of the key list at a time: this process's threads (a lock) and every
+    process sharing ``directory`` (``flock`` on ``.lock``), so workers starting
+    together make one key, not one each."""
+    with _lock:
+        try:
+            directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {directory}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def _stamp(settings: Settings | None) -> tuple[int, int] | None:
@@ -250,8 +267,7 @@ def rotate(settings: Settings, *, grace_seconds: float = ROTATION_GRACE_SECONDS)
     if settings.signing_key_file is not None:
         raise ConfigError("signing_key_file is set: rotate by pointing it at a new key file")
     directory = settings.signing_dir
-    with _lock:
-        directory.mkdir(mode=KEY_DIR_MODE, parents=True, exist_ok=True)
+    with _exclusive(directory):
         now = time.time()
         ends = now + grace_seconds
         keys = [

@@ -641,3 +641,33 @@ def test_a_leaf_rewritten_in_the_store_after_a_head_fails_its_inclusion_check(
     later = log.publish_head()  # the upper nodes were stored before the rewrite
     assert check_consistency(log.consistency_proof(6, 7), head, later)
     assert not check_inclusion(log.inclusion_proof(3), later, store.forged)
+
+
+def test_no_head_is_signed_over_a_store_that_lost_entries_or_changed_its_tree(
+    keys: KeyRing,
+) -> None:
+    class Damaged(MemoryLedger):
+        shrunk = False
+        changed: frozenset[tuple[int, int]] = frozenset()
+
+        def size(self) -> int:
+            return super().size() - 1 if self.shrunk else super().size()
+
+        def nodes(self, keys_: Sequence[tuple[int, int]]) -> list[bytes | None]:
+            found = super().nodes(keys_)
+            return [
+                bytes(32) if k in self.changed else v for k, v in zip(keys_, found, strict=True)
+            ]
+
+    store = Damaged()
+    log = TransparencyLog(store, keys)
+    [head] = _filled(log, [4])
+    store.shrunk = True
+    with pytest.raises(Unavailable, match="entries were lost"):
+        log.publish_head()
+    store.shrunk = False
+    store.changed = frozenset({(2, 0)})
+    log.sign_batch([request()])
+    with pytest.raises(Unavailable, match="no longer matches"):
+        log.publish_head()
+    assert log.head() == head

@@ -391,14 +391,27 @@ class TransparencyLog:
 
     def publish_head(self) -> dict[str, Any]:
         """Integrate the leaves appended since the latest head and sign a head for the
-        new size (when it grew, or when there is none yet); return the latest head."""
+        new size (when it grew, or when there is none yet); return the latest head.
+
+        Refuses (:class:`Unavailable`, logged) to sign over a store that lost
+        entries or whose tree no longer gives the latest head's root: a head
+        inconsistent with the published ones would only hide the damage.
+        """
         with self._head_lock:
             latest = self._stored_head()
             done = 0 if latest is None else int(latest["tree_size"])
             size = self.store.size()
-            if latest is not None and size <= done:
+            if size < done:
+                log.error("the ledger holds %d entries, its latest head %d", size, done)
+                raise Unavailable(
+                    f"the transparency log store holds {size} entries but its latest "
+                    f"signed head covers {done}: entries were lost"
+                )
+            if latest is not None and size == done:
                 return latest
             try:
+                if latest is not None and done > 0:
+                    self._check_root(done, str(latest["root_hash"]))
                 for start in range(done, size, INTEGRATE_CHUNK):
                     end = min(start + INTEGRATE_CHUNK, size)
                     made = merkle.completed_nodes(start, end, self.store.nodes)
@@ -412,6 +425,14 @@ class TransparencyLog:
             stored = self._stored_head(size)
             assert stored is not None
             return stored
+
+    def _check_root(self, size: int, expected: str) -> None:
+        if merkle.root_hash(size, self._nodes).hex() != expected:
+            log.error("the stored tree of size %d does not give its signed root", size)
+            raise Unavailable(
+                f"the transparency log's stored tree of size {size} no longer matches "
+                "its signed head; no new head is signed"
+            )
 
     def head(self) -> dict[str, Any]:
         """The latest signed tree head:

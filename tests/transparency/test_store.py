@@ -39,7 +39,7 @@ from quantumrng.transparency.store import (
 )
 from tests.conftest import make_settings
 from tests.pool.support import REDIS_URL, delete_prefix, new_prefix, redis_keys, redis_url
-from tests.redis_servers import free_port, redis_cluster, redis_server
+from tests.redis_servers import free_port, redis_cluster, redis_server, sentinel_group
 
 ENGINES = ["memory", "sqlite", "redis"]
 SHARED = ["sqlite", "redis"]  # engines whose contents outlive the store object
@@ -729,3 +729,24 @@ def test_the_ledger_on_a_redis_cluster() -> None:
         for s in (store, other):
             s.close()
         client.close()
+
+
+@pytest.mark.slow  # a master, a replica and three Sentinels take several seconds to settle
+def test_the_ledger_on_a_sentinel_master_waits_for_the_replica() -> None:
+    """Every write is confirmed by the replica (``WAIT``): it is there when read from it."""
+    with sentinel_group("qrng-ledger") as group:
+        settings = Settings(pool="redis", redis_url=group.url(), redis_key="sentinel-ledger")
+        store = open_ledger(settings)
+        add_results(store, ["a", "b"])
+        add_pulse(store, 1, 1, 60_000)
+        store.put_nodes({(1, 0): b"\x01" * 32})
+        store.put_head(3, b"head 3")
+        store.register_key("k1", b"key 1")
+        assert store.prune(2000.0) == 2
+        before = snapshot(store)
+        replica = RedisLedger(group.current_replica().url, prefix="sentinel-ledger")
+        assert snapshot(replica) == before
+        assert replica.head() == b"head 3" and replica.public_keys() == [b"key 1"]
+        assert replica.nodes([(1, 0)]) == [b"\x01" * 32]
+        replica.close()
+        store.close()

@@ -23,8 +23,8 @@ so every key is in one slot and each script runs on one node), all below ``P:log
 
 Appends are optimistic: one read script returns the counters, ``make`` numbers
 and signs from them, and one write script stores everything only if the
-counters are unchanged (else ``make`` runs again with fresh ones, after a
-short random pause). Writes go through
+counters are unchanged; else it returns them as they are now and ``make`` runs
+again with those, after a short random pause. Writes go through
 :func:`~quantumrng.storage.redis.run_script`, so under Sentinel a write counts
 only once a replica has it. A write whose outcome is unknown (the connection
 failed mid-script, or no replica acknowledged it) is never sent again: the
@@ -54,28 +54,46 @@ _PRUNE_BATCH = 1000  # results pruned per script, so Redis is never held long
 _PAD = 20  # digits of chain and pulse indexes in ``order``
 _STORE = "the Redis ledger"
 
-_COUNTERS = """
-local p = ARGV[1]
-local out = {redis.call('GET', p .. 'serial'), redis.call('GET', p .. 'size')}
-if #ARGV > 1 then
-  local keys = redis.call('HMGET', p .. 'keys', unpack(ARGV, 2))
-  for i = 1, #keys do out[#out + 1] = keys[i] end
+_READ_COUNTERS = """
+local function counters(p, keys)
+  local out = {redis.call('GET', p .. 'serial'), redis.call('GET', p .. 'size')}
+  if #keys > 0 then
+    local last = redis.call('HMGET', p .. 'keys', unpack(keys))
+    for i = 1, #last do out[#out + 1] = last[i] end
+  end
+  return out
 end
-return out
 """
+
+# ARGV: prefix, key hashes; returns {serial, size, last serial of each key}, as stored.
+_COUNTERS = (
+    _READ_COUNTERS
+    + """
+local keys = {}
+for i = 2, #ARGV do keys[#keys + 1] = ARGV[i] end
+return counters(ARGV[1], keys)
+"""
+)
 
 # ARGV: prefix, serial, size (as read), n, n x (key hash, as read), new serial, new size,
 # m, m x (key hash, new last serial), then per entry: index, serial, pulse key, order
 # member, time, created at, leaf hash, f, f x (field, value).
-# Returns 1 (stored), 0 (conflict: nothing stored), -1 (a pulse is taken: nothing stored).
-_APPEND = """
+# Returns 1 (stored), -1 (a pulse is taken: nothing stored), or on a conflict the
+# counters as they are now (as _COUNTERS; nothing stored).
+_APPEND = (
+    _READ_COUNTERS
+    + """
 local p = ARGV[1]
-if (redis.call('GET', p .. 'serial') or '') ~= ARGV[2] then return 0 end
-if (redis.call('GET', p .. 'size') or '') ~= ARGV[3] then return 0 end
+local keys, moved = {}, false
 local i = 5
 for _ = 1, tonumber(ARGV[4]) do
-  if (redis.call('HGET', p .. 'keys', ARGV[i]) or '') ~= ARGV[i + 1] then return 0 end
+  keys[#keys + 1] = ARGV[i]
+  moved = moved or (redis.call('HGET', p .. 'keys', ARGV[i]) or '') ~= ARGV[i + 1]
   i = i + 2
+end
+if moved or (redis.call('GET', p .. 'serial') or '') ~= ARGV[2]
+    or (redis.call('GET', p .. 'size') or '') ~= ARGV[3] then
+  return counters(p, keys)
 end
 local new_serial, new_size = ARGV[i], ARGV[i + 1]
 local changed = i + 2
@@ -117,6 +135,7 @@ for k = changed + 1, changed + 2 * tonumber(ARGV[changed]), 2 do
 end
 return 1
 """
+)
 
 # ARGV: prefix, how, what...; returns {leaf index, HGETALL of the entry} or false.
 _FIND = """
@@ -334,8 +353,8 @@ class RedisLedger:
         """Store what ``make(counters)`` returns if nobody appended meanwhile, else
         call ``make`` again with fresh counters (see the module)."""
         keys = list(dict.fromkeys(key_hashes))
+        raw = self._read(self._counters_script, *keys)
         for attempt in range(MAX_CONFLICTS):
-            raw = self._read(self._counters_script, *keys)
             with self._decoding("counter"):
                 serial, size, *last = raw
                 counters = Counters(
@@ -361,10 +380,10 @@ class RedisLedger:
                 args += [key, str(value)]
             for e in entries:
                 args += _entry_args(e)
-            outcome = int(self._write(self._append_script, *args))
-            if outcome == 1:
+            raw = self._write(self._append_script, *args)
+            if raw == 1:
                 return entries
-            if outcome == -1:
+            if raw == -1:
                 pulse = next(e for e in entries if e.kind == "pulse")
                 raise PulseExists(f"pulse {pulse.chain_index}/{pulse.pulse_index} exists")
             time.sleep(random.uniform(0, min(_MAX_BACKOFF, _BACKOFF * 2**attempt)))

@@ -750,3 +750,12 @@ def test_the_ledger_on_a_sentinel_master_waits_for_the_replica() -> None:
         assert replica.nodes([(1, 0)]) == [b"\x01" * 32]
         replica.close()
         store.close()
+
+
+def test_an_entry_without_a_document_reads_back_without_one(store: LedgerStore) -> None:
+    (stored,) = store.append({ANONYMOUS}, lambda c: [
+        replace(results(c, [ANONYMOUS])[0], document=None)
+    ])  # fmt: skip
+    assert store.result(1) == stored and stored.document is None and stored.leaf is not None
+    assert store.prune(2000.0) == 0  # nothing left to drop
+    assert store.result(1) == stored

@@ -6,17 +6,20 @@ so every key is in one slot and each script runs on one node), all below ``P:log
 
 - ``serial``, ``size`` — the last global serial and the number of leaves;
 - ``keys`` — a hash: key hash → the last serial of that API key;
-- ``e:<leaf index>`` — a hash per entry: ``k`` kind, ``c`` created at, ``l`` leaf,
-  ``d`` document, ``h`` leaf hash and, as they apply, ``s`` serial, ``a`` key
-  hash, ``n`` key serial, ``ch`` chain, ``p`` pulse index, ``t`` time (ms);
+- ``e:<leaf index>`` — a hash per entry: ``k`` kind, ``c`` created at, ``h`` leaf
+  hash and, as they apply, ``s`` serial, ``a`` key hash, ``n`` key serial, ``ch``
+  chain, ``p`` pulse index, ``t`` time (ms); small fields only, so Redis keeps it
+  in its compact encoding;
+- ``l:<leaf index>``, ``d:<leaf index>`` — the entry's leaf and document (strings),
+  deleted when retention prunes a result;
 - ``nodes`` — a hash: ``"<level>:<index>"`` → node hash (level 0 written by append);
 - ``serials`` — a hash: serial → leaf index;
 - ``pulses`` — a hash: ``"<chain>:<pulse>"`` → leaf index;
 - ``order`` — a sorted set of ``"<chain>:<pulse>:<leaf index>"``, chain and pulse
   zero-padded to 20 digits, read by lexical range for the newest pulse;
 - ``times`` — a sorted set of pulse leaf indexes scored by time (ms);
-- ``live`` — a sorted set of the leaf indexes of results not yet pruned, scored
-  by creation time;
+- ``live`` — a sorted set of the leaf indexes of results whose document is still
+  stored, scored by creation time (what retention prunes);
 - ``heads`` — a hash: tree size → signed head; ``head-max`` the largest size;
 - ``key-docs`` — a hash: key id → public key entry; ``key-order`` the ids, first
   published first.
@@ -77,7 +80,8 @@ return counters(ARGV[1], keys)
 
 # ARGV: prefix, serial, size (as read), n, n x (key hash, as read), new serial, new size,
 # m, m x (key hash, new last serial), then per entry: index, serial, pulse key, order
-# member, time, created at, leaf hash, f, f x (field, value).
+# member, time, created at, leaf hash, leaf, document, stored ('l', 'd', 'ld' or ''),
+# f, f x (field, value).
 # Returns 1 (stored), -1 (a pulse is taken: nothing stored), or on a conflict the
 # counters as they are now (as _COUNTERS; nothing stored).
 _APPEND = (
@@ -109,24 +113,29 @@ while i <= #ARGV do
     end
     seen[pulse], times[t] = true, true
   end
-  i = i + 8 + 2 * tonumber(ARGV[i + 7])
+  i = i + 11 + 2 * tonumber(ARGV[i + 10])
 end
 i = first
 while i <= #ARGV do
   local index, serial, pulse = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local nf = tonumber(ARGV[i + 7])
-  redis.call('HSET', p .. 'e:' .. index, unpack(ARGV, i + 8, i + 7 + 2 * nf))
+  local nf = tonumber(ARGV[i + 10])
+  redis.call('HSET', p .. 'e:' .. index, unpack(ARGV, i + 11, i + 10 + 2 * nf))
+  local stored = ARGV[i + 9]
+  if string.find(stored, 'l', 1, true) then redis.call('SET', p .. 'l:' .. index, ARGV[i + 7]) end
+  if string.find(stored, 'd', 1, true) then redis.call('SET', p .. 'd:' .. index, ARGV[i + 8]) end
   redis.call('HSET', p .. 'nodes', '0:' .. index, ARGV[i + 6])
   if serial ~= '' then
     redis.call('HSET', p .. 'serials', serial, index)
-    redis.call('ZADD', p .. 'live', ARGV[i + 5], index)
+    if string.find(stored, 'd', 1, true) then
+      redis.call('ZADD', p .. 'live', ARGV[i + 5], index)
+    end
   end
   if pulse ~= '' then
     redis.call('HSET', p .. 'pulses', pulse, index)
     redis.call('ZADD', p .. 'order', 0, ARGV[i + 3])
     redis.call('ZADD', p .. 'times', ARGV[i + 4], index)
   end
-  i = i + 8 + 2 * nf
+  i = i + 11 + 2 * nf
 end
 if new_serial ~= ARGV[2] then redis.call('SET', p .. 'serial', new_serial) end
 redis.call('SET', p .. 'size', new_size)
@@ -137,7 +146,8 @@ return 1
 """
 )
 
-# ARGV: prefix, how, what...; returns {leaf index, HGETALL of the entry} or false.
+# ARGV: prefix, how, what...; returns {leaf index, HGETALL of the entry, leaf, document}
+# or false.
 _FIND = """
 local p, how = ARGV[1], ARGV[2]
 local index, found
@@ -160,7 +170,8 @@ end
 if not index then return false end
 local fields = redis.call('HGETALL', p .. 'e:' .. index)
 if #fields == 0 then return false end
-return {index, fields}
+return {index, fields, redis.call('GET', p .. 'l:' .. index),
+  redis.call('GET', p .. 'd:' .. index)}
 """
 
 _PUT_NODES = """
@@ -209,7 +220,7 @@ _PRUNE = """
 local p = ARGV[1]
 local old = redis.call('ZRANGEBYSCORE', p .. 'live', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, index in ipairs(old) do
-  redis.call('HDEL', p .. 'e:' .. index, 'l', 'd')
+  redis.call('DEL', p .. 'l:' .. index, p .. 'd:' .. index)
   redis.call('ZREM', p .. 'live', index)
 end
 return #old
@@ -236,8 +247,6 @@ def _pulse_member(chain: int, pulse: int) -> str:
 def _entry_args(e: Entry) -> list[Any]:
     """One entry's part of the append script's ``ARGV`` (see ``_APPEND``)."""
     fields: list[Any] = ["k", e.kind, "c", repr(float(e.created_at)), "h", e.leaf_hash]
-    fields += ["l", e.leaf] if e.leaf is not None else []
-    fields += ["d", e.document] if e.document is not None else []
     fields += ["a", e.key_hash] if e.key_hash is not None else []
     for short, name in _INT_FIELDS.items():
         value = getattr(e, name)
@@ -260,15 +269,18 @@ def _entry_args(e: Entry) -> list[Any]:
         moment,
         repr(float(e.created_at)),
         e.leaf_hash,
+        e.leaf or b"",
+        e.document or b"",
+        ("l" if e.leaf is not None else "") + ("d" if e.document is not None else ""),
         len(fields) // 2,
         *fields,
     ]
 
 
-def _entry(index: bytes, flat: Sequence[bytes]) -> Entry:
+def _entry(index: bytes, flat: Sequence[bytes], leaf: Any, document: Any) -> Entry:
     fields = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
     ints = {name: int(fields[short]) for short, name in _INT_FIELDS.items() if short in fields}
-    leaf, document, key = fields.get(b"l"), fields.get(b"d"), fields.get(b"a")
+    key = fields.get(b"a")
     return Entry(
         leaf_index=int(index),
         kind=fields[b"k"].decode(),
@@ -398,8 +410,7 @@ class RedisLedger:
         if reply is None:
             return None
         with self._decoding("entry"):
-            index, flat = reply
-            return _entry(index, flat)
+            return _entry(*reply)
 
     def size(self) -> int:
         with self._errors():

@@ -99,7 +99,7 @@ def load_public_keys(source: object) -> builtins.list[PublicKey]:
         return [source]
     if isinstance(source, str | builtins.bytes):
         text = source.encode() if isinstance(source, str) else source
-        if b"-----BEGIN" in text:
+        if text.lstrip().startswith(b"-----BEGIN"):
             return [PublicKey.from_pem(text)]
         return load_public_keys(json.loads(text))
     if isinstance(source, Mapping):

@@ -157,8 +157,8 @@ class PublishedKeys:
     """The public keys a signature may be checked against: this node's, registered in the
     ledger store on first use, merged with every key the deployment's nodes published.
 
-    The merged list is kept ``KEYS_CACHE_SECONDS``; this node's keys are
-    registered again whenever they change (a rotation its ring followed).
+    The merged list is kept ``KEYS_CACHE_SECONDS`` unless this node's keys change
+    (a rotation its ring followed): they are then registered and listed at once.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -168,8 +168,12 @@ class PublishedKeys:
         self._merged: list[PublicKey] = []
         self._until = 0.0
 
+    @staticmethod
+    def _marks(own: list[PublicKey]) -> tuple[tuple[str, float | None], ...]:
+        return tuple((k.key_id, k.not_after) for k in own)
+
     def _register(self, own: list[PublicKey]) -> None:
-        marks = tuple((k.key_id, k.not_after) for k in own)
+        marks = self._marks(own)
         if marks == self._registered:
             return
         store = self._ctx.node.log_store
@@ -181,9 +185,9 @@ class PublishedKeys:
         """The merged list (blocking: reads the store when the cached one is old)."""
         with self._lock:
             now = time.monotonic()
-            if now < self._until:
-                return self._merged
             own = list(self._ctx.node.signing_keys.public_keys)
+            if now < self._until and self._marks(own) == self._registered:
+                return self._merged
             self._register(own)
             published: list[PublicKey] = []
             for document in self._ctx.node.log_store.public_keys():

@@ -128,6 +128,7 @@ def test_two_workers_publish_each_pulse_once(tmp_path: Path) -> None:
     assert all(p is not None for p in pulses)
     times = [p.time_ms for p in pulses if p is not None]
     assert times == list(range(times[0], times[0] + 1000 * len(times), 1000))
+    assert len({p.certificate_id for p in pulses if p is not None}) == 1  # one key made
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from quantumrng.beacon import (
     ListValue,
     Publisher,
     Pulse,
+    _period_start,
     _self_signed,
     certificate_id,
     expected_list_index,
@@ -528,3 +529,29 @@ def test_a_given_key_and_certificate_are_used_and_must_match(
     cert_file.write_text(other_key.certificate_pem)
     with pytest.raises(ConfigError, match="not for the beacon key"):
         load_beacon_key(settings)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.integers(min_value=0, max_value=2_000_000_000),
+    period=st.sampled_from([1_000, 60_000, 3_600_000]),
+    index=st.integers(min_value=2, max_value=100_000),
+    kind=st.sampled_from(["hour", "day", "month", "year"]),
+)
+def test_a_list_value_names_the_first_pulse_of_its_period(
+    start: int, period: int, index: int, kind: str
+) -> None:
+    first_ms = start * 1000 - start * 1000 % period
+    time_ms = first_ms + (index - 1) * period
+    found = expected_list_index(kind, index, time_ms, period)
+    assert found is not None and 1 <= found < index
+    found_ms = first_ms + (found - 1) * period
+    this_period = _period_start(kind, time_ms)
+    if time_ms - period >= this_period:  # an earlier pulse of the chain is in this period
+        start_of = this_period
+    else:  # this pulse is the first of its period: the first of the period before
+        start_of = _period_start(kind, this_period - 1)
+    if first_ms >= start_of:
+        assert found == 1
+    else:
+        assert found_ms >= start_of > found_ms - period

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -14,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -442,3 +446,137 @@ def _relay(asgi: TestClient, request: httpx.Request) -> httpx.Response:
 def test_a_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CA bundle"):
         Client("https://127.0.0.1:5000", verify=str(tmp_path / "missing.pem"))
+
+
+# -- signed answers, offline verification and the log --------------------------------------------
+
+
+@pytest.fixture
+def signing_client(tmp_path: Path) -> Iterator[tuple[Client, Any]]:
+    """A client of the real app over a SQLite pool and ledger, and the app's node."""
+    from tests.server.test_signed import signing_app
+
+    served = signing_app(tmp_path)
+
+    def relay(request: httpx.Request) -> httpx.Response:
+        r = served.client.request(
+            request.method,
+            request.url.raw_path.decode("ascii"),
+            headers=dict(request.headers),
+            content=request.content,
+        )
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+    with Client("http://qrng.test", transport=httpx.MockTransport(relay)) as c:
+        yield c, served.node
+    served.node.close()
+
+
+def test_signed_calls_leave_a_signed_object_that_verifies_offline(
+    signing_client: tuple[Client, Any],
+) -> None:
+    from quantumrng.client import load_public_keys, verify
+
+    c, _ = signing_client
+    calls = [
+        lambda: c.integers(3, 1, 6, signed=True),
+        lambda: c.bits(9, signed=True),
+        lambda: c.floats(2, signed=True),
+        lambda: c.gaussians(2, 1.0, 2.0, signed=True),
+        lambda: c.uuids(1, signed=True),
+        lambda: c.strings(1, 4, signed=True),
+        lambda: c.shuffle(1, 5, signed=True),
+    ]
+    keys = c.public_keys()
+    pem_only = load_public_keys(keys[0].pem())
+    for serial, call in enumerate(calls, start=1):
+        call()
+        signed = c.last_signed
+        assert signed is not None and signed["result"]["serial"] == serial
+        assert verify(signed, keys).valid and verify({"signed": signed}, pem_only).valid
+        assert c.verify_remote(signed)["valid"] is True
+        assert c.result(serial)["signed"] == signed
+    c.floats(1)
+    assert c.last_signed is None
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    field=st.sampled_from(
+        [
+            "data",
+            "parameters",
+            "serial",
+            "key_serial",
+            "completion_time",
+            "provenance",
+            "hashed_api_key",
+            "key_id",
+            "method",
+            "signature",
+        ]
+    ),
+    value=st.integers(-2, 2) | st.text(max_size=3),
+)
+def test_client_verify_refuses_any_tampered_field(
+    signing_client: tuple[Client, Any], field: str, value: object
+) -> None:
+    from quantumrng.client import verify
+    from quantumrng.signed import canonical
+
+    c, _ = signing_client
+    c.integers(2, 0, 9, signed=True)
+    signed = json.loads(json.dumps(c.last_signed))
+    target = signed if field == "signature" else signed["result"]
+    if canonical(target[field]) == canonical(value):
+        value = [value]
+    target[field] = value
+    assert not verify(signed, c.public_keys()).valid
+
+
+def test_audit_checks_the_head_inclusion_and_consistency(
+    signing_client: tuple[Client, Any],
+) -> None:
+    from quantumrng.client import audit_log
+    from quantumrng.signed import canonical
+    from quantumrng.transparency.verify import tree_head_data
+
+    c, node = signing_client
+    c.integers(1, 0, 9, signed=True)
+    first_result = c.last_signed
+    node.log.publish_head()
+    keys = c.public_keys()
+    first = c.audit([first_result], public_keys=keys)
+    assert first.valid and first.head is not None and first.head["tree_size"] == 1
+    c.floats(1, signed=True)
+    second_result = c.last_signed
+    node.log.publish_head()
+    second = c.audit([first_result, second_result], previous=first.head, public_keys=keys)
+    assert second.valid, second.reason
+    assert second.head is not None and second.head["tree_size"] == 2
+
+    key = node.signing_keys.current
+    # a head signed by the service for a rewritten history of the same size
+    forged = dict(first.head)
+    forged["root_hash"] = "00" * 32
+    forged["signature"] = base64.b64encode(
+        key.sign(tree_head_data(forged["timestamp"], 1, bytes(32)))
+    ).decode()
+    rewritten = c.audit(previous=forged, public_keys=keys)
+    assert not rewritten.valid and "rewritten" in rewritten.reason
+    # a head of a larger tree than the log now holds: the log shrank
+    bigger = {**second.head, "tree_size": 5}
+    bigger["signature"] = base64.b64encode(
+        key.sign(tree_head_data(bigger["timestamp"], 5, bytes.fromhex(bigger["root_hash"])))
+    ).decode()
+    shrank = c.audit(previous=bigger, public_keys=keys)
+    assert not shrank.valid and "shrank" in shrank.reason
+    # a result the service signed and kept out of the log
+    withheld = json.loads(json.dumps(second_result))
+    withheld["result"]["data"] = [0.5]
+    withheld["signature"] = base64.b64encode(key.sign(canonical(withheld["result"]))).decode()
+    missing = c.audit([withheld], public_keys=keys)
+    assert not missing.valid and "not in the log" in missing.reason
+    # a head that is not the service's
+    head = c.log_head()
+    assert not audit_log({**head, "tree_size": 1}, keys).valid

@@ -146,6 +146,8 @@ def test_a_flipped_signature_bit_is_invalid(index: int, bit: int) -> None:
     ("change", "reason"),
     [
         ({"signature": "not base64!"}, "not base64"),
+        ({"signature": "\x80" * 88}, "not base64"),
+        ({"signature": None}, "base64 string"),
         ({"signature": base64.b64encode(b"x" * 63).decode()}, "64 bytes"),
         ({"algorithm": "RS256"}, "algorithm"),
         ({"result": {**SIGNED["result"], "extra": 1}}, "exactly"),

@@ -243,7 +243,7 @@ def verify_signed(signed: object, keys: Iterable[PublicKey]) -> Verification:
         return refused("signed.signature must be a base64 string")
     try:
         signature = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII string
         return refused("signed.signature is not base64")
     if len(signature) != SIGNATURE_BYTES:
         return refused(f"signed.signature must be {SIGNATURE_BYTES} bytes")

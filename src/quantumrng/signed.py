@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
@@ -124,9 +125,9 @@ class PublicKey:
     not_before: float
     not_after: float | None = None
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
-        """RFC 7638 thumbprint."""
+        """RFC 7638 thumbprint (computed once: every signed result names it)."""
         return key_id(self.key)
 
     def valid_at(self, timestamp: float) -> bool:

@@ -4,7 +4,8 @@ Run: ``python bench/signed.py [--http] [--seconds S] [--rounds R] [--concurrency
 
 Two ways, both over a ``P`` pool (default ``sqlite``: its ledger
 ``ledger.sqlite3`` is where signed results are appended, batched by the log's
-group commit), one worker, ``C`` requests in flight (default 64):
+group commit; with ``--pool redis`` a prefix of this run's own on
+``--redis-url``, removed after), one worker, ``C`` requests in flight (default 64):
 
 - default: the app in process, ASGI called directly on one event loop (no
   socket, no HTTP parser): the server's own cost, the strictest ratio;
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,8 @@ async def rate(app: Any, query: bytes, seconds: float, concurrency: int) -> floa
 
 async def run(args: argparse.Namespace, data_dir: Path) -> int:
     settings = load_settings(
-        overrides={"data_dir": data_dir, "pool": args.pool, "source": "os"}, environ={}
+        overrides={"data_dir": data_dir, "pool": args.pool, "source": "os", **redis(args)},
+        environ={},
     )
     node = Node(settings)
     app = create_app(settings, node)
@@ -123,6 +126,28 @@ async def run(args: argparse.Namespace, data_dir: Path) -> int:
         node.close()
     print(f"results per append: {appended / batches:.1f} ({appended} results, {batches} appends)")
     return report(args, "in-process ASGI", unsigned, signed)
+
+
+def redis(args: argparse.Namespace) -> dict[str, str]:
+    """With ``--pool redis``: this run's own key prefix on ``--redis-url``."""
+    if args.pool != "redis":
+        return {}
+    return {"redis_url": args.redis_url, "redis_key": args.redis_key}
+
+
+def drop_redis_keys(args: argparse.Namespace) -> None:
+    """Remove what this run stored in Redis (every key under its prefix)."""
+    if args.pool != "redis":
+        return
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(args.redis_url)
+    try:
+        names = list(client.scan_iter(match=f"{{{args.redis_key}}}:*", count=1000))
+        for start in range(0, len(names), 1000):
+            client.unlink(*names[start : start + 1000])
+    finally:
+        client.close()
 
 
 def report(args: argparse.Namespace, how: str, unsigned: list[float], signed: list[float]) -> int:
@@ -179,6 +204,7 @@ def run_http(args: argparse.Namespace, data_dir: Path) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
+    env.update({f"QRNG_{k.upper()}": v for k, v in redis(args).items()})
     log = data_dir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -223,11 +249,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--pool", choices=("sqlite", "redis", "memory"), default="sqlite")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    args.redis_key = f"bench-signed-{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="qrng-bench-signed-") as tmp:
-        if args.http:
-            return run_http(args, Path(tmp))
-        return asyncio.run(run(args, Path(tmp)))
+        try:
+            if args.http:
+                return run_http(args, Path(tmp))
+            return asyncio.run(run(args, Path(tmp)))
+        finally:
+            drop_redis_keys(args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -23,7 +24,15 @@ from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
 from quantumrng.server.keys import KeyStore
 from quantumrng.server.randomness import random_endpoint
-from quantumrng.signed import RESULT_FIELDS, PublicKey, canonical, hash_api_key, verify_signed
+from quantumrng.server.verifiable import PublishedKeys, sealed_name
+from quantumrng.signed import (
+    RESULT_FIELDS,
+    PublicKey,
+    canonical,
+    hash_api_key,
+    rfc3339,
+    verify_signed,
+)
 from tests.blocks import make_blocks
 from tests.conftest import make_settings
 from tests.redis_servers import redis_server
@@ -309,3 +318,20 @@ def test_a_signature_verifies_offline_with_only_the_published_pem(served: Served
     pem_only = PublicKey.from_pem(entry["pem"].encode())
     assert verify_signed(body["signed"], [pem_only]).valid
     assert json.loads(served.node.log_store.public_keys()[0])["key_id"] == entry["key_id"]
+
+
+def test_only_keys_sealed_under_the_node_key_are_listed(served: Served) -> None:
+    """A store writer cannot add a signing key: another node's key is listed once its
+    entry is also sealed under the deployment's node key."""
+    ctx = served.app.state.context
+    served.client.get("/api/v2/floats?signed=true")
+    (own,) = PublishedKeys(ctx).listed()
+    other = PublicKey(Ed25519PrivateKey.generate().public_key(), 1.0)
+    document = json.dumps(other.to_json(), sort_keys=True).encode()
+    served.node.log_store.register_key(other.key_id, document)
+    assert [k.key_id for k in PublishedKeys(ctx).listed()] == [own.key_id]
+    served.node.pool.write_record(sealed_name(other), document)  # another node
+    assert [k.key_id for k in PublishedKeys(ctx).listed()] == [own.key_id, other.key_id]
+    ended = json.dumps({**other.to_json(), "not_after": rfc3339(2.0)}, sort_keys=True)
+    served.node.log_store.register_key(other.key_id, ended.encode())  # not as sealed
+    assert [k.key_id for k in PublishedKeys(ctx).listed()] == [own.key_id]

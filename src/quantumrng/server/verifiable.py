@@ -7,7 +7,8 @@
   ``signed`` and ``log_index``. A log that cannot sign is a 503 and the drawn
   value is never sent (its bytes go back to the quota).
 - ``GET /keys/public``: this node's keys and every key the deployment's nodes
-  published in the ledger store, each with its period; briefly cacheable.
+  published (sealed under the node key, so a store writer cannot add one),
+  each with its period; briefly cacheable.
 - ``GET /results/{serial}``: a stored signed result (RANDOM.ORG's ``getResult``),
   404 when unknown or pruned after ``result_retention_days``. A result drawn
   with an API key is that key's: only the same key (or an ``admin`` key) reads
@@ -25,6 +26,7 @@ says: an auditor holds no key, and none of them serves randomness.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -64,6 +66,7 @@ __all__ = [
     "api",
     "json_safe",
     "merge_keys",
+    "sealed_name",
     "signed_envelope",
     "signer",
     "verify_limit",
@@ -74,6 +77,7 @@ log = logging.getLogger(__name__)
 MAX_SAFE_INTEGER = 2**53 - 1  # beyond this an integer is signed as a decimal string
 KEYS_CACHE_SECONDS = 5.0  # how long a node (and a cache) keeps the merged key list
 IMMUTABLE = {"cache-control": "public, max-age=31536000, immutable"}
+SEALED_KEY = "signing-key:"  # pool record of a published key, sealed under the node key
 SIGNING_UNAVAILABLE = "the transparency log cannot sign now; nothing was served, try again"
 
 SIGNED_SCHEMA: dict[str, Any] = {
@@ -153,12 +157,23 @@ def _api_key_hash(request: Request, admission: Admission) -> str:
     return hash_api_key(_presented_key(request.scope.get("headers", ())))
 
 
-class PublishedKeys:
-    """The public keys a signature may be checked against: this node's, registered in the
-    ledger store on first use, merged with every key the deployment's nodes published.
+def sealed_name(key: PublicKey) -> str:
+    """The pool record that seals ``key``'s entry, named by the SHA-256 of the raw key
+    in hex (record names are lower case; key ids are not)."""
+    return SEALED_KEY + hashlib.sha256(key.key.public_bytes_raw()).hexdigest()
 
-    The merged list is kept ``KEYS_CACHE_SECONDS`` unless this node's keys change
-    (a rotation its ring followed): they are then registered and listed at once.
+
+class PublishedKeys:
+    """The public keys a signature may be checked against: this node's, published on
+    first use, merged with every key the deployment's nodes published.
+
+    Each node publishes its keys in the ledger store (``register_key``) and, sealed
+    under the node key, as the pool record :func:`sealed_name`. The store is
+    not trusted (docs/ARCHITECTURE.md): an entry of the store is listed only when
+    its sealed record says the same, so a store writer can neither add a key nor
+    change a key's period. The merged list is kept ``KEYS_CACHE_SECONDS`` unless
+    this node's keys change (a rotation its ring followed): they are then
+    published and listed at once.
     """
 
     def __init__(self, ctx: Context) -> None:
@@ -172,42 +187,58 @@ class PublishedKeys:
     def _marks(own: list[PublicKey]) -> tuple[tuple[str, float | None], ...]:
         return tuple((k.key_id, k.not_after) for k in own)
 
+    def _own(self) -> list[PublicKey]:
+        return list(self._ctx.node.signing_keys.public_keys)
+
     def _register(self, own: list[PublicKey]) -> None:
         marks = self._marks(own)
         if marks == self._registered:
             return
-        store = self._ctx.node.log_store
+        node = self._ctx.node
         for key in own:
-            store.register_key(key.key_id, json.dumps(key.to_json()).encode())
+            document = json.dumps(key.to_json(), sort_keys=True).encode()
+            node.pool.write_record(sealed_name(key), document)  # the seal first
+            node.log_store.register_key(key.key_id, document)
         self._registered = marks
 
-    def keys(self) -> list[PublicKey]:
-        """The merged list (blocking: reads the store when the cached one is old)."""
+    def _sealed(self, document: bytes) -> PublicKey | None:
+        """The key of a store entry whose sealed record matches it, else None (logged)."""
+        try:
+            entry = PublicKey.from_json(json.loads(document))
+            sealed = self._ctx.node.pool.read_record(sealed_name(entry))
+        except ValueError:
+            log.warning("a published public key entry is unreadable; not listed")
+            return None
+        except Unavailable:
+            log.warning("a published public key's seal does not verify; not listed")
+            return None
+        if sealed != document:
+            log.warning("a published public key entry is not sealed as it reads; not listed")
+            return None
+        return entry
+
+    def listed(self) -> list[PublicKey]:
+        """The merged list (blocking: reads the stores when the cached one is old)."""
         with self._lock:
             now = time.monotonic()
-            own = list(self._ctx.node.signing_keys.public_keys)
+            own = self._own()
             if now < self._until and self._marks(own) == self._registered:
                 return self._merged
             self._register(own)
-            published: list[PublicKey] = []
-            for document in self._ctx.node.log_store.public_keys():
-                try:
-                    published.append(PublicKey.from_json(json.loads(document)))
-                except ValueError:
-                    log.warning("a published public key entry is unreadable; skipped")
-            self._merged = merge_keys([*own, *published])
+            published = [self._sealed(d) for d in self._ctx.node.log_store.public_keys()]
+            self._merged = merge_keys([*own, *(k for k in published if k is not None)])
             self._until = now + KEYS_CACHE_SECONDS
             return self._merged
 
     @property
-    def registered(self) -> bool:
-        """True once this node's keys were published."""
-        return self._registered is not None
+    def stale(self) -> bool:
+        """True until this node's current keys are published."""
+        return self._marks(self._own()) != self._registered
 
     def register(self) -> None:
         """Publish this node's keys now if they changed (blocking)."""
         with self._lock:
-            self._register(list(self._ctx.node.signing_keys.public_keys))
+            self._register(self._own())
 
 
 def merge_keys(keys: Iterable[PublicKey]) -> list[PublicKey]:
@@ -247,7 +278,7 @@ def signer(ctx: Context) -> Signer:
             hashed_api_key=_api_key_hash(request, admission),
         )
         try:
-            if not published.registered:
+            if published.stale:  # first use, or a rotation the ring followed
                 await to_thread.run_sync(published.register)
             result = await ctx.node.log.sign(signing)
         except QuantumRNGError:
@@ -314,7 +345,7 @@ def api(ctx: Context) -> Api:
 
     async def public_keys(request: Request) -> Response:
         parse_query(request.query_params, ())
-        keys = await to_thread.run_sync(published.keys)
+        keys = await to_thread.run_sync(published.listed)
         headers = {"cache-control": f"public, max-age={int(KEYS_CACHE_SECONDS)}"}
         return json_response({"keys": [k.to_json() for k in keys]}, headers=headers)
 
@@ -343,7 +374,7 @@ def api(ctx: Context) -> Api:
             raise InvalidRequest(
                 "the body must be JSON: a signed answer or its signed object"
             ) from None
-        keys = await to_thread.run_sync(published.keys)
+        keys = await to_thread.run_sync(published.listed)
         outcome = verify_signed(_signed_of(document), keys)
         return json_response(outcome.to_json(), headers=NO_STORE)
 

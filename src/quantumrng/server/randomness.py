@@ -55,7 +55,7 @@ SIGNED_OCTETS = "signed answers are JSON: use format=base64 or hex with signed=t
 Args = dict[str, Any]
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 #: ``signer(request, admission, method, parameters, body)``: the signed answer's body.
-Signer = Callable[[Request, "Admission", str, Args, dict[str, Any]], Awaitable[dict[str, Any]]]
+Signer = Callable[[Request, "Admission", str, Args, Any], Awaitable[Any]]
 
 SIGNED_PARAM = Param(
     "signed",
@@ -274,16 +274,13 @@ def random_endpoint(ctx: Context, fmt: Format, shape: Shape) -> Endpoint:
             if streamed:
                 return await _stream(ctx, nbytes, admission)
             value, source = await draw(ctx, mode, nbytes, produce, args)
-            if signed:
-                assert signer is not None
-                body = await signer(
-                    request, admission, name, asked, shape.body(value, mode, source)
-                )
-                return random_response(body, admission.headers, ())
+            body = shape.body(value, mode, source) if not octets else None
+            if signed and signer is not None:  # inside: a failed signature refunds the bytes
+                body = await signer(request, admission, name, asked, body)
         if octets:
             return octet_response(value, mode, source["kind"], admission.headers)
         extra = provenance_headers(mode, source["kind"]) if shape.source_headers else ()
-        return random_response(shape.body(value, mode, source), admission.headers, extra)
+        return random_response(body, admission.headers, extra)
 
     schema = shape.schema(fmt.data)
     if shape.signed_schema is not None:

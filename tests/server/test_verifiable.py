@@ -128,6 +128,7 @@ def test_openapi_documents_the_family_and_the_signed_parameter(served: Served) -
 # -- a real server of two workers --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_two_worker_server_numbers_concurrent_answers_without_a_gap(tmp_path: Path) -> None:
     """Serials are gap-free overall and per key under concurrent requests on two
     workers; every answer verifies offline with only the published PEM, and is stored."""

@@ -114,7 +114,7 @@ def test_openapi_documents_every_public_route(tmp_path: Path) -> None:
         assert path in documented
     integers = doc["paths"]["/api/v2/integers"]["get"]
     names = {p["name"] for p in integers["parameters"]}
-    assert names == {"n", "min", "max", "mode"}
+    assert names == {"n", "min", "max", "mode", "signed"}
     assert {"200", "413", "429", "503"} <= set(integers["responses"])
 
 

@@ -104,6 +104,7 @@ __all__ = [
     "Charge",
     "Limits",
     "is_loopback",
+    "presented_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ class Access:
     # -- who ---------------------------------------------------------------------
 
     def _identify(self, request: Request) -> tuple[str, KeyRecord | None]:
-        presented = _presented_key(request.scope.get("headers", ()))
+        presented = presented_key(request.scope.get("headers", ()))
         if presented is None:
             if self.auth_required:
                 raise AuthenticationError(
@@ -606,7 +607,7 @@ class Access:
         }
 
 
-def _presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """Return the key in ``X-API-Key`` or ``Authorization: Bearer``, "" if malformed.
 
     Scans the raw ASGI header list: cheaper than building ``Headers`` on the

@@ -47,12 +47,12 @@ from quantumrng.errors import (
     Unavailable,
     ValidationError,
 )
-from quantumrng.server.access import _presented_key
+from quantumrng.server.access import presented_key
 from quantumrng.server.params import Param, parse_path, parse_query
 from quantumrng.server.responses import NO_STORE, json_response
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context
-from quantumrng.signed import PublicKey, hash_api_key, verify_signed
+from quantumrng.signed import RESULT_FIELDS, PublicKey, hash_api_key, verify_signed
 from quantumrng.transparency.log import SignRequest
 
 if TYPE_CHECKING:
@@ -87,17 +87,7 @@ SIGNED_SCHEMA: dict[str, Any] = {
     "properties": {
         "result": {
             "type": "object",
-            "required": [
-                "method",
-                "parameters",
-                "data",
-                "provenance",
-                "completion_time",
-                "serial",
-                "key_serial",
-                "hashed_api_key",
-                "key_id",
-            ],
+            "required": sorted(RESULT_FIELDS),
             "additionalProperties": False,
             "properties": {
                 "method": {"type": "string"},
@@ -154,7 +144,7 @@ def _api_key_hash(request: Request, admission: Admission) -> str:
     """
     if admission.key is None:
         return hash_api_key(None)
-    return hash_api_key(_presented_key(request.scope.get("headers", ())))
+    return hash_api_key(presented_key(request.scope.get("headers", ())))
 
 
 def sealed_name(key: PublicKey) -> str:
@@ -360,7 +350,7 @@ def api(ctx: Context) -> Api:
         _, key = access.authorize(request, mode if mode in ("drbg", "raw") else "drbg")
         owner = signed.get("hashed_api_key", "")
         if owner and not (key is not None and key.allows("admin")):
-            presented = _presented_key(request.scope.get("headers", ()))
+            presented = presented_key(request.scope.get("headers", ()))
             if key is None or hash_api_key(presented) != owner:
                 raise PermissionDenied("this result was drawn with another API key")
         return json_response(stored, headers=NO_STORE)

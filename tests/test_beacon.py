@@ -25,28 +25,30 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantumrng.beacon import (
-    STATUS_NEW_CHAIN,
-    STATUS_OK,
+from quantumrng.beacon.publisher import (
     AppendPulse,
     BeaconKey,
-    ListValue,
     Publisher,
-    Pulse,
-    _period_start,
-    _self_signed,
-    certificate_id,
-    expected_list_index,
-    format_time,
     load_beacon_key,
     next_record,
     open_next,
+    seal_next,
+    self_signed_certificate,
+    stored_pulse,
+)
+from quantumrng.beacon.pulse import (
+    STATUS_NEW_CHAIN,
+    STATUS_OK,
+    ListValue,
+    Pulse,
+    _period_start,
+    certificate_id,
+    expected_list_index,
+    format_time,
     output_value,
     parse_time,
-    seal_next,
     serialize,
     sign,
-    stored_pulse,
     verify_chain,
     verify_pulse,
 )
@@ -192,13 +194,13 @@ NIST_PULSE_1921300 = (
 def key() -> BeaconKey:
     """A 2048-bit key (the service makes 3072-bit ones; 2048 keeps the tests fast)."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return BeaconKey(private, _self_signed(private, "test beacon"))
+    return BeaconKey(private, self_signed_certificate(private, "test beacon"))
 
 
 @pytest.fixture(scope="module")
 def other_key() -> BeaconKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return BeaconKey(private, _self_signed(private, "forger"))
+    return BeaconKey(private, self_signed_certificate(private, "forger"))
 
 
 def nist() -> tuple[Pulse, Pulse, x509.Certificate]:

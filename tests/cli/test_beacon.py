@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from quantumrng.beacon import BeaconKey, Pulse, _self_signed, sign
+from quantumrng.beacon import BeaconKey, Pulse, self_signed_certificate, sign
 from quantumrng.cli import cli
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.transparency.store import MemoryLedger
@@ -25,7 +25,7 @@ from tests.test_beacon import T0, publisher, stored
 @pytest.fixture(scope="module")
 def key() -> BeaconKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return BeaconKey(private, _self_signed(private, "test beacon"))
+    return BeaconKey(private, self_signed_certificate(private, "test beacon"))
 
 
 @pytest.fixture

@@ -10,6 +10,14 @@ end: requests that arrive while an append is in flight wait and go into the
 next one together (group commit), in a thread of this log, so the event loop
 never waits on the store.
 
+Cost per result, which decides how fast signed answers are (issue 9's goal:
+half the unsigned rate): the parts of a result that do not depend on its
+numbering are encoded before the store's lock is taken (a provenance, shared
+by every answer of a seed, once); the leaf is spliced from them in JCS's
+member order; the stored document is written around the leaf itself, never
+encoded again; a batch's answers are handed to each waiting event loop in one
+wake-up.
+
 Heads: one process of the deployment, the holder of the pool lease ``log``,
 integrates new leaves (stores the hashes of the complete subtrees they make,
 ``merkle.completed_nodes``) and signs a tree head (RFC 9162 §4.10, see
@@ -23,21 +31,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
+import importlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from quantumrng import forksafe
 from quantumrng.errors import NotFound, QuantumRNGError, Unavailable, ValidationError
 from quantumrng.harvester import LeaseKeeper, holder_name
 from quantumrng.pool.base import Pool
 from quantumrng.signed import ALGORITHM, canonical, rfc3339
-from quantumrng.signing import KeyRing
+from quantumrng.signing import KeyRing, SigningKey
 from quantumrng.transparency import merkle
 from quantumrng.transparency.store import Counters, Entry, LedgerStore
 from quantumrng.transparency.verify import tree_head_data
@@ -76,64 +87,196 @@ class SignedResult:
 
 @dataclass(frozen=True)
 class _Encoded:
-    """A request with its expensive RFC 8785 parts encoded once (retries reuse them)."""
+    """A request with the RFC 8785 parts that do not depend on its numbering, encoded
+    once (a retried append reuses them): the leaf's members between ``completion_time``
+    and ``key_id``'s value, and between ``key_serial``'s and ``serial``'s values."""
 
     request: SignRequest
-    data: bytes
-    method: bytes
-    parameters: bytes
-    provenance: bytes
-    hashed_api_key: bytes
+    up_to_key_id: bytes  # ',"data":…,"hashed_api_key":…,"key_id":'
+    up_to_serial: bytes  # ',"method":…,"parameters":…,"provenance":…,"serial":'
 
 
-def _encode(request: SignRequest) -> _Encoded:
-    """Encode ``request``'s parts; ``ValueError`` if JCS cannot (e.g. a big integer)."""
-    return _Encoded(
-        request,
-        canonical(request.data),
-        canonical(request.method),
-        canonical(dict(request.parameters)),
-        canonical(dict(request.provenance)),
-        canonical(request.hashed_api_key),
-    )
+#: orjson refuses these instead of writing them as JSON, so a cache key is plain JSON.
+_KEY_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_PROVENANCE_CACHE = 64  # distinct provenances kept encoded (one per seed in use)
 
 
-def _leaf(part: _Encoded, completion_time: str, serial: int, key_serial: int, kid: str) -> bytes:
+class _Encoder:
+    """Encodes requests, keeping the canonical bytes of recent provenances.
+
+    Every answer drawn from one DRBG seed carries the same provenance, so its
+    RFC 8785 bytes are kept, keyed by its plain JSON text (``orjson``, which
+    tells ``false`` from ``0`` and ``1`` from ``1.0``, unlike ``==``): equal
+    JSON text is an equal JSON value, hence equal canonical bytes.
+    """
+
+    def __init__(self) -> None:
+        self._provenances: dict[bytes, bytes] = {}
+
+    def _provenance(self, provenance: Mapping[str, Any]) -> bytes:
+        value = dict(provenance)
+        try:
+            text = orjson.dumps(value, option=_KEY_OPTIONS)
+        except orjson.JSONEncodeError:
+            return canonical(value)
+        encoded = self._provenances.get(text)
+        if encoded is None:
+            encoded = canonical(value)
+            if len(self._provenances) >= _PROVENANCE_CACHE:
+                self._provenances.clear()
+            self._provenances[text] = encoded
+        return encoded
+
+    def __call__(self, request: SignRequest) -> _Encoded:
+        """Encode ``request``'s parts; ``ValueError`` if JCS cannot (e.g. a big integer)."""
+        return _Encoded(
+            request,
+            b"".join(
+                (
+                    b',"data":',
+                    canonical(request.data),
+                    b',"hashed_api_key":',
+                    canonical(request.hashed_api_key),
+                    b',"key_id":',
+                )
+            ),
+            b"".join(
+                (
+                    b',"method":',
+                    canonical(request.method),
+                    b',"parameters":',
+                    canonical(dict(request.parameters)),
+                    b',"provenance":',
+                    self._provenance(request.provenance),
+                    b',"serial":',
+                )
+            ),
+        )
+
+
+def _leaf(part: _Encoded, time_member: bytes, serial: int, key_serial: int, kid: bytes) -> bytes:
     """RFC 8785 bytes of the result: members sorted by name (§3.2.3), values as JCS
-    encodes them (integers below 2**53 in decimal), equal to ``canonical(result)``."""
+    encodes them (integers below 2**53 in decimal), equal to ``canonical(result)``.
+    ``time_member``: ``{"completion_time":<JCS string>``; ``kid``: the key id's JCS string."""
     return b"".join(
         (
-            b'{"completion_time":',
-            canonical(completion_time),
-            b',"data":',
-            part.data,
-            b',"hashed_api_key":',
-            part.hashed_api_key,
-            b',"key_id":',
-            canonical(kid),
+            time_member,
+            part.up_to_key_id,
+            kid,
             b',"key_serial":',
             str(key_serial).encode(),
-            b',"method":',
-            part.method,
-            b',"parameters":',
-            part.parameters,
-            b',"provenance":',
-            part.provenance,
-            b',"serial":',
+            part.up_to_serial,
             str(serial).encode(),
             b"}",
         )
     )
 
 
+_SIGNATURE_MEMBER = b',"signature":"'
+_AFTER_SIGNATURE = b'","algorithm":' + canonical(ALGORITHM) + b'},"log_index":'
+
+
+def _stored_document(leaf: bytes, signature: str, leaf_index: int) -> bytes:
+    """``{"signed": {"result", "signature", "algorithm"}, "log_index"}`` as stored, with
+    the leaf itself as ``result`` (canonical JSON is JSON), so it is never encoded twice."""
+    return b"".join(
+        (
+            b'{"signed":{"result":',
+            leaf,
+            _SIGNATURE_MEMBER,
+            signature.encode("ascii"),
+            _AFTER_SIGNATURE,
+            str(leaf_index).encode(),
+            b"}",
+        )
+    )
+
+
+def _sodium() -> Callable[[bytes, bytes], bytes] | None:
+    """libsodium's ``crypto_sign`` through PyNaCl, if installed."""
+    try:
+        sign: Callable[[bytes, bytes], bytes] = importlib.import_module("nacl.bindings").crypto_sign
+    except ImportError:
+        return None
+    return sign
+
+
+_SODIUM_SIGN = _sodium()
+_PROBE = b"quantumrng: the same Ed25519 signature from both libraries"
+
+
+class _Signers:
+    """The Ed25519 signing function of each key, for the commit thread.
+
+    ``cryptography`` holds the GIL while it signs (about 40 µs a result here),
+    so the event loop stops answering meanwhile; libsodium (PyNaCl, when
+    installed) lets it go. RFC 8032 signatures are deterministic, so both give
+    the same bytes: a key gets libsodium's only after both signed a probe alike
+    (else its own, logged).
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Callable[[bytes], bytes]] = {}
+
+    def __call__(self, key: SigningKey) -> Callable[[bytes], bytes]:
+        found = self._by_key.get(key.key_id)
+        if found is None:
+            found = self._by_key[key.key_id] = self._make(key)
+        return found
+
+    @staticmethod
+    def _make(key: SigningKey) -> Callable[[bytes], bytes]:
+        sodium = _SODIUM_SIGN
+        if sodium is None:
+            return key.sign
+        secret = key.private.private_bytes_raw() + key.public.key.public_bytes_raw()
+
+        def sign(message: bytes) -> bytes:
+            return sodium(message, secret)[:64]
+
+        if sign(_PROBE) != key.sign(_PROBE):
+            log.error("libsodium and cryptography sign differently; signing with cryptography")
+            return key.sign
+        return sign
+
+
+Outcome = SignedResult | BaseException
+
+
 class _Waiter:
-    """One ``sign`` call waiting for its batch: resolved on its own event loop."""
+    """One ``sign`` call waiting for its batch, on its own event loop."""
 
-    __slots__ = ("future", "request")
+    __slots__ = ("future", "loop", "request")
 
-    def __init__(self, request: SignRequest) -> None:
+    def __init__(self, request: SignRequest, loop: asyncio.AbstractEventLoop) -> None:
         self.request = request
-        self.future: Future[SignedResult] = Future()
+        self.loop = loop
+        self.future: asyncio.Future[SignedResult] = loop.create_future()
+
+
+def _settle(outcomes: list[tuple[_Waiter, Outcome]]) -> None:
+    """Resolve waiters on their loop (a waiter cancelled meanwhile is left alone)."""
+    for waiter, outcome in outcomes:
+        if waiter.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.future.set_exception(outcome)
+        else:
+            waiter.future.set_result(outcome)
+
+
+def _deliver(outcomes: list[tuple[_Waiter, Outcome]]) -> None:
+    """Hand the outcomes to their event loops: one wake-up per loop, not one per result."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiter, Outcome]]] = {}
+    for pair in outcomes:
+        by_loop.setdefault(pair[0].loop, []).append(pair)
+    for loop, pairs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, pairs)
 
 
 class _GroupCommit:
@@ -141,11 +284,16 @@ class _GroupCommit:
 
     The thread starts with the first request and ends after
     ``COMMITTER_IDLE_SECONDS`` without one (or at :meth:`close`), so no loop
-    or test leaks it. Callers wait on a ``concurrent.futures.Future``, which
-    any event loop can await (``asyncio.wrap_future``).
+    or test leaks it. Callers await an ``asyncio`` future of their own loop,
+    resolved there with the rest of their batch.
     """
 
-    def __init__(self, commit: Callable[[Sequence[_Encoded]], list[SignedResult]]) -> None:
+    def __init__(
+        self,
+        encode: Callable[[SignRequest], _Encoded],
+        commit: Callable[[Sequence[_Encoded]], list[SignedResult]],
+    ) -> None:
+        self._encode = encode
         self._commit = commit
         self._cond = threading.Condition()
         self._pending: collections.deque[_Waiter] = collections.deque()
@@ -153,8 +301,9 @@ class _GroupCommit:
         self._closing = False
         self.batches = 0  # appends made (for metrics and tests)
 
-    def submit(self, request: SignRequest) -> Future[SignedResult]:
-        waiter = _Waiter(request)
+    def submit(self, request: SignRequest) -> asyncio.Future[SignedResult]:
+        """Queue ``request``; the future is of the running event loop."""
+        waiter = _Waiter(request, asyncio.get_running_loop())
         with self._cond:
             self._pending.append(waiter)
             if self._thread is None:
@@ -180,27 +329,26 @@ class _GroupCommit:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
+            outcomes: list[tuple[_Waiter, Outcome]] = []
             live: list[_Waiter] = []
             encoded: list[_Encoded] = []
             for w in batch:
-                if not w.future.set_running_or_notify_cancel():
+                if w.future.cancelled():  # its caller is gone: nothing is signed for it
                     continue
                 try:
-                    encoded.append(_encode(w.request))
+                    encoded.append(self._encode(w.request))
                     live.append(w)
                 except ValueError as exc:  # this request alone is refused
-                    w.future.set_exception(exc)
-            if not live:
-                continue
-            try:
-                results = self._commit(encoded)
-            except BaseException as exc:
-                for w in live:
-                    w.future.set_exception(exc)
-            else:
-                self.batches += 1
-                for w, result in zip(live, results, strict=True):
-                    w.future.set_result(result)
+                    outcomes.append((w, exc))
+            if live:
+                try:
+                    results = self._commit(encoded)
+                except BaseException as exc:
+                    outcomes.extend((w, exc) for w in live)
+                else:
+                    self.batches += 1
+                    outcomes.extend(zip(live, results, strict=True))
+            _deliver(outcomes)
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is waiting and end the thread."""
@@ -238,7 +386,9 @@ class TransparencyLog:
         self.node = node
         self.head_seconds = head_seconds
         self.retention_seconds = retention_seconds
-        self._group = _GroupCommit(self._append_encoded)
+        self._encode = _Encoder()
+        self._signers = _Signers()
+        self._group = _GroupCommit(self._encode, self._append_encoded)
         self._head_lock = threading.Lock()  # one integration and signing at a time here
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -257,7 +407,7 @@ class TransparencyLog:
         Raises ``ValueError`` for a request JCS cannot encode (nothing stored),
         :class:`Unavailable` when the store fails (nothing stored).
         """
-        return self._append_encoded([_encode(r) for r in requests])
+        return self._append_encoded([self._encode(r) for r in requests])
 
     def _append_encoded(self, parts: Sequence[_Encoded]) -> list[SignedResult]:
         if not parts:
@@ -267,8 +417,11 @@ class TransparencyLog:
         def make(counters: Counters) -> list[Entry]:
             made.clear()
             key = self.keys.current
+            sign = self._signers(key)
+            kid = canonical(key.key_id)
             now = time.time()
             when = rfc3339(now)
+            time_member = b'{"completion_time":' + canonical(when)
             next_key = dict(counters.key_serials)
             entries: list[Entry] = []
             for offset, part in enumerate(parts):
@@ -277,7 +430,8 @@ class TransparencyLog:
                 serial = counters.next_serial + offset
                 key_serial = next_key[request.hashed_api_key]
                 next_key[request.hashed_api_key] = key_serial + 1
-                leaf = _leaf(part, when, serial, key_serial, key.key_id)
+                leaf = _leaf(part, time_member, serial, key_serial, kid)
+                signature = base64.b64encode(sign(leaf)).decode("ascii")
                 signed = {
                     "result": {
                         "method": request.method,
@@ -290,22 +444,20 @@ class TransparencyLog:
                         "hashed_api_key": request.hashed_api_key,
                         "key_id": key.key_id,
                     },
-                    "signature": base64.b64encode(key.sign(leaf)).decode("ascii"),
+                    "signature": signature,
                     "algorithm": ALGORITHM,
                 }
-                document = json.dumps(
-                    {"signed": signed, "log_index": index}, separators=(",", ":")
-                ).encode()
                 entries.append(
                     Entry(
                         leaf_index=index,
                         kind="result",
                         created_at=now,
                         leaf=leaf,
-                        document=document,
+                        document=_stored_document(leaf, signature, index),
                         serial=serial,
                         key_hash=request.hashed_api_key,
                         key_serial=key_serial,
+                        leaf_hash=merkle.leaf_hash(leaf),
                     )
                 )
                 made.append(SignedResult(signed, serial, key_serial, index))
@@ -326,12 +478,11 @@ class TransparencyLog:
     async def sign(self, request: SignRequest) -> SignedResult:
         """Sign one request; concurrent calls are appended together (group commit).
 
-        Works from any event loop or thread; encoding and the append run in
+        Works from any event loop (in any thread); encoding and the append run in
         this log's commit thread. Raises as :meth:`sign_batch` does; a failed append fails
         every request of its batch.
         """
-        future = self._group.submit(request)
-        return await asyncio.wrap_future(future)
+        return await self._group.submit(request)
 
     @property
     def batches(self) -> int:

@@ -11,6 +11,11 @@ processes of a node (the ``LedgerStore`` of :mod:`quantumrng.transparency.store`
   (the largest serial, leaf index and key serial, through their indexes); the
   unique indexes on serial, (key hash, key serial), (chain, pulse) and pulse
   time refuse any second writer of a number.
+- **Few statements per append.** A batch's counters are one query, its entries and
+  leaf hashes a few multi-row inserts (row counts from a fixed set, so their
+  statements stay prepared): each statement gives up the GIL while SQLite
+  works and must win it back from the event loop, so their number, more than
+  their size, sets how long a batch of signed answers takes.
 - **Durability.** WAL with ``synchronous=FULL``: a result is answered only once
   its commit is on disk. With ``NORMAL`` a power loss could undo the last
   appends, and their serials would then be signed a second time for other
@@ -24,6 +29,7 @@ processes of a node (the ``LedgerStore`` of :mod:`quantumrng.transparency.store`
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -88,7 +94,52 @@ _COLUMNS = (
     "leaf_index, kind, created_at, leaf, document, leaf_hash, serial, key_hash, key_serial,"
     " chain_index, pulse_index, time_ms"
 )
-_INSERT = f"INSERT INTO entries ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_ROWS_PER_INSERT = 64  # rows of one multi-row INSERT at most (64 x 12 variables)
+
+
+def _row_counts(total: int) -> list[int]:
+    """``total`` split into multi-row insert sizes: 64s, then the binary digits of the
+    rest, so at most 7 distinct statements are ever prepared per table."""
+    counts = [_ROWS_PER_INSERT] * (total // _ROWS_PER_INSERT)
+    rest = total % _ROWS_PER_INSERT
+    counts.extend(1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1)
+    return counts
+
+
+@functools.cache
+def _insert_entries(rows: int) -> str:
+    return f"INSERT INTO entries ({_COLUMNS}) VALUES " + ", ".join(
+        ["(" + ", ".join("?" * 12) + ")"] * rows
+    )
+
+
+@functools.cache
+def _insert_leaf_hashes(rows: int) -> str:
+    return "INSERT INTO nodes (level, idx, hash) VALUES " + ", ".join(["(0, ?, ?)"] * rows)
+
+
+@functools.cache
+def _counters_query(keys: int) -> str:
+    """The next serial, the next leaf index and the last key serial of ``keys`` keys,
+    in one query (each through its index)."""
+    per_key = ", (SELECT max(key_serial) FROM entries WHERE key_hash = ?)" * keys
+    return (
+        "SELECT (SELECT max(serial) FROM entries WHERE serial IS NOT NULL),"
+        f" (SELECT max(leaf_index) FROM entries){per_key}"
+    )
+
+
+def _insert_all(
+    conn: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` with the multi-row statements of :func:`_row_counts`."""
+    start = 0
+    for count in _row_counts(len(rows)):
+        values = [v for row in rows[start : start + count] for v in row]
+        conn.execute(statement(count), values)
+        start += count
+
+
 _BY_TIME = {
     "at": "time_ms = ?",
     "before": "time_ms < ? ORDER BY time_ms DESC LIMIT 1",
@@ -194,17 +245,13 @@ class SqliteLedger:
 
     @staticmethod
     def _counters(conn: sqlite3.Connection, key_hashes: Collection[str]) -> Counters:
-        serial = conn.execute(
-            "SELECT max(serial) FROM entries WHERE serial IS NOT NULL"
-        ).fetchone()[0]
-        leaf = conn.execute("SELECT max(leaf_index) FROM entries").fetchone()[0]
-        keys = {}
-        for key in dict.fromkeys(key_hashes):
-            last = conn.execute(
-                "SELECT max(key_serial) FROM entries WHERE key_hash = ?", (key,)
-            ).fetchone()[0]
-            keys[key] = (last or 0) + 1
-        return Counters((serial or 0) + 1, 0 if leaf is None else leaf + 1, keys)
+        keys = list(dict.fromkeys(key_hashes))
+        serial, leaf, *lasts = conn.execute(_counters_query(len(keys)), keys).fetchone()
+        return Counters(
+            (serial or 0) + 1,
+            0 if leaf is None else leaf + 1,
+            {key: (last or 0) + 1 for key, last in zip(keys, lasts, strict=True)},
+        )
 
     @staticmethod
     def _check_pulses(conn: sqlite3.Connection, entries: Sequence[Entry]) -> None:
@@ -234,11 +281,8 @@ class SqliteLedger:
             entries = [e.hashed() for e in make(counters)]
             check_numbering(counters, entries)
             self._check_pulses(conn, entries)
-            conn.executemany(_INSERT, [_row(e) for e in entries])
-            conn.executemany(
-                "INSERT INTO nodes (level, idx, hash) VALUES (0, ?, ?)",
-                [(e.leaf_index, e.leaf_hash) for e in entries],
-            )
+            _insert_all(conn, _insert_entries, [_row(e) for e in entries])
+            _insert_all(conn, _insert_leaf_hashes, [(e.leaf_index, e.leaf_hash) for e in entries])
         return entries
 
     # --- reads ----------------------------------------------------------------

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import enum
 import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from quantumrng import signed
 from quantumrng.signed import (
     RESULT_FIELDS,
     PublicKey,
@@ -229,3 +233,79 @@ def test_canonical_bytes_of_a_signed_result_match_npm_canonicalize(
 def test_canonical_bytes_match_npm_canonicalize(npm_canonicalize: Path, values: list[Any]) -> None:
     theirs = _canonicalize_in_node(npm_canonicalize, values)
     assert [canonical(v) for v in values] == [t.encode() for t in theirs]
+
+
+# -- the fast path equals rfc8785 ------------------------------------------------------------
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Ordered(dict[str, Any]):
+    pass
+
+
+every_char = st.characters(codec=None, exclude_categories=())  # surrogates and controls too
+any_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 0])
+    | st.floats()
+    | st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-7, 1e-6, 1e-4, 1e15, 1e16, 1e21, 1e22, 5e-324])
+    | st.text(alphabet=every_char, max_size=8)
+    | st.sampled_from(["\u2028\u2029", "/", "\x7f", "\U0001f600", "\ue000", '\\"\b\f\n\r\t'])
+    | st.sampled_from([Colour.RED, Level.HIGH])
+)
+any_values = st.recursive(
+    any_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(alphabet=every_char, max_size=4), inner, max_size=4)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3).map(Ordered)
+        | st.dictionaries(st.integers(0, 3), inner, max_size=2)
+    ),
+    max_leaves=16,
+)
+
+
+def _outcome(encode: Callable[[Any], bytes], value: Any) -> bytes | str:
+    try:
+        return encode(value)
+    except ValueError:
+        return "refused"
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(value=any_values)
+def test_canonical_bytes_are_rfc8785s_for_every_kind_of_value(value: Any) -> None:
+    """Floats of every form, 53-bit integer bounds, every character (controls, U+2028/9,
+    "/", non-ASCII, lone surrogates), keys beyond the BMP, subclasses, non-string keys:
+    the same bytes as the rfc8785 package, or refused by both."""
+
+    def reference(v: Any) -> bytes:
+        try:
+            return rfc8785.dumps(v)
+        except rfc8785.CanonicalizationError as exc:
+            raise ValueError(str(exc)) from None
+
+    assert _outcome(canonical, value) == _outcome(reference, value)
+
+
+def test_keys_beyond_the_bmp_sort_by_utf16_code_units() -> None:
+    """U+1F600 is D83D DE00 in UTF-16: before U+E000, though its code point is larger."""
+    value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
+    assert canonical(value) == '{"a":3,"\U0001f600":2,"\ue000":1}'.encode()
+
+
+def test_a_signed_result_takes_the_fast_path() -> None:
+    """What the service signs (floats in the provenance included) needs no fallback."""
+    assert signed._fast_ready(a_result()) is not None
+    with pytest.raises(signed._Outside):
+        signed._fast_ready({"small": 1e-7})

@@ -26,6 +26,7 @@ from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.signed import PublicKey, canonical, hash_api_key, verify_signed
 from quantumrng.signing import KeyRing, SigningKey
+from quantumrng.transparency import log as log_module
 from quantumrng.transparency import merkle
 from quantumrng.transparency.log import SignedResult, SignRequest, TransparencyLog
 from quantumrng.transparency.store import (
@@ -671,3 +672,76 @@ def test_no_head_is_signed_over_a_store_that_lost_entries_or_changed_its_tree(
     with pytest.raises(Unavailable, match="no longer matches"):
         log.publish_head()
     assert log.head() == head
+
+
+# -- what makes signing fast keeps the bytes exact ----------------------------------
+
+
+def test_the_stored_document_has_the_signed_bytes_themselves_as_its_result(
+    tlog: TransparencyLog, store: LedgerStore
+) -> None:
+    [signed] = tlog.sign_batch([request(3, "k")])
+    entry = store.result(signed.serial)
+    assert entry is not None and entry.leaf is not None and entry.document is not None
+    assert entry.document.startswith(b'{"signed":{"result":' + entry.leaf + b',"signature":')
+    assert json.loads(entry.document) == {"signed": signed.signed, "log_index": signed.leaf_index}
+    assert entry.leaf_hash == merkle.leaf_hash(entry.leaf)
+
+
+def _with_provenance(provenance: dict[str, Any]) -> SignRequest:
+    return dataclasses.replace(request(), provenance=provenance)
+
+
+def test_provenances_equal_as_python_values_but_not_as_json_are_encoded_apart() -> None:
+    """``False == 0`` in Python, not in JSON: each result signs its own provenance, and
+    a provenance changed in place is encoded anew."""
+    log = TransparencyLog(MemoryLedger(), HYPOTHESIS_KEYS)
+    shared = {"kind": "os", "quantum": False, "seeded_at": 1796271675.5}
+    results = log.sign_batch([_with_provenance(shared), _with_provenance({**shared, "quantum": 0})])
+    shared["seeded_at"] = 1796271699.25
+    results += log.sign_batch([_with_provenance(shared)])
+    leaves = [canonical(r.signed["result"]) for r in results]
+    assert b'"quantum":false' in leaves[0] and b'"quantum":0' in leaves[1]
+    assert b'"seeded_at":1796271699.25' in leaves[2]
+    for r in results:
+        entry = log.store.result(r.serial)
+        assert entry is not None and entry.leaf == canonical(r.signed["result"])
+        assert verify_signed(r.signed, HYPOTHESIS_KEYS.public_keys).valid
+
+
+@settings(max_examples=50)
+@given(message=st.binary(max_size=2000))
+def test_the_commit_threads_signer_gives_cryptographys_signatures(message: bytes) -> None:
+    """libsodium (when PyNaCl is installed) or cryptography: the same RFC 8032 bytes."""
+    key = HYPOTHESIS_KEYS.current
+    assert log_module._Signers()(key)(message) == key.sign(message)
+
+
+def test_libsodium_signs_when_pynacl_is_installed() -> None:
+    pytest.importorskip("nacl.bindings")
+    key = HYPOTHESIS_KEYS.current
+    assert log_module._Signers()(key) != key.sign
+
+
+def test_a_sign_cancelled_while_waiting_is_not_numbered() -> None:
+    ledger = CountingLedger()
+    ledger.slow = 0.2
+    log = TransparencyLog(ledger, make_keys())
+
+    async def main() -> list[SignedResult]:
+        first = asyncio.ensure_future(log.sign(request(0)))
+        await asyncio.sleep(0.05)  # the first batch is appending
+        waiting = [asyncio.ensure_future(log.sign(request(i))) for i in (1, 2, 3)]
+        await asyncio.sleep(0)
+        waiting[1].cancel()
+        done = await asyncio.gather(first, waiting[0], waiting[2])
+        assert waiting[1].cancelled()
+        return list(done)
+
+    try:
+        signed = asyncio.run(main())
+    finally:
+        log.stop()
+    assert [r.serial for r in signed] == [1, 2, 3]
+    assert [r.signed["result"]["data"] for r in signed] == [[0], [1], [3]]
+    assert ledger.size() == 3

@@ -26,6 +26,7 @@ from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.storage.redis import open_redis
 from quantumrng.transparency import open_ledger
 from quantumrng.transparency import redis as redis_ledger
+from quantumrng.transparency import sqlite as sqlite_ledger
 from quantumrng.transparency.merkle import leaf_hash
 from quantumrng.transparency.redis import RedisLedger
 from quantumrng.transparency.sqlite import SCHEMA_VERSION, SqliteLedger
@@ -184,6 +185,29 @@ def test_counters_start_at_one_and_continue_without_a_gap(store: LedgerStore) ->
     assert [store.result(s) for s in range(1, 7)] == stored
     assert store.entry(6) is None and store.entry(-1) is None
     assert store.result(0) is None and store.result(7) is None
+
+
+def test_batches_of_any_size_are_stored_whole_and_read_back(store: LedgerStore) -> None:
+    """Sizes around SQLite's multi-row inserts (64 rows at most, then binary digits),
+    several keys: every entry, its leaf hash and its numbering read back."""
+    keys = ["a", "b", ANONYMOUS]
+    stored: list[Entry] = []
+    for size in (1, 63, 64, 65, 200):
+        batch = [keys[i % 3] for i in range(size)]
+        stored += store.append(set(batch), lambda c, batch=batch: results(c, batch))
+    assert store.size() == len(stored) == 393
+    assert [store.result(e.serial or 0) for e in stored] == stored
+    assert store.nodes([(0, e.leaf_index) for e in stored]) == [e.leaf_hash for e in stored]
+    per_key = {k: [e.key_serial for e in stored if e.key_hash == k] for k in keys}
+    assert all(serials == list(range(1, len(serials) + 1)) for serials in per_key.values())
+
+
+@given(total=st.integers(0, 2000))
+def test_sqlite_insert_sizes_add_up_from_a_few_statements(total: int) -> None:
+    counts = sqlite_ledger._row_counts(total)
+    assert sum(counts) == total
+    assert set(counts) <= {64, 32, 16, 8, 4, 2, 1}
+    assert counts == sorted(counts, reverse=True)
 
 
 def test_an_append_of_nothing_stores_nothing(store: LedgerStore) -> None:

@@ -202,6 +202,17 @@ def test_batches_of_any_size_are_stored_whole_and_read_back(store: LedgerStore) 
     assert all(serials == list(range(1, len(serials) + 1)) for serials in per_key.values())
 
 
+def test_nodes_read_runs_scattered_keys_and_missing_ones_alike(store: LedgerStore) -> None:
+    """A head reads long runs of new leaf hashes; proofs read scattered nodes."""
+    stored = add_results(store, ["a"] * 50)
+    store.put_nodes({(1, i): bytes([i]) * 32 for i in range(20)})
+    keys = [(0, i) for i in range(45, 3, -1)] + [(1, 2), (0, 49), (1, 19), (1, 20), (0, 50)]
+    keys += [(0, 7), (2, 0)] + [(1, i) for i in range(17)]
+    expected = {(0, e.leaf_index): e.leaf_hash for e in stored}
+    expected.update({(1, i): bytes([i]) * 32 for i in range(20)})
+    assert store.nodes(keys) == [expected.get(k) for k in keys]
+
+
 @given(total=st.integers(0, 2000))
 def test_sqlite_insert_sizes_add_up_from_a_few_statements(total: int) -> None:
     counts = sqlite_ledger._row_counts(total)

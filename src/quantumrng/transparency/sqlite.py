@@ -47,6 +47,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds a writer waits for the lock before Unavailable
 SCHEMA_VERSION = 1
 _PRUNE_BATCH = 1000  # results pruned per transaction, so appends wait little
 _NODES_BATCH = 400  # (level, index) pairs per query
+_RANGE_MIN = 16  # consecutive indexes read with one range query
 _PRAGMAS = ("synchronous = FULL",)
 
 _SCHEMA = (
@@ -119,6 +120,15 @@ def _insert_leaf_hashes(rows: int) -> str:
 
 
 @functools.cache
+def _insert_nodes(rows: int) -> str:
+    return (
+        "INSERT INTO nodes (level, idx, hash) VALUES "
+        + ", ".join(["(?, ?, ?)"] * rows)
+        + " ON CONFLICT (level, idx) DO NOTHING"
+    )
+
+
+@functools.cache
 def _counters_query(keys: int) -> str:
     """The next serial, the next leaf index and the last key serial of ``keys`` keys,
     in one query (each through its index)."""
@@ -127,6 +137,30 @@ def _counters_query(keys: int) -> str:
         "SELECT (SELECT max(serial) FROM entries WHERE serial IS NOT NULL),"
         f" (SELECT max(leaf_index) FROM entries){per_key}"
     )
+
+
+def _ranges(
+    keys: Sequence[tuple[int, int]],
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """``keys`` as runs ``(level, first, last)`` of at least ``_RANGE_MIN`` consecutive
+    indexes (the new leaves a head integrates: one range query) and the rest."""
+    by_level: dict[int, list[int]] = {}
+    for level, index in keys:
+        by_level.setdefault(level, []).append(index)
+    runs: list[tuple[int, int, int]] = []
+    rest: list[tuple[int, int]] = []
+    for level, indexes in by_level.items():
+        indexes.sort()
+        start = 0
+        for end in range(1, len(indexes) + 1):
+            if end < len(indexes) and indexes[end] == indexes[end - 1] + 1:
+                continue
+            if end - start >= _RANGE_MIN:
+                runs.append((level, indexes[start], indexes[end - 1]))
+            else:
+                rest.extend((level, index) for index in indexes[start:end])
+            start = end
+    return runs, rest
 
 
 def _insert_all(
@@ -307,9 +341,16 @@ class SqliteLedger:
     def nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes | None]:
         found: dict[tuple[int, int], bytes] = {}
         unique = list(dict.fromkeys((int(level), int(index)) for level, index in keys))
+        ranges, scattered = _ranges(unique)
         with self._reading() as conn:
-            for start in range(0, len(unique), _NODES_BATCH):
-                chunk = unique[start : start + _NODES_BATCH]
+            for level, first, last in ranges:
+                rows = conn.execute(
+                    "SELECT idx, hash FROM nodes WHERE level = ? AND idx BETWEEN ? AND ?",
+                    (level, first, last),
+                ).fetchall()
+                found.update(((level, idx), value) for idx, value in rows)
+            for start in range(0, len(scattered), _NODES_BATCH):
+                chunk = scattered[start : start + _NODES_BATCH]
                 pairs = ", ".join("(?, ?)" for _ in chunk)
                 rows = conn.execute(
                     f"SELECT level, idx, hash FROM nodes WHERE (level, idx) IN (VALUES {pairs})",
@@ -324,9 +365,9 @@ class SqliteLedger:
         if not nodes:
             return
         with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)"
-                " ON CONFLICT (level, idx) DO NOTHING",
+            _insert_all(
+                conn,
+                _insert_nodes,
                 [(level, index, value) for (level, index), value in nodes.items()],
             )
 

@@ -26,7 +26,6 @@ from quantumrng.errors import NotFound, Unavailable, ValidationError
 from quantumrng.pool.memory import MemoryPool
 from quantumrng.signed import PublicKey, canonical, hash_api_key, verify_signed
 from quantumrng.signing import KeyRing, SigningKey
-from quantumrng.transparency import log as log_module
 from quantumrng.transparency import merkle
 from quantumrng.transparency.log import SignedResult, SignRequest, TransparencyLog
 from quantumrng.transparency.store import (
@@ -707,20 +706,6 @@ def test_provenances_equal_as_python_values_but_not_as_json_are_encoded_apart() 
         entry = log.store.result(r.serial)
         assert entry is not None and entry.leaf == canonical(r.signed["result"])
         assert verify_signed(r.signed, HYPOTHESIS_KEYS.public_keys).valid
-
-
-@settings(max_examples=50)
-@given(message=st.binary(max_size=2000))
-def test_the_commit_threads_signer_gives_cryptographys_signatures(message: bytes) -> None:
-    """libsodium (when PyNaCl is installed) or cryptography: the same RFC 8032 bytes."""
-    key = HYPOTHESIS_KEYS.current
-    assert log_module._Signers()(key)(message) == key.sign(message)
-
-
-def test_libsodium_signs_when_pynacl_is_installed() -> None:
-    pytest.importorskip("nacl.bindings")
-    key = HYPOTHESIS_KEYS.current
-    assert log_module._Signers()(key) != key.sign
 
 
 def test_a_sign_cancelled_while_waiting_is_not_numbered() -> None:

@@ -32,7 +32,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import importlib
 import json
 import logging
 import threading
@@ -48,7 +47,7 @@ from quantumrng.errors import NotFound, QuantumRNGError, Unavailable, Validation
 from quantumrng.harvester import LeaseKeeper, holder_name
 from quantumrng.pool.base import Pool
 from quantumrng.signed import ALGORITHM, canonical, rfc3339
-from quantumrng.signing import KeyRing, SigningKey
+from quantumrng.signing import KeyRing
 from quantumrng.transparency import merkle
 from quantumrng.transparency.store import Counters, Entry, LedgerStore
 from quantumrng.transparency.verify import tree_head_data
@@ -196,54 +195,6 @@ def _stored_document(leaf: bytes, signature: str, leaf_index: int) -> bytes:
     )
 
 
-def _sodium() -> Callable[[bytes, bytes], bytes] | None:
-    """libsodium's ``crypto_sign`` through PyNaCl, if installed."""
-    try:
-        sign: Callable[[bytes, bytes], bytes] = importlib.import_module("nacl.bindings").crypto_sign
-    except ImportError:
-        return None
-    return sign
-
-
-_SODIUM_SIGN = _sodium()
-_PROBE = b"quantumrng: the same Ed25519 signature from both libraries"
-
-
-class _Signers:
-    """The Ed25519 signing function of each key, for the commit thread.
-
-    ``cryptography`` holds the GIL while it signs (about 40 µs a result here),
-    so the event loop stops answering meanwhile; libsodium (PyNaCl, when
-    installed) lets it go. RFC 8032 signatures are deterministic, so both give
-    the same bytes: a key gets libsodium's only after both signed a probe alike
-    (else its own, logged).
-    """
-
-    def __init__(self) -> None:
-        self._by_key: dict[str, Callable[[bytes], bytes]] = {}
-
-    def __call__(self, key: SigningKey) -> Callable[[bytes], bytes]:
-        found = self._by_key.get(key.key_id)
-        if found is None:
-            found = self._by_key[key.key_id] = self._make(key)
-        return found
-
-    @staticmethod
-    def _make(key: SigningKey) -> Callable[[bytes], bytes]:
-        sodium = _SODIUM_SIGN
-        if sodium is None:
-            return key.sign
-        secret = key.private.private_bytes_raw() + key.public.key.public_bytes_raw()
-
-        def sign(message: bytes) -> bytes:
-            return sodium(message, secret)[:64]
-
-        if sign(_PROBE) != key.sign(_PROBE):
-            log.error("libsodium and cryptography sign differently; signing with cryptography")
-            return key.sign
-        return sign
-
-
 Outcome = SignedResult | BaseException
 
 
@@ -387,7 +338,6 @@ class TransparencyLog:
         self.head_seconds = head_seconds
         self.retention_seconds = retention_seconds
         self._encode = _Encoder()
-        self._signers = _Signers()
         self._group = _GroupCommit(self._encode, self._append_encoded)
         self._head_lock = threading.Lock()  # one integration and signing at a time here
         self._stop = threading.Event()
@@ -417,7 +367,7 @@ class TransparencyLog:
         def make(counters: Counters) -> list[Entry]:
             made.clear()
             key = self.keys.current
-            sign = self._signers(key)
+            sign = key.sign
             kid = canonical(key.key_id)
             now = time.time()
             when = rfc3339(now)

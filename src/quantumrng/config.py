@@ -25,6 +25,7 @@ from quantumrng.provenance import SOURCE_KINDS
 
 __all__ = [
     "ENV_PREFIX",
+    "DRAND_SCHEMES",
     "POOL_BACKENDS",
     "Network",
     "Settings",
@@ -35,6 +36,8 @@ __all__ = [
 
 ENV_PREFIX = "QRNG_"
 POOL_BACKENDS = ("sqlite", "redis", "memory")
+#: drand's signature schemes served under ``/drand/``: quicknet's (the default) and the chained one.
+DRAND_SCHEMES = ("bls-unchained-g1-rfc9380", "pedersen-bls-chained")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -143,6 +146,13 @@ class Settings:
     beacon_key_file: Path | None = None  # RSA key (PEM); None: <data_dir>/beacon/
     beacon_cert_file: Path | None = None  # its X.509 certificate (PEM); with beacon_key_file
     public_url: str = ""  # base URL clients reach this service at; "": http://host:port
+    # --- compatibility ------------------------------------------------------
+    drand_period: int = 3  # seconds between drand rounds (quicknet's); 0: no drand beacon
+    drand_scheme: str = "bls-unchained-g1-rfc9380"  # or "pedersen-bls-chained"
+    # --- quantum evidence ---------------------------------------------------
+    witness_share: float = 0.1  # share of a hardware job's shots spent on witness circuits
+    witness_confidence: float = 0.99  # confidence a witness must exceed its classical bound at
+    witness_required: bool = True  # a harvest whose witness failed is not credited
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_KINDS:
@@ -195,6 +205,14 @@ class Settings:
             raise ConfigError("beacon_key_file and beacon_cert_file go together")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("public_url must start with http:// or https://")
+        if not (self.drand_period == 0 or 1 <= self.drand_period <= 86_400):
+            raise ConfigError("drand_period must be 0 (no drand beacon) or 1 to 86400 seconds")
+        if self.drand_scheme not in DRAND_SCHEMES:
+            raise ConfigError(f"drand_scheme must be one of {', '.join(DRAND_SCHEMES)}")
+        if not 0 < self.witness_share <= 0.5:
+            raise ConfigError("witness_share must be in (0, 0.5]")
+        if not 0.5 <= self.witness_confidence < 1:
+            raise ConfigError("witness_confidence must be in [0.5, 1)")
         if str(self.data_dir) in ("", "."):
             raise ConfigError("data_dir must name a directory")
         if not 1024 <= self.max_header_bytes <= 1 << 20:

@@ -26,7 +26,7 @@ from quantumrng.errors import QuantumRNGError
 from quantumrng.harvester import Harvester
 from quantumrng.node import Node
 from quantumrng.provenance import LOCAL_SOURCE_KINDS
-from quantumrng.server import beacon, ops, v1, v2, verifiable
+from quantumrng.server import anu, beacon, drand, ops, pollen, randomorg, v1, v2, verifiable
 from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
 from quantumrng.server.metrics import Metrics, MetricsMiddleware
@@ -46,7 +46,17 @@ _POLL_SECONDS = 0.05  # seconds between two reads of the pool level while waitin
 
 def apis(ctx: Context) -> list[Api]:
     """Return every API family of the app, the documentation last."""
-    served = [v1.api(ctx), v2.api(ctx), verifiable.api(ctx), beacon.api(ctx), ops.api(ctx)]
+    served = [
+        v1.api(ctx),
+        v2.api(ctx),
+        verifiable.api(ctx),
+        beacon.api(ctx),
+        anu.api(ctx),
+        randomorg.api(ctx),
+        drand.api(ctx),
+        pollen.api(ctx),
+        ops.api(ctx),
+    ]
     return [*served, docs_api(served, __version__)]
 
 

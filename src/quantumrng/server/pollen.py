@@ -1,0 +1,15 @@
+"""Ubuntu pollinate's pollen protocol at /pollen (issue 10; placeholder until its module lands)."""
+
+from __future__ import annotations
+
+from quantumrng.server.routing import Api
+from quantumrng.server.service import Context
+
+__all__ = ["PREFIX", "api"]
+
+PREFIX = ""
+
+
+def api(ctx: Context) -> Api:
+    """Return the family's routes over ``ctx``."""
+    return Api(PREFIX, ())

@@ -312,12 +312,3 @@ def test_current_over_quota_is_the_gateways_limit_exceeded(
 def test_current_answers_differ(client: httpx.Client, keys: Keys) -> None:
     answers = {current(client, keys.good, length=4, type="hex16", size=4).text for _ in range(10)}
     assert len(answers) == 10
-
-
-def test_both_apis_are_documented_in_openapi(client: httpx.Client) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths[LEGACY_PATH]) == {"get"} and set(paths[CURRENT_PATH]) == {"get"}
-    current_types = next(
-        p for p in paths[CURRENT_PATH]["get"]["parameters"] if p["name"] == "type"
-    )["schema"]["enum"]
-    assert current_types == ["uint8", "uint16", "hex8", "hex16"]

@@ -146,6 +146,7 @@ def api(ctx: Context) -> Api:
                 "(form-encoded) or GET `?challenge=`; two lines of hex answer.",
                 secured=True,
                 key_required=access.auth_required,
+                documented=False,  # its errors are Go's plain text, not the documented JSON
                 methods=("GET", "POST"),
                 head=False,
             ),

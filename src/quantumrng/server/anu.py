@@ -72,7 +72,7 @@ class DataType:
     """One ``type`` value: what an element is and how many bytes it reads.
 
     ``block`` 0: an integer in [0, ``high``], ``size`` unused; otherwise a
-    lowercase hex string of ``block``  *  ``size`` bytes.
+    lowercase hex string of ``block`` * ``size`` bytes.
     """
 
     answered: str  # the "type" the answer names

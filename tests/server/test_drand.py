@@ -215,9 +215,8 @@ def test_health_reports_current_and_expected_rounds(quicknet: Server) -> None:
     assert list(body) == ["current", "expected"] and body["current"] == body["expected"] >= 1
 
 
-def test_the_chain_survives_a_restart_with_its_key_and_genesis(
-    tmp_path: Path,
-) -> None:
+@pytest.mark.slow
+def test_the_chain_survives_a_restart_with_its_key_and_genesis(tmp_path: Path) -> None:
     settings = {"drand_period": str(PERIOD)}
     with run_server(tmp_path, settings=settings) as server:
         before = get(server, "/info").json()

@@ -6,10 +6,10 @@ nothing has to be published or stored for a round to exist, only its time has to
 have come. Unchained rounds (quicknet's scheme) depend on the round number alone, so
 any round costs one signature (an LRU cache keeps the recent ones). A chained round
 signs its predecessor's signature, so round ``r`` needs the chain from genesis: each
-process keeps a checkpoint every :data:`CHECKPOINT_ROUNDS` rounds in memory and
-computes forward from the nearest one, so a past round costs at most that many
-signatures once the chain has been walked; the first walk after a start costs one
-signature per round since genesis (about 1.5 ms each). A round is never signed
+process keeps a checkpoint every :data:`CHECKPOINT_ROUNDS` rounds in memory and in
+the shared ``checkpoints`` file (``checkpoints.py``: checked on read, so it need not
+be trusted) and computes forward from the nearest one, so a past round costs at most
+that many signatures, after a restart too. A round is never signed
 before its time: that is what timelock encryption to a future round relies on.
 """
 
@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 from quantumrng.drand.chain import (
     CHAINED,
@@ -33,7 +34,9 @@ from quantumrng.drand.chain import (
     public_key,
     round_time,
     sign,
+    verify,
 )
+from quantumrng.drand.checkpoints import CheckpointFile
 from quantumrng.drand.key import ChainSecret
 
 __all__ = ["CHECKPOINT_ROUNDS", "RECENT_ROUNDS", "DrandChain", "RoundNotYet"]
@@ -58,7 +61,10 @@ class DrandChain:
         *,
         beacon_id: str = BEACON_ID,
         clock: Callable[[], float] = time.time,
+        checkpoint_dir: Path | None = None,
     ) -> None:
+        """``checkpoint_dir``: where a chained chain keeps its checkpoint file (none: memory
+        only)."""
         self.scheme = scheme
         self._secret = secret.secret
         self._clock = clock
@@ -77,6 +83,24 @@ class DrandChain:
         self._kept: dict[int, bytes] = {0: self.info.group_hash}  # round 0: the genesis seed
         self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._unchained = lru_cache(maxsize=RECENT_ROUNDS)(self._sign_unchained)
+        self._file: CheckpointFile | None = None
+        if scheme == CHAINED and checkpoint_dir is not None:
+            name = f"chained.{self.hash.hex()[:16]}"
+            self._file = CheckpointFile(checkpoint_dir / name, self._valid_checkpoint)
+
+    def close(self) -> None:
+        """Close the checkpoint file, if any."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _valid_checkpoint(self, k: int, previous: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is ours over round ``k * N`` after ``previous``: as only
+        the key signs, ``previous`` is then round ``k * N - 1``'s signature."""
+        r = k * CHECKPOINT_ROUNDS
+        return verify(
+            self.scheme, self.info.public_key, message(self.scheme, r, previous), signature
+        )
 
     def now(self) -> float:
         """The chain's clock (seconds since 1970)."""
@@ -119,16 +143,36 @@ class DrandChain:
             self._recent.move_to_end(round_)
             return found
         start = self._checkpoints[bisect.bisect_right(self._checkpoints, round_) - 1]
+        start = self._from_file(start, round_)
         recent_start = max((r for r in self._recent if start < r < round_), default=None)
         if recent_start is not None:
             start = recent_start
         signature = self._recent.get(start) or self._kept[start]
         for r in range(start + 1, round_ + 1):
-            signature = sign(self.scheme, self._secret, message(self.scheme, r, signature))
+            previous = signature
+            signature = sign(self.scheme, self._secret, message(self.scheme, r, previous))
             if r % CHECKPOINT_ROUNDS == 0 and r not in self._kept:
-                self._kept[r] = signature
-                bisect.insort(self._checkpoints, r)
+                self._keep(r, signature)
+                if self._file is not None:
+                    self._file.write(r // CHECKPOINT_ROUNDS, previous, signature)
         self._recent[round_] = signature
         while len(self._recent) > RECENT_ROUNDS:
             self._recent.popitem(last=False)
         return signature
+
+    def _keep(self, round_: int, signature: bytes) -> None:
+        self._kept[round_] = signature
+        bisect.insort(self._checkpoints, round_)
+
+    def _from_file(self, start: int, round_: int) -> int:
+        """The newest round after ``start`` and at most ``round_`` that the checkpoint file
+        holds (kept in memory from now on), else ``start``."""
+        if self._file is None:
+            return start
+        for k in range(round_ // CHECKPOINT_ROUNDS, start // CHECKPOINT_ROUNDS, -1):
+            record = self._file.read(k)
+            if record is not None:
+                r = k * CHECKPOINT_ROUNDS
+                self._keep(r, record[1])
+                return r
+        return start

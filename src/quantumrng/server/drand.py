@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quantumrng.drand import Beacon, DrandChain, RoundNotYet, load_chain_secret
+from quantumrng.drand.key import KEY_FILE
 from quantumrng.errors import QuantumRNGError
 from quantumrng.server.params import Param
 from quantumrng.server.routing import Api, Endpoint
@@ -117,7 +118,12 @@ class _Chains:
             if self._chain is None:
                 s = self._ctx.settings
                 secret = load_chain_secret(s.data_dir, self._draw)
-                self._chain = DrandChain(s.drand_scheme, s.drand_period, secret)
+                self._chain = DrandChain(
+                    s.drand_scheme,
+                    s.drand_period,
+                    secret,
+                    checkpoint_dir=s.data_dir / KEY_FILE.parent,
+                )
             return self._chain
 
     async def get(self, request: Request) -> DrandChain:

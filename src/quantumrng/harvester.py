@@ -33,6 +33,10 @@ Entropy accounting (docs/ARCHITECTURE.md, "Entropy accounting"):
   unconfirmed harvests before it are quarantined (removed), and nothing is
   harvested until a new start-up test passes: after the backoff, or, with
   ``require_operator_reset``, once an operator ran ``qrng health reset``.
+- A quantum harvest (``ibm``) earns credit only when its physics witness
+  passed (:mod:`quantumrng.witness`): with ``witness_required`` a harvest
+  whose witness failed, or that carried none, is stored with zero credit (raw
+  mode serves none of it) and is not collected for an assessment.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ from quantumrng.errors import (
 )
 from quantumrng.health import HealthMonitor, summarize_failures
 from quantumrng.pool.base import Lease, Pool
-from quantumrng.provenance import CREDITABLE_SOURCE_KINDS
+from quantumrng.provenance import CREDITABLE_SOURCE_KINDS, QUANTUM_SOURCE_KINDS
 from quantumrng.sources.base import Harvest, Source
 
 __all__ = ["POOL_RETRY_MAX", "Harvester", "LeaseKeeper", "holder_name"]
@@ -236,10 +240,12 @@ class Harvester:
         assessment_samples: int = MIN_SAMPLES,
         require_operator_reset: bool = False,
         assess_in_subprocess: bool = True,
+        witness_required: bool = True,
     ) -> None:
         """``lease_seconds``: the harvest lease's time; ``lease_wait``: how long ``fill``
         waits for it (default twice the lease time); ``node``: this node's name in the
-        lease holder's name (default the host name)."""
+        lease holder's name (default the host name); ``witness_required``: a quantum
+        harvest whose witness did not pass earns no credit."""
         self.source = source
         self.pool = pool
         self.lease_name = f"harvest:{source.kind}"
@@ -253,6 +259,7 @@ class Harvester:
         self.assessment_samples = assessment_samples
         self.require_operator_reset = require_operator_reset
         self._assess_in_subprocess = assess_in_subprocess
+        self.witness_required = witness_required
         self._assessment: SourceAssessment | None = None
         self._assessment_loaded = False
         self._collected: list[npt.NDArray[np.uint8]] = []
@@ -276,6 +283,8 @@ class Harvester:
         self.source_errors = 0
         self.blocks_added = 0
         self.credited_bits_added = 0
+        self.witness_withheld = 0  # quantum harvests stored uncredited: their witness failed
+        self.last_witness: str | None = None
         self.last_error: str | None = None
         self.last_harvest_at: float | None = None
         self.backoff_until = 0.0
@@ -323,15 +332,19 @@ class Harvester:
             self.ledger.clear_failure()
             self._recovering = False
             log.warning("the %s source passed a new start-up test", harvest.provenance.source)
-        if key is not None and assessment is None:
+        withheld = self._witness_withholds(harvest)
+        if key is not None and assessment is None and not withheld:
             self._collect(harvest, key)
             blocks: list[Block] = []
         else:
-            blocks = condition(harvest, report.credit_per_stream)
+            credit = [0.0] * harvest.width if withheld else report.credit_per_stream
+            blocks = condition(harvest, credit)
             if blocks:
                 self.pool.put(blocks, fence=fence)
         now = time.time()
         with self._mutex:
+            self.witness_withheld += withheld
+            self.last_witness = harvest.provenance.witness_status
             self.harvests += 1
             self.blocks_added += len(blocks)
             self.credited_bits_added += sum(b.credited_bits for b in blocks)
@@ -341,6 +354,22 @@ class Harvester:
             while self._recent and now - self._recent[0][0] > RATE_WINDOW_SECONDS:
                 self._recent.popleft()
         return blocks
+
+    def _witness_withholds(self, harvest: Harvest) -> bool:
+        """True when ``harvest`` is quantum, the witness is required, and it did not pass
+        (failed, or none ran): its bits are not shown to be quantum, so not credited."""
+        prov = harvest.provenance
+        if not self.witness_required or prov.source not in QUANTUM_SOURCE_KINDS:
+            return False
+        if prov.witness_status != "passed":
+            log.warning(
+                "%s harvest %s not credited: witness %s",
+                prov.source,
+                prov.harvest_id,
+                prov.witness_status or "missing",
+            )
+            return True
+        return False
 
     # -- failure states (SP 800-90B §4.3) ----------------------------------------
 
@@ -717,6 +746,11 @@ class Harvester:
                 "source_errors": self.source_errors,
                 "blocks_added": self.blocks_added,
                 "credited_bits_added": self.credited_bits_added,
+                "witness": {
+                    "required": self.witness_required,
+                    "last": self.last_witness,
+                    "withheld": self.witness_withheld,
+                },
                 "last_error": self.last_error,
                 "last_harvest_at": self.last_harvest_at,
                 "backoff_until": self.backoff_until if self.backoff_until > time.time() else None,

@@ -95,6 +95,7 @@ class Node:
                 monitor=HealthMonitor(persistent_after=s.health_persistent_failures),
                 assessment_samples=s.assessment_samples,
                 require_operator_reset=s.require_operator_reset,
+                witness_required=s.witness_required,
             )
         return self._harvester
 
@@ -207,6 +208,11 @@ class Node:
             "harvester": self._harvester.snapshot() if self._harvester is not None else None,
             "assessment": self.assessment_status(),
             "source_state": None if failure is None else failure.to_json(),
+            "witness": {
+                "share": self.settings.witness_share,
+                "confidence": self.settings.witness_confidence,
+                "required": self.settings.witness_required,
+            },
         }
         return data
 

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from quantumrng.witness import Witness, harvest_status
+
 __all__ = [
     "CREDITABLE_SOURCE_KINDS",
     "LOCAL_SOURCE_KINDS",
@@ -37,18 +39,42 @@ class Provenance:
     job_id: str | None = None
     qubits: int = 0
     shots: int = 0
+    #: The physics witnesses run in the harvest's job (``quantumrng.witness``); empty for
+    #: sources that run none.
+    witness: tuple[Witness, ...] = ()
 
     @property
     def quantum(self) -> bool:
         """True only for measurements of real quantum hardware."""
         return self.source in QUANTUM_SOURCE_KINDS
 
+    @property
+    def witness_status(self) -> str | None:
+        """The harvest's witness verdict (``passed``, ``failed``, ``simulated``), or None."""
+        return harvest_status(self.witness)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict of the fields."""
-        return dataclasses.asdict(self)
+        """Return a JSON-ready dict of the fields.
+
+        ``witness`` appears only when the harvest ran one, so the JSON of a
+        provenance without one, which sealed blocks and signed answers were
+        made over, stays what it was.
+        """
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.witness:
+            data["witness"] = [w.to_dict() for w in self.witness]
+        else:
+            del data["witness"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Provenance:
         """Rebuild a provenance from :meth:`to_dict` output, ignoring unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        if "witness" in fields:
+            items = fields["witness"]
+            if not isinstance(items, list) or not all(isinstance(w, dict) for w in items):
+                raise ValueError("witness must be a list of objects")
+            fields["witness"] = tuple(Witness.from_dict(w) for w in items)
+        return cls(**fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -83,8 +84,23 @@ def pool_command(ctx: click.Context, as_json: bool) -> None:
         circuit = f" {h['qubits']} qubits x {h['shots']} shots," if h["qubits"] else ""
         click.echo(
             f"  harvest {h['harvest_id'][:12]} {h['source']} {backend} job {job},"
-            f"{circuit} {h['blocks_left']} blocks left"
+            f"{circuit} {h['blocks_left']} blocks left{_witness_text(h.get('witness', []))}"
         )
+
+
+def _witness_text(witnesses: list[dict[str, Any]]) -> str:
+    """``, witness passed (mermin 3.81 +- 0.05 > 2, ...)`` for a harvest that ran one."""
+    if not witnesses:
+        return ""
+    from quantumrng.witness import Witness, harvest_status
+
+    records = [Witness.from_dict(w) for w in witnesses]
+    parts = ", ".join(
+        f"{w.kind} {w.value:.2f} +- {w.stderr:.2f} vs {w.bound:g}, "
+        f"p_classical {w.p_classical:.1e}, {w.status}"
+        for w in records
+    )
+    return f"; witness {harvest_status(records)} ({parts})"
 
 
 @click.command("status")

@@ -53,9 +53,11 @@ A = TypeVar("A")
 
 
 def source_json(kind: str, provenances: Iterable[Provenance], credited_bits: int) -> dict[str, Any]:
-    """Return the JSON ``source`` of an answer: kind, harvests, entropy credit."""
-    harvests = [
-        {
+    """Return the JSON ``source`` of an answer: kind, harvests, entropy credit, and each
+    harvest's physics witnesses when it ran any (``quantumrng.witness``)."""
+    harvests = []
+    for p in provenances:
+        harvest: dict[str, Any] = {
             "harvest_id": p.harvest_id,
             "backend": p.backend,
             "job_id": p.job_id,
@@ -63,8 +65,10 @@ def source_json(kind: str, provenances: Iterable[Provenance], credited_bits: int
             "qubits": p.qubits,
             "shots": p.shots,
         }
-        for p in provenances
-    ]
+        if p.witness:
+            harvest["witness_status"] = p.witness_status
+            harvest["witness"] = [w.to_dict() for w in p.witness]
+        harvests.append(harvest)
     return {
         "kind": kind,
         "quantum": kind in QUANTUM_SOURCE_KINDS,
@@ -209,7 +213,6 @@ async def draw(
         value = await to_thread.run_sync(produce, read, args)
     ctx.metrics.served("drbg", nbytes)
     return value, ctx.drbg_source()
-
 
 
 @dataclass(slots=True)

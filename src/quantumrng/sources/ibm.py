@@ -8,10 +8,18 @@ the first harvest. Credentials, in order: the environment variable
 table (:func:`translate_error`) into one-line errors that never carry the
 token; network failures and queue timeouts are retried with exponential
 backoff and jitter, everything else fails at once (fail closed).
+
+Each job also runs the physics witnesses (:mod:`quantumrng.witness`: Mermin
+on GHZ triples, CHSH on Bell pairs) on the qubits the harvest measured,
+with ``witness_share`` of the job's shots at most. Their settings are drawn
+from fresh local entropy just before submission, and their commitments go
+with the job as tags (``qrng-witness:<kind>:<sha256>``), so IBM records them
+before any result exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -19,6 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +39,10 @@ from quantumrng.errors import (
     SourceNetworkError,
     SourceTimeout,
 )
+from quantumrng.sources import _witness
 from quantumrng.sources._common import CREG, hadamard_circuit, packed_columns, stamp
 from quantumrng.sources.base import Harvest
+from quantumrng.witness import WitnessPlan, fresh_plan
 
 __all__ = ["SECRETS_KEY", "TOKEN_ENV", "IBMSource", "resolve_token", "translate_error"]
 
@@ -166,7 +177,8 @@ class IBMSource:
     ``service`` replaces the ``QiskitRuntimeService`` (tests pass a fake);
     ``retries`` transient failures are retried, waiting about
     ``backoff * 2**n`` seconds (jittered) before retry ``n``; ``sleep`` is
-    injectable for tests.
+    injectable for tests. ``entropy`` (default ``os.urandom``) draws the
+    witness settings; ``witness=False`` runs none (benchmarks).
     """
 
     kind = "ibm"
@@ -179,6 +191,8 @@ class IBMSource:
         retries: int = 3,
         backoff: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        witness: bool = True,
+        entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         if retries < 0 or backoff < 0:
             raise ConfigError("retries and backoff must not be negative")
@@ -187,6 +201,9 @@ class IBMSource:
         self.backend_name = settings.ibm_backend
         self.timeout = settings.ibm_timeout
         self.entropy = settings.ibm_entropy
+        self.witness_share = settings.witness_share if witness else 0.0
+        self.witness_confidence = settings.witness_confidence
+        self._witness_entropy = entropy
         self.retries = retries
         self.backoff = backoff
         self._channel = settings.ibm_channel
@@ -197,6 +214,8 @@ class IBMSource:
         self._secret: _Secret | None = None
         self._backend: Any = None
         self._circuit: Any = None
+        self._witness_manager: Any = None
+        self._witness_circuits: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -219,6 +238,8 @@ class IBMSource:
             "retries": self.retries,
             "assessed_entropy": self.entropy,
             "creditable": True,
+            "witness_share": self.witness_share,
+            "witness_confidence": self.witness_confidence,
         }
 
     def harvest(self) -> Harvest:
@@ -256,11 +277,14 @@ class IBMSource:
         try:
             backend, circuit = self._target()
             shots = min(self.shots, _max_shots(backend) or self.shots)
+            plans = self._witness_plans(shots)
+            witness_pubs = _witness.pubs(plans, self._witness_circuit)
             with warnings.catch_warnings():
                 # Deprecated in 0.50 for the client-side executor Sampler; same results.
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 sampler = SamplerV2(mode=backend)
-            job = sampler.run([circuit], shots=shots)
+            _tag(sampler, plans)
+            job = sampler.run([circuit, *witness_pubs], shots=shots)
             job_id = str(job.job_id())
         except SourceError:
             self._forget()
@@ -284,17 +308,44 @@ class IBMSource:
         if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] * 8 < self.qubits:
             raise SourceError(f"IBM Quantum job {job_id} returned a malformed bit array")
         samples = int(array.shape[0])
+        witness = _witness.evaluate(
+            plans, result, 1, confidence=self.witness_confidence, simulated=False
+        )
+        provenance = stamp(
+            self.kind, backend=backend.name, job_id=job_id, qubits=self.qubits, shots=samples
+        )
         return Harvest(
             data=packed_columns(array, self.qubits),
             width=self.qubits,
             samples=samples,
-            provenance=stamp(
-                self.kind, backend=backend.name, job_id=job_id, qubits=self.qubits, shots=samples
-            ),
+            provenance=replace(provenance, witness=witness),
             assessed_entropy=self.entropy,
             creditable=True,
             configuration=self._configuration(backend),
         )
+
+    def _witness_plans(self, shots: int) -> tuple[WitnessPlan, ...]:
+        """This job's witness settings, drawn now from fresh local entropy."""
+        if not self.witness_share:
+            return ()
+        plans = fresh_plan(
+            qubits=self.qubits,
+            harvest_shots=shots,
+            share=self.witness_share,
+            entropy=self._witness_entropy,
+        )
+        for plan in plans:
+            _log.info("IBM witness %s committed: %s", plan.kind, plan.commitment)
+        return plans
+
+    def _witness_circuit(self, circuit: Any) -> Any:
+        """A witness circuit transpiled onto the harvest's physical qubits, once per
+        setting and backend."""
+        key = (circuit.name, circuit.num_qubits, circuit.num_clbits)
+        done = self._witness_circuits.get(key)
+        if done is None:
+            done = self._witness_circuits[key] = self._witness_manager.run(circuit)
+        return done
 
     def _configuration(self, backend: Any) -> str:
         """The physical qubits measured and the backend's calibration time: what the
@@ -358,6 +409,11 @@ class IBMSource:
 
             manager = generate_preset_pass_manager(optimization_level=1, backend=backend)
             self._circuit = manager.run(hadamard_circuit(self.qubits))
+            layout = list(self._circuit.layout.final_index_layout())[: self.qubits]
+            self._witness_manager = generate_preset_pass_manager(
+                optimization_level=1, backend=backend, initial_layout=layout
+            )
+            self._witness_circuits = {}
             self._backend = backend
         return self._backend, self._circuit
 
@@ -365,6 +421,18 @@ class IBMSource:
         """Drop the chosen backend so the next attempt picks one afresh."""
         self._backend = None
         self._circuit = None
+        self._witness_manager = None
+        self._witness_circuits = {}
+
+
+def _tag(sampler: Any, plans: tuple[WitnessPlan, ...]) -> None:
+    """Send the witness commitments with the job, so IBM stores them at submission."""
+    if not plans:
+        return
+    with contextlib.suppress(AttributeError):  # a sampler without runtime options
+        sampler.options.environment.job_tags = [
+            f"qrng-witness:{plan.kind}:{plan.commitment}" for plan in plans
+        ]
 
 
 def _cancel(job: Any) -> None:

@@ -3,19 +3,25 @@
 The default source, so everything runs without an account. Its bits come
 from Aer's seeded PRNG, not from a quantum measurement: they are health
 tested like any other harvest (``NOMINAL_ENTROPY`` sets the cutoffs)
-but earn no entropy credit (``creditable`` False).
+but earn no entropy credit (``creditable`` False). Its job runs the physics
+witnesses too (:mod:`quantumrng.witness`): they violate their bounds as
+quantum mechanics predicts, which proves nothing about a device, so their
+status is ``simulated``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from quantumrng.config import Settings
 from quantumrng.errors import SourceError
+from quantumrng.sources import _witness
 from quantumrng.sources._common import (
     CREG,
     NOMINAL_ENTROPY,
@@ -24,11 +30,15 @@ from quantumrng.sources._common import (
     stamp,
 )
 from quantumrng.sources.base import Harvest
+from quantumrng.witness import WitnessPlan, fresh_plan
 
 __all__ = ["SimulatorSource"]
 
 BACKEND = "aer_simulator"
 _SEED_LIMIT = 1 << 63  # Aer takes a signed 64-bit seed
+#: Qubits the simulator lays its witnesses on: one copy of each (a simulated qubit is
+#: every other simulated qubit; more copies would only cost simulation time).
+WITNESS_QUBITS = 3
 
 
 class SimulatorSource:
@@ -36,14 +46,25 @@ class SimulatorSource:
 
     With ``settings.simulator_seed`` the sequence of harvests is reproducible
     (each harvest gets its own seed drawn from it); otherwise every harvest
-    is seeded from ``os.urandom``.
+    is seeded from ``os.urandom``. The witness settings always come from
+    ``entropy`` (fresh local entropy, whatever the seed); ``witness=False``
+    runs none (benchmarks).
     """
 
     kind = "simulator"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        witness: bool = True,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         self.qubits = settings.qubits
         self.shots = settings.shots
+        self.witness_share = settings.witness_share if witness else 0.0
+        self.witness_confidence = settings.witness_confidence
+        self._entropy = entropy
         self._fixed = settings.simulator_seed is not None
         self._seeds = np.random.default_rng(settings.simulator_seed) if self._fixed else None
         self._lock = threading.Lock()
@@ -61,6 +82,7 @@ class SimulatorSource:
             "seeded": self._fixed,
             "assessed_entropy": NOMINAL_ENTROPY,
             "creditable": False,
+            "witness_share": self.witness_share,
         }
 
     def _next_seed(self) -> int:
@@ -76,18 +98,32 @@ class SimulatorSource:
         except ImportError:
             raise SourceError("the simulator source needs qiskit-aer installed") from None
         circuit = hadamard_circuit(self.qubits)
+        plans: tuple[WitnessPlan, ...] = ()
+        if self.witness_share:
+            plans = fresh_plan(
+                qubits=min(self.qubits, WITNESS_QUBITS),
+                harvest_shots=self.shots,
+                share=self.witness_share,
+                entropy=self._entropy,
+            )
         try:
             sampler = SamplerV2(seed=self._next_seed())
-            result = sampler.run([circuit], shots=self.shots).result()
+            result = sampler.run([circuit, *_witness.pubs(plans)], shots=self.shots).result()
             array = getattr(result[0].data, CREG).array
         except Exception as exc:
             raise SourceError(f"Aer simulation failed ({type(exc).__name__})") from None
+        witness = _witness.evaluate(
+            plans, result, 1, confidence=self.witness_confidence, simulated=True
+        )
         samples = int(array.shape[0])
         return Harvest(
             data=packed_columns(array, self.qubits),
             width=self.qubits,
             samples=samples,
-            provenance=stamp(self.kind, backend=BACKEND, qubits=self.qubits, shots=samples),
+            provenance=replace(
+                stamp(self.kind, backend=BACKEND, qubits=self.qubits, shots=samples),
+                witness=witness,
+            ),
             assessed_entropy=NOMINAL_ENTROPY,
             creditable=False,
         )

@@ -20,7 +20,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 
 from quantumrng.drand.chain import (
@@ -82,7 +81,8 @@ class DrandChain:
         self._checkpoints: list[int] = [0]  # sorted rounds with a kept signature
         self._kept: dict[int, bytes] = {0: self.info.group_hash}  # round 0: the genesis seed
         self._recent: OrderedDict[int, bytes] = OrderedDict()
-        self._unchained = lru_cache(maxsize=RECENT_ROUNDS)(self._sign_unchained)
+        self._served: OrderedDict[int, Beacon] = OrderedDict()  # recent rounds, whole
+        self._served_lock = threading.Lock()
         self._file: CheckpointFile | None = None
         if scheme == CHAINED and checkpoint_dir is not None:
             name = f"chained.{self.hash.hex()[:16]}"
@@ -118,21 +118,36 @@ class DrandChain:
         """When ``round_`` is emitted."""
         return round_time(round_, self.info.genesis_time, self.info.period)
 
+    def cached(self, round_: int) -> Beacon | None:
+        """Round ``round_`` if this process has it at hand (no signing: cheap enough for
+        the event loop), else None."""
+        with self._served_lock:
+            found = self._served.get(round_)
+            if found is not None:
+                self._served.move_to_end(round_)
+        return found
+
     def beacon(self, round_: int) -> Beacon:
         """Round ``round_`` (≥ 1); :class:`RoundNotYet` if its time has not come."""
         if round_ < 1:
             raise ValueError("rounds start at 1")
         if round_ > self.current_round():
             raise RoundNotYet(f"round {round_} is emitted at {self.round_time(round_)}")
+        found = self.cached(round_)
+        if found is not None:
+            return found
         if self.scheme == CHAINED:
             with self._lock:
                 previous = self._chained_signature(round_ - 1)
                 signature = self._chained_signature(round_)
-            return Beacon(round_, signature, previous)
-        return Beacon(round_, self._unchained(round_))
-
-    def _sign_unchained(self, round_: int) -> bytes:
-        return sign(self.scheme, self._secret, message(self.scheme, round_))
+            made = Beacon(round_, signature, previous)
+        else:
+            made = Beacon(round_, sign(self.scheme, self._secret, message(self.scheme, round_)))
+        with self._served_lock:
+            self._served[round_] = made
+            while len(self._served) > RECENT_ROUNDS:
+                self._served.popitem(last=False)
+        return made
 
     def _chained_signature(self, round_: int) -> bytes:
         """The signature of ``round_`` (0: the genesis seed), walking from the nearest

@@ -21,6 +21,7 @@ from quantumrng.drand import CHAINED, UNCHAINED_G1
 from quantumrng.drand.chain import ChainInfo as Info
 from quantumrng.drand.chain import chain_hash, message, randomness, verify
 from tests.server.process import Server, run_server
+from tests.server.support import serve_memory
 from tests.tools import npm_packages
 
 PERIOD = 1  # seconds between rounds in these tests
@@ -277,3 +278,28 @@ def test_drands_javascript_client_verifies_chained_rounds(chained: Server, tmp_p
     out = run_node(DRAND_CLIENT_JS, tmp_path, url, info["hash"], info["public_key"], "3")
     assert out["named"] == get(chained, "/public/3").json()
     assert out["forgedAccepted"] is False
+
+
+@pytest.mark.slow
+def test_two_workers_serve_one_chain(tmp_path: Path) -> None:
+    settings = {"drand_period": str(PERIOD)}
+    with run_server(tmp_path, "--workers", "2", settings=settings) as server:
+        seen = {
+            (get(server, "/info").text, get(server, "/public/1").text)  # new connections
+            for _ in range(16)
+        }
+    assert len(seen) == 1
+    assert [p.name for p in (tmp_path / "data" / "drand").iterdir()] == ["chain.key"]
+
+
+def test_no_drand_routes_when_the_period_is_zero(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, drand_period=0)
+    assert served.client.get("/drand/info").status_code == 404
+    assert not (tmp_path / "drand").exists()
+
+
+def test_no_key_is_made_without_a_seeded_drbg(tmp_path: Path) -> None:
+    served = serve_memory(tmp_path, blocks=0, drand_period=PERIOD)
+    r = served.client.get("/drand/public/latest")
+    assert r.status_code == 503 and r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert not list(tmp_path.rglob("chain.key"))

@@ -154,3 +154,15 @@ def test_v2_rounds_leave_randomness_out_and_chained_rounds_name_their_predecesso
     assert Beacon(3, b"\x01" * 48).v2() == {"round": 3, "signature": "01" * 48}
     chained = Beacon(3, b"\x01" * 96, b"\x02" * 96).v1()
     assert list(chained) == ["round", "randomness", "signature", "previous_signature"]
+
+
+def test_v2_info_has_drand_v2s_field_names() -> None:
+    assert list(QUICKNET.v2()) == [
+        "public_key",
+        "beacon_id",
+        "period",
+        "scheme",
+        "genesis_time",
+        "genesis_seed",
+        "chain_hash",
+    ]

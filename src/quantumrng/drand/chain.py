@@ -91,15 +91,15 @@ class ChainInfo:
         }
 
     def v2(self) -> dict[str, Any]:
-        """The v2 ``/info`` body, drand v2's field names."""
+        """The v2 ``/info`` body, drand v2's field names (``chain.Info``'s JSON, period in seconds)."""
         return {
             "public_key": self.public_key.hex(),
+            "beacon_id": self.beacon_id,
             "period": self.period,
+            "scheme": self.scheme,
             "genesis_time": self.genesis_time,
             "genesis_seed": self.group_hash.hex(),
             "chain_hash": self.hash.hex(),
-            "scheme": self.scheme,
-            "beacon_id": self.beacon_id,
         }
 
 

@@ -91,7 +91,7 @@ class ChainInfo:
         }
 
     def v2(self) -> dict[str, Any]:
-        """The v2 ``/info`` body, drand v2's field names (``chain.Info``'s JSON, period in seconds)."""
+        """The v2 ``/info`` body: drand v2's ``chain.Info`` JSON (period in seconds)."""
         return {
             "public_key": self.public_key.hex(),
             "beacon_id": self.beacon_id,

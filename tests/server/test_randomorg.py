@@ -301,3 +301,50 @@ def test_license_data_is_not_allowed(server: Server) -> None:
         "licenseData": {"maxPayout": {"currency": "USD", "amount": 1}},
     }
     assert rpc(server, "generateSignedUUIDs", params)["error"]["code"] == 425
+
+
+# -- tickets -----------------------------------------------------------------------------
+
+
+def test_a_ticket_is_used_once_and_named_in_the_signed_answer(client: rdo.RandomOrgClient) -> None:
+    (ticket,) = client.create_tickets(1, True)
+    assert ticket["usedTime"] is None and ticket["previousTicketId"] is None
+    answer = client.generate_signed_integers(3, 1, 6, ticket_id=ticket["ticketId"])
+    assert answer["random"]["ticketData"]["ticketId"] == ticket["ticketId"]
+    assert client.verify_signature(answer["random"], answer["signature"]) is True
+    with pytest.raises(rdo.RandomOrgTicketAlreadyUsedError, match="Error 422"):
+        client.generate_signed_integers(3, 1, 6, ticket_id=ticket["ticketId"])
+    shown = client.get_ticket(ticket["ticketId"])
+    assert shown["serialNumber"] == answer["random"]["serialNumber"]
+    assert shown["result"] == {"random": answer["random"], "signature": answer["signature"]}
+
+
+def test_a_hidden_result_shows_once_revealed(client: rdo.RandomOrgClient) -> None:
+    (ticket,) = client.create_tickets(1, False)
+    with pytest.raises(rdo.RandomOrgTicketNotYetUsedError, match="Error 426"):
+        client.reveal_tickets(ticket["ticketId"])
+    client.generate_signed_UUIDs(1, ticket_id=ticket["ticketId"])
+    assert client.get_ticket(ticket["ticketId"])["result"] is None
+    assert client.reveal_tickets(ticket["ticketId"])["ticketCount"] == 1
+    assert client.get_ticket(ticket["ticketId"])["result"]["random"]["n"] == 1
+
+
+def test_tickets_are_listed_and_belong_to_their_key(
+    server: Server, client: rdo.RandomOrgClient
+) -> None:
+    made = client.create_tickets(3, True)
+    listed = client.list_tickets("singleton")
+    assert {t["ticketId"] for t in made} <= {t["ticketId"] for t in listed}
+    other = rpc(
+        server,
+        "generateSignedUUIDs",
+        {"apiKey": new_key(server), "n": 1, "ticketId": made[0]["ticketId"]},
+    )
+    assert other["error"]["code"] == 421
+    with pytest.raises(rdo.RandomOrgTicketNonExistentError, match="Error 420"):
+        client.get_ticket("0" * 32)
+
+
+def test_create_tickets_limits_n(client: rdo.RandomOrgClient) -> None:
+    with pytest.raises(ValueError, match="Error 202"):
+        client.create_tickets(51, True)

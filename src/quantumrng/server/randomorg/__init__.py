@@ -44,6 +44,7 @@ from quantumrng.server.randomorg.signing import (
     completion_time,
     hashed_api_key,
 )
+from quantumrng.server.randomorg.tickets import Tickets
 from quantumrng.server.responses import json_response
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context, draw
@@ -60,7 +61,7 @@ _PREGENERATED_SOURCE = {
     "harvests": [],
 }
 
-Call = Callable[[Request, dict[str, Any]], Awaitable[dict[str, Any]]]
+Call = Callable[[Request, dict[str, Any]], Awaitable[Any]]
 
 
 def _keyed(request: Request, api_key: object) -> Request:
@@ -93,6 +94,7 @@ async def _usage(ctx: Context, keyed: Request) -> dict[str, int]:
 def api(ctx: Context) -> Api:
     """Return the family's routes over ``ctx``."""
     signer = Signer(ctx)
+    tickets = Tickets(ctx.node.pool)
     body_limit = 2 * ctx.settings.max_json_bytes
 
     async def generate(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -101,21 +103,43 @@ def api(ctx: Context) -> Api:
         keyed = _keyed(request, api_key)
         args, echo = parse(method, signed, params)
         extra: dict[str, Any] = {}
+        ticket: dict[str, Any] | None = None
         if signed:
             extra = _signed_extra(params)
+            if params.get("ticketId") is not None:
+                ctx.access.authorize(keyed, "drbg")
+                taken, lease = await to_thread.run_sync(
+                    tickets.take, params["ticketId"], hashed_api_key(str(api_key))
+                )
+                extra["ticketData"] = {
+                    "ticketId": taken["ticketId"],
+                    "previousTicketId": taken["previousTicketId"],
+                    "nextTicketId": taken["nextTicketId"],
+                }
+                ticket = taken
         nbytes = method.cost(args)
-        async with ctx.access.admitted(keyed, scope="drbg", nbytes=nbytes):
-            seed = args["pregeneratedRandomization"]
-            if seed is not None:
-                read = pregenerated_reader(seed)
-                data = await to_thread.run_sync(method.produce, read, args)
-                source: dict[str, Any] = _PREGENERATED_SOURCE
-            else:
-                data, source = await draw(ctx, "drbg", nbytes, method.produce, args)
-            if signed:
-                random, signature = await signer.sign(name, echo, data, source, str(api_key), extra)
-            else:
-                random = {"data": data, "completionTime": completion_time(time.time())}
+        try:
+            async with ctx.access.admitted(keyed, scope="drbg", nbytes=nbytes):
+                seed = args["pregeneratedRandomization"]
+                if seed is not None:
+                    read = pregenerated_reader(seed)
+                    data = await to_thread.run_sync(method.produce, read, args)
+                    source: dict[str, Any] = _PREGENERATED_SOURCE
+                else:
+                    data, source = await draw(ctx, "drbg", nbytes, method.produce, args)
+                if signed:
+                    random, signature = await signer.sign(
+                        name, echo, data, source, str(api_key), extra
+                    )
+                else:
+                    random = {"data": data, "completionTime": completion_time(time.time())}
+        except BaseException:
+            if ticket is not None:
+                await to_thread.run_sync(tickets.release, lease)
+            raise
+        if ticket is not None:
+            stored = {"random": random, "signature": signature}
+            await to_thread.run_sync(tickets.used, ticket, random["serialNumber"], stored)
         result: dict[str, Any] = {"random": random}
         if signed:
             result["signature"] = signature
@@ -139,7 +163,8 @@ def api(ctx: Context) -> Api:
 
     async def verify_signature(request: Request, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"random", "signature"}, required={"random", "signature"})
-        return {"authenticity": await signer.verify(params["random"], params["signature"])}
+        authentic = await signer.verify(params["random"], params["signature"])
+        return {"authenticity": authentic, "advisoryDelay": 0}
 
     async def get_result(request: Request, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"apiKey", "serialNumber"}, required={"apiKey", "serialNumber"})
@@ -154,13 +179,41 @@ def api(ctx: Context) -> Api:
             raise RpcError(INVALID_PARAMS)
         return {**stored, **await _usage(ctx, keyed)}
 
+    async def owner(request: Request, params: dict[str, Any], names: set[str]) -> str:
+        """Admit the request's key (one request, no bits); return its ``hashedApiKey``."""
+        _only(params, {"apiKey", *names})
+        keyed = _keyed(request, params["apiKey"])
+        async with ctx.access.admitted(keyed, scope="drbg", nbytes=0):
+            return hashed_api_key(str(params["apiKey"]))
+
+    async def create_tickets(request: Request, params: dict[str, Any]) -> Any:
+        hashed = await owner(request, params, {"n", "showResult"})
+        return await to_thread.run_sync(tickets.create, hashed, params["n"], params["showResult"])
+
+    async def reveal_tickets(request: Request, params: dict[str, Any]) -> Any:
+        hashed = await owner(request, params, {"ticketId"})
+        count = await to_thread.run_sync(tickets.reveal, params["ticketId"], hashed)
+        return {"ticketCount": count, "advisoryDelay": 0}
+
+    async def list_tickets(request: Request, params: dict[str, Any]) -> Any:
+        hashed = await owner(request, params, {"ticketType"})
+        return await to_thread.run_sync(tickets.listed, params["ticketType"], hashed)
+
+    async def get_ticket(request: Request, params: dict[str, Any]) -> Any:
+        _only(params, {"ticketId"})
+        return await to_thread.run_sync(tickets.get, params["ticketId"])
+
     calls: dict[str, Call] = {
         "getUsage": get_usage,
         "verifySignature": verify_signature,
         "getResult": get_result,
+        "createTickets": create_tickets,
+        "revealTickets": reveal_tickets,
+        "listTickets": list_tickets,
+        "getTicket": get_ticket,
     }
 
-    async def call(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def call(request: Request, name: str, params: dict[str, Any]) -> Any:
         if name in METHODS:
             return await generate(request, name, params)
         handler = calls.get(name)

@@ -409,7 +409,9 @@ class IBMSource:
 
             manager = generate_preset_pass_manager(optimization_level=1, backend=backend)
             self._circuit = manager.run(hadamard_circuit(self.qubits))
-            layout = list(self._circuit.layout.final_index_layout())[: self.qubits]
+            # the witnesses go on the physical qubits the harvest measured
+            placed = self._circuit.layout
+            layout = None if placed is None else list(placed.final_index_layout())[: self.qubits]
             self._witness_manager = generate_preset_pass_manager(
                 optimization_level=1, backend=backend, initial_layout=layout
             )

@@ -281,7 +281,7 @@ def test_every_answer_names_the_witness_of_each_harvest_behind_it() -> None:
 
 def test_qrng_pool_shows_each_witness() -> None:
     text = _witness_text([w.to_dict() for w in _witnessed("passed").witness])
-    assert text.startswith("; witness passed (mermin 4.00 +- 0.00 vs 2,")
+    assert text == "; witness passed: mermin 4.00 +- 0.00 (bound 2, p_classical 1.1e-50, passed)"
     assert _witness_text([]) == ""
 
 

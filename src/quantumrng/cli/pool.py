@@ -89,18 +89,19 @@ def pool_command(ctx: click.Context, as_json: bool) -> None:
 
 
 def _witness_text(witnesses: list[dict[str, Any]]) -> str:
-    """``, witness passed (mermin 3.81 +- 0.05 > 2, ...)`` for a harvest that ran one."""
+    """``; witness passed: mermin 3.81 +- 0.05 (bound 2, p_classical ..., passed); ...``
+    for a harvest that ran witnesses, else nothing."""
     if not witnesses:
         return ""
     from quantumrng.witness import Witness, harvest_status
 
     records = [Witness.from_dict(w) for w in witnesses]
-    parts = ", ".join(
-        f"{w.kind} {w.value:.2f} +- {w.stderr:.2f} vs {w.bound:g}, "
-        f"p_classical {w.p_classical:.1e}, {w.status}"
+    parts = "; ".join(
+        f"{w.kind} {w.value:.2f} +- {w.stderr:.2f} (bound {w.bound:g}, "
+        f"p_classical {w.p_classical:.1e}, {w.status})"
         for w in records
     )
-    return f"; witness {harvest_status(records)} ({parts})"
+    return f"; witness {harvest_status(records)}: {parts}"
 
 
 @click.command("status")

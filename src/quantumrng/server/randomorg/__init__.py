@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from quantumrng.errors import QuantumRNGError
+from quantumrng.server.keys import KeyRecord
 from quantumrng.server.randomorg.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -75,8 +76,14 @@ def _keyed(request: Request, api_key: object) -> Request:
     return Request({**request.scope, "headers": [(b"x-api-key", header)]})
 
 
-async def _usage(ctx: Context, keyed: Request) -> dict[str, int]:
-    """``bitsLeft``, ``requestsLeft``, ``advisoryDelay`` of the key ``keyed`` presents."""
+_UNLIMITED_USAGE = {"bitsLeft": UNLIMITED, "requestsLeft": UNLIMITED, "advisoryDelay": 0}
+
+
+async def _usage(ctx: Context, keyed: Request, key: KeyRecord | None = None) -> dict[str, int]:
+    """``bitsLeft``, ``requestsLeft``, ``advisoryDelay`` of the key ``keyed`` presents
+    (``key``: its record when admitted already; a key without limits reads no store)."""
+    if key is not None and not (key.rate or key.daily_bytes):
+        return _UNLIMITED_USAGE
     usage = await ctx.access.usage(keyed)
     bytes_left = usage["bytes_left"]
     requests_left = usage["requests_left"]
@@ -119,7 +126,7 @@ def api(ctx: Context) -> Api:
                 ticket = taken
         nbytes = method.cost(args)
         try:
-            async with ctx.access.admitted(keyed, scope="drbg", nbytes=nbytes):
+            async with ctx.access.admitted(keyed, scope="drbg", nbytes=nbytes) as admission:
                 seed = args["pregeneratedRandomization"]
                 if seed is not None:
                     read = pregenerated_reader(seed)
@@ -143,7 +150,7 @@ def api(ctx: Context) -> Api:
         result: dict[str, Any] = {"random": random}
         if signed:
             result["signature"] = signature
-        return {**result, "bitsUsed": 8 * nbytes, **await _usage(ctx, keyed)}
+        return {**result, "bitsUsed": 8 * nbytes, **await _usage(ctx, keyed, admission.key)}
 
     async def get_usage(request: Request, params: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"apiKey"})

@@ -262,9 +262,7 @@ def test_a_provenance_without_a_witness_encodes_as_before() -> None:
 def test_every_answer_names_the_witness_of_each_harvest_behind_it() -> None:
     prov = _witnessed("passed")
     (harvest,) = source_json("ibm", [prov], 512)["harvests"]
-    assert harvest["witness_status"] == "passed"
-    (record,) = harvest["witness"]
-    assert set(record) >= {
+    assert set(harvest["witness"]) == {
         "kind",
         "value",
         "bound",
@@ -273,10 +271,22 @@ def test_every_answer_names_the_witness_of_each_harvest_behind_it() -> None:
         "confidence",
         "settings_commitment",
         "status",
+        "p_classical",
     }
+    assert harvest["witness"]["status"] == "passed"
+    (record,) = harvest["witnesses"]
     assert Witness.from_dict(record).opens()
     (plain,) = source_json("os", [Provenance("os", "h", 1.0)], 0)["harvests"]
-    assert "witness" not in plain
+    assert "witness" not in plain and "witnesses" not in plain
+
+
+def test_the_witness_object_is_the_verdict_of_the_deciding_witness() -> None:
+    passed, failed = _witnessed("passed").witness[0], _witnessed("failed").witness[0]
+    weaker = replace(passed, kind="chsh", confidence=0.995, p_classical=0.005)
+    both = Provenance("ibm", "h", 1.0, witness=(passed, failed)).to_dict()["witness"]
+    assert (both["status"], both["kind"], both["value"]) == ("failed", failed.kind, failed.value)
+    good = Provenance("ibm", "h", 1.0, witness=(passed, weaker)).to_dict()["witness"]
+    assert (good["status"], good["kind"], good["confidence"]) == ("passed", "chsh", 0.995)
 
 
 def test_qrng_pool_shows_each_witness() -> None:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from quantumrng.witness import Witness, harvest_status
+from quantumrng.witness import Witness, harvest_status, summary
 
 __all__ = [
     "CREDITABLE_SOURCE_KINDS",
@@ -56,25 +56,26 @@ class Provenance:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict of the fields.
 
-        ``witness`` appears only when the harvest ran one, so the JSON of a
-        provenance without one, which sealed blocks and signed answers were
-        made over, stays what it was.
+        A harvest that ran witnesses adds ``witness`` (the verdict, see
+        :func:`quantumrng.witness.summary`) and ``witnesses`` (every record, with
+        the settings and nonce that open its commitment); one that ran none
+        encodes as before, so sealed blocks and signed answers made over it verify.
         """
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del data["witness"]
         if self.witness:
-            data["witness"] = [w.to_dict() for w in self.witness]
-        else:
-            del data["witness"]
+            data["witness"] = summary(self.witness)
+            data["witnesses"] = [w.to_dict() for w in self.witness]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Provenance:
         """Rebuild a provenance from :meth:`to_dict` output, ignoring unknown keys."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        fields = {k: v for k, v in data.items() if k in names}
-        if "witness" in fields:
-            items = fields["witness"]
-            if not isinstance(items, list) or not all(isinstance(w, dict) for w in items):
-                raise ValueError("witness must be a list of objects")
+        names = {f.name for f in dataclasses.fields(cls)} - {"witness"}
+        fields: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+        items = data.get("witnesses", [])
+        if not isinstance(items, list) or not all(isinstance(w, dict) for w in items):
+            raise ValueError("witnesses must be a list of objects")
+        if items:
             fields["witness"] = tuple(Witness.from_dict(w) for w in items)
         return cls(**fields)

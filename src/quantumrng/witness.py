@@ -368,3 +368,35 @@ def harvest_status(witnesses: Sequence[Witness]) -> str | None:
     if "simulated" in statuses:
         return "simulated"
     return "passed"
+
+
+def deciding(witnesses: Sequence[Witness]) -> Witness | None:
+    """The witness that sets the harvest's verdict: the failed one with the largest
+    ``p_classical`` if any failed, else the weakest evidence (smallest confidence)."""
+    if not witnesses:
+        return None
+    failed = [w for w in witnesses if w.status == "failed"]
+    if failed:
+        return max(failed, key=lambda w: w.p_classical)
+    return min(witnesses, key=lambda w: w.confidence)
+
+
+def summary(witnesses: Sequence[Witness]) -> dict[str, Any] | None:
+    """A harvest's ``witness`` object, the issue's fields
+    ``{kind, value, bound, stderr, shots, confidence, settings_commitment, status}`` (and
+    ``p_classical``) of :func:`deciding`'s witness, with the harvest's verdict as
+    ``status``; the full records go beside it as ``witnesses``. None without witnesses."""
+    decider = deciding(witnesses)
+    if decider is None:
+        return None
+    return {
+        "kind": decider.kind,
+        "value": decider.value,
+        "bound": decider.bound,
+        "stderr": decider.stderr,
+        "shots": decider.shots,
+        "confidence": decider.confidence,
+        "p_classical": decider.p_classical,
+        "settings_commitment": decider.settings_commitment,
+        "status": harvest_status(witnesses),
+    }

@@ -84,7 +84,7 @@ def pool_command(ctx: click.Context, as_json: bool) -> None:
         circuit = f" {h['qubits']} qubits x {h['shots']} shots," if h["qubits"] else ""
         click.echo(
             f"  harvest {h['harvest_id'][:12]} {h['source']} {backend} job {job},"
-            f"{circuit} {h['blocks_left']} blocks left{_witness_text(h.get('witness', []))}"
+            f"{circuit} {h['blocks_left']} blocks left{_witness_text(h.get('witnesses', []))}"
         )
 
 

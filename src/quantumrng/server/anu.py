@@ -24,8 +24,8 @@ their errors are not ours: a bad parameter is a 200 ``{"success": false,
 "message"}`` on the legacy API (its refusals were 200 answers) and a 400
 ``{"success": false, "message"}`` on the current one; other refusals of the
 legacy API are its plain-text sentence with our status and ``Retry-After``.
-The two APIs are one table, :data:`DIALECTS`. The routes are left out of
-``/openapi.json``: its error responses are ours, which these are not.
+The two APIs are one table, :data:`DIALECTS`; ``/openapi.json`` documents each
+with its own refusals (``Endpoint.error_content``).
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class Dialect:
     body: Callable[[DataType, int, int, list[Any]], dict[str, Any]]
     refused: Callable[[QuantumRNGError], Response]
     errors: tuple[int, ...]
+    error_content: Mapping[str, Mapping[str, Any]]
 
 
 def _legacy_body(t: DataType, length: int, size: int, data: list[Any]) -> dict[str, Any]:
@@ -163,6 +164,17 @@ def _current_refused(exc: QuantumRNGError) -> Response:
     return json_response({"message": exc.message}, exc.status, _retry_headers(exc))
 
 
+_REFUSAL = {
+    "type": "object",
+    "required": ["success", "message"],
+    "properties": {"success": {"const": False}, "message": {"type": "string"}},
+}
+_GATEWAY = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string"}},
+}
+
 #: ANU's two APIs: everything that differs between them.
 DIALECTS: tuple[Dialect, ...] = (
     Dialect(
@@ -176,6 +188,7 @@ DIALECTS: tuple[Dialect, ...] = (
         body=_legacy_body,
         refused=_legacy_refused,
         errors=(401, 403, 413, 429, 503),
+        error_content={"text/plain; charset=utf-8": {"type": "string"}},
     ),
     Dialect(
         name="current",
@@ -193,6 +206,7 @@ DIALECTS: tuple[Dialect, ...] = (
         body=_current_body,
         refused=_current_refused,
         errors=(400, 403, 429, 503),
+        error_content={"application/json": {"anyOf": [_REFUSAL, _GATEWAY]}},
     ),
 )
 
@@ -271,6 +285,11 @@ def _params(dialect: Dialect) -> tuple[Param, ...]:
     )
 
 
+def _answer_schema(dialect: Dialect) -> dict[str, Any]:
+    """A 200 answer; the legacy API's bad-parameter refusals are 200s too."""
+    return {"anyOf": [_schema(), _REFUSAL]} if not dialect.keyed else _schema()
+
+
 def _schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -299,11 +318,11 @@ def api(ctx: Context) -> Api:
                     dialect.summary,
                     _TAG,
                     params=_params(dialect),
-                    content={"application/json": _schema()},
+                    content={"application/json": _answer_schema(dialect)},
                     errors=dialect.errors,
+                    error_content=dialect.error_content,
                     secured=True,
                     key_required=dialect.keyed or ctx.access.auth_required,
-                    documented=False,
                     head=False,
                 )
             )

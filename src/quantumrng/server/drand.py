@@ -273,7 +273,8 @@ def api(ctx: Context) -> Api:
             TAG,
             params=params,
             content=content,
-            errors=(400, 404, 503) if "round" in path else (404, 503),
+            errors=(400, 404, 425, 503) if "round" in path else (404, 503),
+            error_content={"text/plain; charset=utf-8": {"type": "string"}},
             description="drand's format and status codes; a round not yet due is 425.",
         )
 

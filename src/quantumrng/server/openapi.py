@@ -29,6 +29,7 @@ _DESCRIPTIONS = {
     409: "mode=raw from a source that earns no entropy credit (allow_uncredited_raw is off).",
     413: "More than the configured maximum was asked for.",
     422: "A parameter is well-formed but out of range.",
+    425: "The round is not emitted yet (drand's Too Early).",
     429: "Over the rate limit or the daily byte quota; see Retry-After.",
     503: "No randomness can be served now (fail closed); see Retry-After.",
 }
@@ -68,6 +69,23 @@ SOURCE_SCHEMA: dict[str, Any] = {
                     "harvested_at": {"type": "number"},
                     "qubits": {"type": "integer"},
                     "shots": {"type": "integer"},
+                    "witness": {
+                        "type": "object",
+                        "description": "The harvest's physics witness verdict (Mermin/CHSH).",
+                        "required": ["kind", "value", "bound", "stderr", "shots", "status"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["mermin", "chsh"]},
+                            "value": {"type": "number"},
+                            "bound": {"type": "number"},
+                            "stderr": {"type": "number"},
+                            "shots": {"type": "integer"},
+                            "confidence": {"type": "number"},
+                            "p_classical": {"type": "number"},
+                            "settings_commitment": {"type": "string"},
+                            "status": {"enum": ["passed", "failed", "simulated"]},
+                        },
+                    },
+                    "witnesses": {"type": "array", "items": {"type": "object"}},
                 },
             },
         },
@@ -89,7 +107,9 @@ def envelope(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _operation(e: Endpoint) -> dict[str, Any]:
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    error: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    if e.error_content:
+        error = {ctype: {"schema": dict(s)} for ctype, s in e.error_content.items()}
     responses: dict[str, Any] = {
         "200": {
             "description": "OK",

@@ -142,11 +142,11 @@ def api(ctx: Context) -> Api:
                 "pollen",
                 content={_TEXT: {"type": "string"}},
                 errors=(400, 401, 403, 429, 503),
+                error_content={_TEXT: {"type": "string"}},
                 description="Ubuntu pollinate's server protocol: POST `challenge=<hex>` "
                 "(form-encoded) or GET `?challenge=`; two lines of hex answer.",
                 secured=True,
                 key_required=access.auth_required,
-                documented=False,  # its errors are Go's plain text, not the documented JSON
                 methods=("GET", "POST"),
                 head=False,
             ),

@@ -55,6 +55,9 @@ class Endpoint:
     params: tuple[Param, ...] = ()
     content: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # 200: type → schema
     errors: tuple[int, ...] = ()
+    #: error bodies (type → schema) of a family that answers in its original's format
+    #: (ANU, RANDOM.ORG, drand, pollen); empty: ours, ``{"error": {"code", "message"}}``
+    error_content: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     description: str = ""
     secured: bool = False  # takes an API key (randomness, usage; status and metrics if private)
     key_required: bool = False  # a secured route answers 401 without one (auth is required)

@@ -24,6 +24,7 @@ from quantumrng.errors import NotSeeded, PayloadTooLarge, Unavailable
 from quantumrng.formats import RandomBytes
 from quantumrng.provenance import QUANTUM_SOURCE_KINDS, Provenance
 from quantumrng.rbg3 import XorMask
+from quantumrng.witness import summary
 
 if TYPE_CHECKING:
     from quantumrng.harvester import Harvester
@@ -66,8 +67,8 @@ def source_json(kind: str, provenances: Iterable[Provenance], credited_bits: int
             "shots": p.shots,
         }
         if p.witness:
-            harvest["witness_status"] = p.witness_status
-            harvest["witness"] = [w.to_dict() for w in p.witness]
+            harvest["witness"] = summary(p.witness)
+            harvest["witnesses"] = [w.to_dict() for w in p.witness]
         harvests.append(harvest)
     return {
         "kind": kind,

@@ -219,8 +219,24 @@ def test_spent_requests_raise_insufficient_requests(server: Server) -> None:
     ],
 )
 def test_json_rpc_errors(server: Server, body: bytes, code: int) -> None:
-    answer = httpx.post(server.base_url + "/json-rpc/4/invoke", content=body, timeout=10).json()
+    answer = httpx.post(
+        server.base_url + "/json-rpc/4/invoke",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    ).json()
     assert answer["error"]["code"] == code and answer["error"]["data"] is None
+
+
+def test_http_answers_as_random_org_since_release_2(server: Server) -> None:
+    url = server.base_url + "/json-rpc/4/invoke"
+    body = b'{"jsonrpc": "2.0", "method": "generateUUIDs", "params": {"n": 1}}'
+    assert (
+        httpx.post(url, content=body, headers={"content-type": "application/json"}).status_code
+        == 204
+    )
+    assert httpx.post(url, content=body, headers={"content-type": "text/plain"}).status_code == 415
+    assert httpx.get(url).status_code == 405
 
 
 def test_a_wrong_parameter_name_is_invalid_params(server: Server) -> None:

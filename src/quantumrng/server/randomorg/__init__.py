@@ -6,6 +6,10 @@ error codes (:mod:`.errors`). One dispatcher reads the JSON-RPC request and
 looks the method up in one table: the randomness methods of :mod:`.methods`
 (Basic and signed), ``getUsage``, ``verifySignature``, ``getResult``.
 
+Over HTTP as RANDOM.ORG since Release 2: POST only (405 otherwise), ``Content-Type:
+application/json`` (415 otherwise), every JSON-RPC answer with status 200, and 204
+with no body for a notification (a request without ``id``), which draws nothing.
+
 The key comes in ``params.apiKey`` and is admitted as if it were sent as
 ``X-API-Key`` (``Access.admitted`` with scope ``drbg``): rate limits and daily
 byte quotas are the key's. Results carry ``bitsUsed`` (bytes charged x 8),
@@ -229,6 +233,9 @@ def api(ctx: Context) -> Api:
         return await handler(request, params)
 
     async def invoke(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            return Response(status_code=415)  # Release 2+: JSON-RPC over HTTP, application/json
         try:
             message = json.loads(await _body(request, body_limit))
         except RpcError as exc:
@@ -240,8 +247,10 @@ def api(ctx: Context) -> Api:
         rid = message.get("id")
         name = message.get("method")
         params = message.get("params", {})
-        if message.get("jsonrpc") != "2.0" or not isinstance(name, str) or "id" not in message:
+        if message.get("jsonrpc") != "2.0" or not isinstance(name, str):
             return _answer(rid, error=RpcError(INVALID_REQUEST))
+        if "id" not in message:  # a notification: no answer (204), so nothing is drawn
+            return Response(status_code=204)
         try:
             if not isinstance(params, dict):
                 raise RpcError(INVALID_PARAMS)

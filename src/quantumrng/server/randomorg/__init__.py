@@ -7,8 +7,9 @@ looks the method up in one table: the randomness methods of :mod:`.methods`
 (Basic and signed), ``getUsage``, ``verifySignature``, ``getResult``.
 
 Over HTTP as RANDOM.ORG since Release 2: POST only (405 otherwise), ``Content-Type:
-application/json`` (415 otherwise), every JSON-RPC answer with status 200, and 204
-with no body for a notification (a request without ``id``), which draws nothing.
+application/json`` (415 otherwise, with an Invalid Request body), every JSON-RPC
+answer with status 200, and 204 with no body for a notification (a request
+without ``id``), which draws nothing.
 
 The key comes in ``params.apiKey`` and is admitted as if it were sent as
 ``X-API-Key`` (``Access.admitted`` with scope ``drbg``): rate limits and daily
@@ -235,7 +236,7 @@ def api(ctx: Context) -> Api:
     async def invoke(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media != "application/json":
-            return Response(status_code=415)  # Release 2+: JSON-RPC over HTTP, application/json
+            return json_response(_error_body(None, RpcError(INVALID_REQUEST)), status_code=415)
         try:
             message = json.loads(await _body(request, body_limit))
         except RpcError as exc:
@@ -270,6 +271,7 @@ def api(ctx: Context) -> Api:
                 summary="RANDOM.ORG JSON-RPC API, Release 4 (Basic and Signed methods)",
                 tag="RANDOM.ORG",
                 content={"application/json": {"type": "object"}},
+                error_content={"application/json": {"type": "object"}},
                 methods=("POST",),
                 head=False,
             ),
@@ -304,8 +306,12 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _error_body(rid: Any, error: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": error.to_json(), "id": rid}
+
+
 def _answer(rid: Any, *, result: Any = None, error: RpcError | None = None) -> Response:
     """A JSON-RPC response; RANDOM.ORG answers errors with HTTP 200 too."""
     if error is not None:
-        return json_response({"jsonrpc": "2.0", "error": error.to_json(), "id": rid})
+        return json_response(_error_body(rid, error))
     return json_response({"jsonrpc": "2.0", "result": result, "id": rid})

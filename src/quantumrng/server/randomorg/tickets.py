@@ -7,9 +7,10 @@ in ``random.ticketData``; with ``showResult`` false its result is hidden from
 ``getTicket`` until the owner calls ``revealTickets``. Tickets live in the pool's
 records, shared by every worker and node: one record per ticket
 (``randomorg:ticket:<id>``) and one index per key (``randomorg:tickets:<hash>``).
-Using a ticket once is enforced across processes by a pool lease named after it
-(``randomorg:ticket-use:<id>``): only the request that takes the lease may use the
-ticket, and it checks the record is still unused after taking it. The index is
+Using a ticket once is enforced across threads, processes and nodes by a pool lease
+named after it (``randomorg:ticket-use:<id>``), held under a holder name of the
+request's own (a holder may take its own lease again): only the request that takes
+the lease may use the ticket, and it checks the record is still unused after taking it. The index is
 updated under the lease ``randomorg:tickets-lock:<hash>``. Tickets are created as
 singletons (no previous or next ticket).
 """
@@ -54,7 +55,6 @@ class Tickets:
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._holder = f"randomorg-{uuid.uuid4().hex[:16]}"
 
     def _read(self, ticket_id: str) -> dict[str, Any] | None:
         if not isinstance(ticket_id, str) or not ticket_id.isalnum() or len(ticket_id) > 64:
@@ -69,8 +69,9 @@ class Tickets:
         """Apply ``change`` to ``owner``'s index under its lock; return the new index."""
         name = f"randomorg:tickets-lock:{owner}"
         lease: Lease | None = None
+        holder = f"randomorg-{uuid.uuid4().hex}"  # one per call, as for a ticket's use
         for _ in range(_LOCK_TRIES):
-            lease = self._pool.acquire_lease(name, self._holder, _LOCK_SECONDS)
+            lease = self._pool.acquire_lease(name, holder, _LOCK_SECONDS)
             if lease is not None:
                 break
             time.sleep(0.01)
@@ -130,8 +131,9 @@ class Tickets:
     def take(self, ticket_id: object, hashed_key: str) -> tuple[dict[str, Any], Lease]:
         """Reserve an unused ticket of the key for one signed request (420, 421, 422)."""
         ticket = self.owned(ticket_id, hashed_key)
+        holder = f"randomorg-{uuid.uuid4().hex}"  # one per request: a holder may re-acquire
         lease = self._pool.acquire_lease(
-            f"randomorg:ticket-use:{ticket['ticketId']}", self._holder, _USE_SECONDS
+            f"randomorg:ticket-use:{ticket['ticketId']}", holder, _USE_SECONDS
         )
         if lease is None:
             raise RpcError(422)

@@ -8,6 +8,15 @@ the node's DRBG output with prediction resistance (a fresh pool block) XORed wit
 the key. ``keyfiles.create_secret_file`` links the file into place atomically, so
 workers starting together agree on one key and one genesis: whoever loses the race
 reads the winner's file.
+
+Nodes that share a pool's store (Redis, or one SQLite pool) serve one chain: the key
+material and genesis are kept in the pool record ``drand:key``, sealed with AES-256-GCM
+under a key derived from the node key (which every such node shares and which never
+enters the store), so a store reader learns nothing and a store writer cannot substitute
+a key. The first node to need the chain makes it (or publishes the file it already has)
+while holding the pool lease ``drand:key``; the others wait for the record and copy it to
+their own file. A record that does not open under this node's key is refused: a chain
+is never forked silently.
 """
 
 from __future__ import annotations
@@ -20,19 +29,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from py_arkworks_bls12381 import Scalar
 
 from quantumrng.drand.chain import secret_scalar
-from quantumrng.errors import ConfigError
+from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.keyfiles import create_secret_file, read_secret_file
+from quantumrng.pool.base import Pool
 
-__all__ = ["KEY_FILE", "ChainSecret", "load_chain_secret"]
+__all__ = [
+    "KEY_FILE",
+    "SHARED_RECORD",
+    "ChainSecret",
+    "load_chain_secret",
+    "open_shared",
+    "seal_shared",
+]
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = Path("drand") / "chain.key"  # below data_dir
 _MATERIAL_BYTES = 64
 _FILE_BYTES = _MATERIAL_BYTES + 8  # material, genesis time (int64 big-endian)
+SHARED_RECORD = "drand:key"  # the pool record (and lease) of the deployment's chain key
+_LEASE_SECONDS = 30.0  # the maker's lease while it makes and publishes the key
+_WAIT_SECONDS = 20.0  # longest a node waits for another node's key
+_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,16 +78,103 @@ def _parse(data: bytes, path: Path) -> ChainSecret:
     return ChainSecret(secret, int.from_bytes(data[_MATERIAL_BYTES:], "big", signed=True))
 
 
+def _seal_key(pool_key: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"quantumrng drand chain key").derive(
+        pool_key
+    )
+
+
+def seal_shared(pool_key: bytes, payload: bytes) -> bytes:
+    """The key file's bytes sealed (AES-256-GCM, bound to the record's name) for the pool."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_seal_key(pool_key)).encrypt(nonce, payload, SHARED_RECORD.encode())
+
+
+def open_shared(pool_key: bytes, sealed: bytes) -> bytes | None:
+    """What :func:`seal_shared` sealed, or None when it does not open under ``pool_key``."""
+    try:
+        payload = AESGCM(_seal_key(pool_key)).decrypt(
+            sealed[:12], sealed[12:], SHARED_RECORD.encode()
+        )
+    except (InvalidTag, ValueError):
+        return None
+    return payload if len(payload) == _FILE_BYTES else None
+
+
+def _made(draw: Callable[[int], bytes], now: Callable[[], float]) -> bytes:
+    drawn = draw(_MATERIAL_BYTES)
+    material = bytes(a ^ b for a, b in zip(drawn, os.urandom(_MATERIAL_BYTES), strict=True))
+    return material + math.floor(now()).to_bytes(8, "big")
+
+
+def _shared(pool: Pool, pool_key: bytes) -> bytes | None:
+    sealed = pool.read_record(SHARED_RECORD)
+    if sealed is None:
+        return None
+    payload = open_shared(pool_key, sealed)
+    if payload is None:
+        raise ConfigError(
+            "the drand chain key in the pool's store does not open under this node's key "
+            "(every node sharing the store needs the same pool_key_file)"
+        )
+    return payload
+
+
+def _publish(
+    pool: Pool, pool_key: bytes, holder: str, local: Callable[[], bytes]
+) -> bytes:
+    """The deployment's key: the record if there is one, else ``local()`` published
+    under the lease ``drand:key`` (waiting for another node that holds it)."""
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while True:
+        payload = _shared(pool, pool_key)
+        if payload is not None:
+            return payload
+        lease = pool.acquire_lease(SHARED_RECORD, holder, _LEASE_SECONDS)
+        if lease is not None:
+            try:
+                payload = _shared(pool, pool_key)
+                if payload is None:
+                    payload = local()
+                    pool.write_record(SHARED_RECORD, seal_shared(pool_key, payload))
+                    log.info("published the drand chain key to the pool's store")
+                return payload
+            finally:
+                pool.release_lease(lease)
+        if time.monotonic() >= deadline:
+            raise Unavailable("another node is making the drand chain key; try again")
+        time.sleep(_POLL_SECONDS)
+
+
 def load_chain_secret(
-    data_dir: Path, draw: Callable[[int], bytes], now: Callable[[], float] = time.time
+    data_dir: Path,
+    draw: Callable[[int], bytes],
+    now: Callable[[], float] = time.time,
+    *,
+    pool: Pool | None = None,
+    pool_key: bytes = b"",
+    holder: str = "",
 ) -> ChainSecret:
-    """The chain secret of ``data_dir``, made on first use with ``draw(64)`` (the DRBG)
-    mixed with OS entropy and a genesis time of now (whole seconds)."""
+    """The chain secret, made on first use with ``draw(64)`` (the DRBG) mixed with OS
+    entropy and a genesis time of now (whole seconds).
+
+    Without ``pool`` it is ``data_dir``'s own. With it, it is the deployment's: the
+    sealed record in the pool's store (published from this node's file, or made, when
+    there is none yet), copied to ``data_dir``; a file that differs from the record is
+    left alone and the record is served, with a warning.
+    """
     path = data_dir / KEY_FILE
+
+    def local() -> bytes:
+        if not path.exists() and create_secret_file(path, _made(draw, now), "drand key"):
+            log.info("created the drand chain key %s", path)
+        return read_secret_file(path, "drand key", limit=_FILE_BYTES)
+
+    if pool is None:
+        return _parse(local(), path)
+    payload = _publish(pool, pool_key, holder, local)
     if not path.exists():
-        drawn = draw(_MATERIAL_BYTES)
-        material = bytes(a ^ b for a, b in zip(drawn, os.urandom(_MATERIAL_BYTES), strict=True))
-        genesis = math.floor(now())
-        if create_secret_file(path, material + genesis.to_bytes(8, "big"), "drand key"):
-            log.info("created the drand chain key %s (genesis %d)", path, genesis)
-    return _parse(read_secret_file(path, "drand key", limit=_FILE_BYTES), path)
+        create_secret_file(path, payload, "drand key")
+    elif read_secret_file(path, "drand key", limit=_FILE_BYTES) != payload:
+        log.warning("%s differs from the deployment's drand key; serving the shared one", path)
+    return _parse(payload, path)

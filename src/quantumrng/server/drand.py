@@ -30,6 +30,8 @@ from starlette.responses import Response
 from quantumrng.drand import Beacon, DrandChain, RoundNotYet, load_chain_secret
 from quantumrng.drand.key import KEY_FILE
 from quantumrng.errors import QuantumRNGError
+from quantumrng.harvester import holder_name
+from quantumrng.pool.integrity import load_or_create_key
 from quantumrng.server.params import Param
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context
@@ -117,7 +119,13 @@ class _Chains:
         with self._lock:
             if self._chain is None:
                 s = self._ctx.settings
-                secret = load_chain_secret(s.data_dir, self._draw)
+                secret = load_chain_secret(
+                    s.data_dir,
+                    self._draw,
+                    pool=self._ctx.node.pool,
+                    pool_key=load_or_create_key(s.pool_key_path),
+                    holder=holder_name(s.node),
+                )
                 self._chain = DrandChain(
                     s.drand_scheme,
                     s.drand_period,

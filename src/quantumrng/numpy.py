@@ -259,6 +259,10 @@ class QuantumBitGenerator(UserBitGenerator):  # type: ignore[misc]
     """A numpy bit generator over QuantumRNG bytes; build it with :func:`bit_generator`.
 
     Unseedable and without a state to save: ``state`` raises ``NotImplementedError``.
+    Draws through the ``ctypes``/``cffi`` interfaces bypass ``lock``: they are not
+    thread-safe, and a refill error they meet is raised by the next numpy draw.
+    Up to ``block_bytes`` are read ahead, so an ``Engine.wipe`` or reseed does not
+    reach bytes already buffered here (as with any caller holding output).
     """
 
     _feed: _Feed

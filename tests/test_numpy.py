@@ -124,6 +124,31 @@ def test_engine_gives_whole_blocks_and_numpy_uses_what_it_drew(engine: Engine) -
     assert bits.bytes_drawn == 12288 == engine.counters()[1] - before
 
 
+def test_a_wipe_zeroes_what_is_buffered_and_the_next_draw_takes_fresh_output(
+    engine: Engine,
+) -> None:
+    bits = qnumpy.bit_generator(engine=engine, block_bytes=4096)
+    bits.random_raw(10)
+    buffered = numpy.frombuffer(bits._feed._data, numpy.uint64)
+    assert buffered[10:].all()
+    engine.wipe()
+    assert not buffered.any()  # zeroed at the wipe, not at the next draw
+    drawn = bits.bytes_drawn
+    assert bits.random_raw(1) != 0
+    assert bits.bytes_drawn == drawn + 4096  # a new block from the reseeded engine
+
+
+def test_a_reseed_makes_what_is_buffered_stale(engine: Engine) -> None:
+    bits = qnumpy.bit_generator(engine=engine, block_bytes=4096)
+    bits.random_raw(10)
+    drawn = bits.bytes_drawn
+    engine.reseed()
+    bits.random_raw(1)
+    assert bits.bytes_drawn == drawn + 4096  # the old seed's read-ahead was dropped
+    bits.random_raw(1)
+    assert bits.bytes_drawn == drawn + 4096
+
+
 def test_threads_drawing_at_once_get_every_word_once() -> None:
     stream = CountingStream()
     rng = numpy.random.Generator(qnumpy.from_fill(stream.fill, block_bytes=512))

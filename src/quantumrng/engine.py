@@ -42,7 +42,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from quantumrng import forksafe, selftest
 from quantumrng.block import BLOCK_BYTES, Block
@@ -52,7 +52,7 @@ from quantumrng.errors import EntropyUnavailable, NotSeeded
 from quantumrng.pool.base import Pool
 from quantumrng.provenance import Provenance
 
-__all__ = ["BUFFER_BYTES", "Engine", "SeedInfo"]
+__all__ = ["BUFFER_BYTES", "Engine", "ReadAhead", "SeedInfo"]
 
 BUFFER_BYTES = 1 << 16  # one DRBG request; small reads are served from it
 SMALL_REQUEST_BYTES = 4096  # requests up to this size come from the buffer
@@ -110,7 +110,7 @@ class Engine:
         self._gate = gate
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's _ThreadBuffer
-        self._buffers: weakref.WeakSet[_ThreadBuffer] = weakref.WeakSet()
+        self._buffers: weakref.WeakSet[ReadAhead] = weakref.WeakSet()
         self._deadline = -math.inf  # _clock() at which the current seed is due
         self._scratch = memoryview(bytearray(SCRATCH_BYTES))
         self._scratch_lock = threading.Lock()
@@ -156,6 +156,13 @@ class Engine:
                 "seeded_at": seed.seeded_at,
             },
         }
+
+    def hold(self, buffer: ReadAhead) -> None:
+        """Hold output read ahead outside the engine (``quantumrng.numpy``'s buffer) to
+        the thread buffers' rules: a seeding, a wipe or the byte budget running out sets
+        its ``expires`` to -inf (stale), and a wipe or a fork calls its ``clear``."""
+        with self._lock:
+            self._buffers.add(buffer)
 
     def wipe(self) -> None:
         """Zero the DRBG state and every thread's unread buffered output; the next
@@ -415,6 +422,14 @@ def _request_sizes(n: int) -> list[int]:
     """Split ``n`` bytes into SP 800-90A requests of at most 64 KiB."""
     full, rest = divmod(n, MAX_BYTES_PER_REQUEST)
     return [MAX_BYTES_PER_REQUEST] * full + ([rest] if rest else [])
+
+
+class ReadAhead(Protocol):
+    """Output read ahead from the engine: stale when ``expires`` is -inf; ``clear`` zeroes it."""
+
+    expires: float
+
+    def clear(self) -> None: ...
 
 
 class _ThreadBuffer(ZeroingBuffer):

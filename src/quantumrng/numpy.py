@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -195,6 +196,7 @@ class _Feed:
         self._header[_REFILL] = ctypes.cast(_refill_callback, ctypes.c_void_p).value or 0
         self._lock = threading.RLock()
         self._error: BaseException | None = None
+        self.expires = math.inf  # -inf: stale (the engine reseeded or was wiped)
         self.bytes_drawn = 0
         self.address = int(self._state.ctypes.data)
         _FEEDS[self.address] = self
@@ -217,6 +219,7 @@ class _Feed:
             self._header[_DISCARD] = 1
             return
         self.bytes_drawn += self._block_bytes
+        self.expires = math.inf
         self._header[_END] = self._words
         self._header[_POS] = 0
 
@@ -225,8 +228,20 @@ class _Feed:
         self._header[_POS] = self._header[_END] = self._words
         self._header[_DISCARD] = 0
 
+    def clear(self) -> None:
+        """Zero what is left (``Engine.wipe``); a draw in progress finishes first, and
+        then finds the buffer stale and drops it."""
+        self.expires = -math.inf
+        if self._lock.acquire(blocking=False):
+            try:
+                self._empty()
+            finally:
+                self._lock.release()
+
     def __enter__(self) -> None:
         self._lock.acquire()
+        if self.expires == -math.inf:  # read ahead under a seed since replaced or wiped
+            self._empty()
 
     def __exit__(
         self,
@@ -261,8 +276,9 @@ class QuantumBitGenerator(UserBitGenerator):  # type: ignore[misc]
     Unseedable and without a state to save: ``state`` raises ``NotImplementedError``.
     Draws through the ``ctypes``/``cffi`` interfaces bypass ``lock``: they are not
     thread-safe, and a refill error they meet is raised by the next numpy draw.
-    Up to ``block_bytes`` are read ahead, so an ``Engine.wipe`` or reseed does not
-    reach bytes already buffered here (as with any caller holding output).
+    Up to ``block_bytes`` are read ahead; over an engine the buffer follows the
+    engine's thread buffers (``Engine.hold``): a reseed or a wipe makes what is left
+    stale (dropped at the next draw), and a wipe zeroes it.
     """
 
     _feed: _Feed
@@ -315,8 +331,10 @@ def from_fill(fill: Fill, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> QuantumB
     return bits
 
 
-def _source(client: Client | None, settings: Settings | None, engine: Engine | None) -> Fill:
-    """The byte source: the service's raw byte stream, or an engine's DRBG."""
+def _source(
+    client: Client | None, settings: Settings | None, engine: Engine | None
+) -> tuple[Fill, Engine | None]:
+    """The byte source: the service's byte stream, or an engine's DRBG (and the engine)."""
     if sum(x is not None for x in (client, settings, engine)) > 1:
         raise ValueError("give at most one of client, settings and engine")
     if client is not None:
@@ -325,7 +343,7 @@ def _source(client: Client | None, settings: Settings | None, engine: Engine | N
         def fill_remote(view: memoryview) -> None:
             view[:] = remote.bytes(len(view))
 
-        return fill_remote
+        return fill_remote, None
     if engine is None:
         if settings is None:
             from quantumrng.library import default_engine
@@ -335,7 +353,7 @@ def _source(client: Client | None, settings: Settings | None, engine: Engine | N
             from quantumrng.node import Node
 
             engine = Node(settings).engine
-    return engine.random_into
+    return engine.random_into, engine
 
 
 def bit_generator(
@@ -351,7 +369,11 @@ def bit_generator(
     ``engine``, else from a node built from ``settings``, else from the
     library's default engine. Not seedable, not reproducible.
     """
-    return from_fill(_source(client, settings, engine), block_bytes=block_bytes)
+    fill, source_engine = _source(client, settings, engine)
+    bits = from_fill(fill, block_bytes=block_bytes)
+    if source_engine is not None:
+        source_engine.hold(bits._feed)
+    return bits
 
 
 def generator(

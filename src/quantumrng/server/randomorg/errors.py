@@ -5,9 +5,19 @@ JSON-RPC 2.0 §5.1 codes (-32700 parse error, -32600 invalid request, -32601 met
 not found, -32602 invalid params, -32603 internal error) carry ``data: null``;
 RANDOM.ORG's own codes carry a ``data`` array of the message's arguments, e.g.
 ``{"code": 202, "message": "Parameter 'n' is out of range; allowable values are
-[1,10000]", "data": ["n", 1, 10000]}``. ``rdoclient`` turns 400-426 into its
-``RandomOrg...Error`` classes, the -32xxx family into ``RuntimeError`` and the rest
+[1,10000]", "data": ["n", 1, 10000]}``, and ``data: null`` when the message has none
+(``{"code": 420, "message": "The ticket you specified does not exist", "data": null}``).
+``rdoclient`` turns 400-426 into its ``RandomOrg...Error`` classes, -32700,
+-32603..-32601 and -32099..-32001 into ``RuntimeError`` and the rest (-32600 too)
 into ``ValueError``.
+
+Checked against RANDOM.ORG's documentation (the error-codes page's JSON-RPC table and
+the signed page's examples) or its answers as quoted verbatim by client test suites:
+every JSON-RPC message; 202 with its data; 400; 401, 420, 422 and 426 with
+``data: null``. The codes 400-426 are the ones ``rdoclient`` (RANDOM.ORG's client)
+maps. Not confirmed (the stored copy of the error-codes table was cut off before
+RANDOM.ORG's rows; kept as written): the texts and data of 100, 203, 204, 300-305,
+402-404, 421, 423 and 425.
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ MESSAGES: dict[int, str] = {
     420: "The ticket you specified does not exist",
     421: "The ticket you specified exists but is not for the API key you specified",
     422: "The ticket you specified has already been used",
+    423: "The maximum number of singleton tickets available for your API key has been reached",
     425: "Your API key does not support the licenseData parameter",
     426: "The ticket you specified has not yet been used",
 }
@@ -81,7 +92,7 @@ class RpcError(Exception):
 
     def __init__(self, code: int, *data: Any) -> None:
         self.code = code
-        self.data: list[Any] | None = list(data) if code in MESSAGES else None
+        self.data: list[Any] | None = list(data) if code in MESSAGES and data else None
         template = MESSAGES.get(code) or _JSON_RPC_MESSAGES.get(code, "Server error")
         self.message = template.format(*data)
         super().__init__(self.message)

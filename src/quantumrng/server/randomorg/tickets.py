@@ -33,7 +33,7 @@ from quantumrng.server.randomorg.errors import RpcError, out_of_range
 __all__ = ["MAX_TICKETS", "Tickets"]
 
 MAX_TICKETS = 50  # createTickets n (RANDOM.ORG's [1,50])
-MAX_OWNED = 1_000  # tickets one key may hold in its index
+MAX_OWNED = 1_000  # tickets one key may hold in its index (more: 423)
 TICKET_TYPES = ("singleton", "head", "tail")
 _USE_SECONDS = 600.0  # a ticket's use lease outlives any signed request
 _LOCK_SECONDS = 10.0
@@ -86,7 +86,7 @@ class Tickets:
             self._pool.release_lease(lease)
 
     def create(self, hashed_key: str, n: object, show_result: object) -> list[dict[str, Any]]:
-        """``createTickets``: ``n`` new singleton tickets of the key."""
+        """``createTickets``: ``n`` new singleton tickets of the key (423 past MAX_OWNED)."""
         if isinstance(n, bool) or not isinstance(n, int):
             raise RpcError(-32602)
         if not 1 <= n <= MAX_TICKETS:
@@ -113,7 +113,7 @@ class Tickets:
 
         def add(index: list[str]) -> list[str]:
             if len(index) + n > MAX_OWNED:
-                raise out_of_range("n", 1, max(0, MAX_OWNED - len(index)))
+                raise RpcError(423)
             return [*index, *(str(t["ticketId"]) for t in made)]
 
         self._locked(_owner(hashed_key), add)

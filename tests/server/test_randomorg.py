@@ -618,3 +618,19 @@ def test_a_key_holding_the_most_tickets_gets_423(server: Server) -> None:
         "been reached",
         "data": None,
     }
+
+
+def test_tickets_refused_past_the_limit_leave_nothing_stored() -> None:
+    from quantumrng.pool.memory import MemoryPool
+    from quantumrng.server.randomorg.errors import RpcError
+    from quantumrng.server.randomorg.tickets import MAX_OWNED, Tickets
+
+    pool = MemoryPool()
+    tickets = Tickets(pool)
+    for _ in range(MAX_OWNED // 50):
+        tickets.create("key", 50, False)
+    stored = set(pool._records)
+    with pytest.raises(RpcError) as refused:
+        tickets.create("key", 3, True)
+    assert refused.value.code == 423
+    assert set(pool._records) == stored

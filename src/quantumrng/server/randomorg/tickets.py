@@ -65,6 +65,9 @@ class Tickets:
     def _write(self, ticket: dict[str, Any]) -> None:
         self._pool.write_record(_TICKET + ticket["ticketId"], orjson.dumps(ticket))
 
+    def _forget(self, ticket_id: str) -> None:
+        self._pool.write_record(_TICKET + ticket_id, None)
+
     def _locked(self, owner: str, change: Callable[[list[str]], list[str]]) -> list[str]:
         """Apply ``change`` to ``owner``'s index under its lock; return the new index."""
         name = f"randomorg:tickets-lock:{owner}"
@@ -116,7 +119,12 @@ class Tickets:
                 raise RpcError(423)
             return [*index, *(str(t["ticketId"]) for t in made)]
 
-        self._locked(_owner(hashed_key), add)
+        try:
+            self._locked(_owner(hashed_key), add)
+        except BaseException:
+            for ticket in made:  # written first so an index never names a missing ticket
+                self._forget(str(ticket["ticketId"]))
+            raise
         return [_public(t) for t in made]
 
     def owned(self, ticket_id: object, hashed_key: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Run: ``python -m bench.witness [--backend manila|ideal|simulator] [--shots N] [--rounds R]``
 (as a module: ``bench/http.py`` would shadow the standard library).
 Each hardware harvest runs Mermin and CHSH circuits beside the Hadamard circuit
-(issue 11). This prints the witness shots' share of the job, then the raw bits
+(issue 11), every pub of the job at one shot count (settings and harvest as
+parameter bindings). This prints the witness shots' share of the job, then the raw bits
 harvested per second with witnesses against the same source without them,
 alternating round by round in the same run (the figure is their ratio), and
 the witness values. The IBM source runs locally on a fake backend (IBM's noise
@@ -86,6 +87,15 @@ def main() -> int:
     rate = {w: 1 / statistics.median(s) for w, s in seconds.items()}
     print(f"{args.backend}: {args.qubits} qubits x {args.shots} shots, witness_share {args.share}")
     print(f"witness shots per job: {witness_shots} ({share:.1%} of the job's shots)")
+    if last.provenance.witness:
+        per = last.provenance.witness[0].shots_per_circuit
+        settings = sum(len(w.settings) for w in last.provenance.witness)
+        harvest = (
+            f"one pub of {last.samples} shots"
+            if args.backend == "simulator"
+            else f"{last.samples // per} bindings of {per} shots = {last.samples} shots"
+        )
+        print(f"witness: {settings} settings x {per} shots; harvest: {harvest}")
     print(f"harvest without witnesses: {rate[False]:12,.0f} raw bits/s (baseline)")
     print(f"harvest with witnesses:    {rate[True]:12,.0f} raw bits/s")
     print(f"ratio with/without: {rate[True] / rate[False]:.2f}")

@@ -32,9 +32,9 @@ from quantumrng.witness import (
     draw_settings,
     fresh_plan,
     harvest_status,
+    job_shape,
     missing,
     score,
-    witness_shots,
 )
 
 entropy_bytes = st.binary(min_size=ENTROPY_BYTES, max_size=ENTROPY_BYTES)
@@ -51,12 +51,16 @@ def _plan(kind: str = "mermin", shots_per_circuit: int = 50, qubits: int = 3) ->
 @given(entropy_bytes, st.sampled_from(sorted(KINDS)))
 def test_every_term_is_measured_equally_often_in_a_random_order(entropy: bytes, kind: str) -> None:
     drawn = draw_settings(entropy, kind)
-    assert Counter(drawn) == {t: 2 for t in range(4)}
+    assert Counter(drawn) == {t: KINDS[kind].circuits // 4 for t in range(4)}
     assert draw_settings(entropy, kind) == drawn  # a function of the entropy alone
 
 
+def test_chsh_gets_twice_the_settings_of_mermin() -> None:
+    assert (KINDS["mermin"].circuits, KINDS["chsh"].circuits) == (8, 16)
+
+
 def test_orders_are_spread_over_the_possible_shuffles() -> None:
-    orders = Counter(draw_settings(random.Random(i).randbytes(32), "chsh") for i in range(5000))
+    orders = Counter(draw_settings(random.Random(i).randbytes(32), "mermin") for i in range(5000))
     assert len(orders) > 1500  # 2520 possible; a biased shuffle reaches far fewer
     assert max(orders.values()) < 12
 
@@ -64,15 +68,16 @@ def test_orders_are_spread_over_the_possible_shuffles() -> None:
 @given(entropy_bytes)
 @settings(max_examples=50)
 def test_the_commitment_opens_with_the_recorded_settings_and_nothing_else(entropy: bytes) -> None:
-    for plan in draw_plan(entropy, qubits=5, harvest_shots=4096, share=0.1):
-        record = score(plan, [[1.0] * plan.shots_per_circuit] * 8, confidence=0.99)
+    for plan in draw_plan(entropy, qubits=5, job_shots=4096, share=0.1):
+        outcomes = [[1.0] * plan.shots_per_circuit] * len(plan.settings)
+        record = score(plan, outcomes, confidence=0.99)
         assert record.settings_commitment == plan.commitment
         assert record.opens()
         other = "".join(reversed(record.settings))
         if other != record.settings:
             assert not replace(record, settings=other).opens()
         assert not replace(record, nonce="00" * 16).opens()
-        assert not replace(record, shots=record.shots + 8).opens()
+        assert not replace(record, shots=record.shots + len(record.settings)).opens()
         assert not replace(record, qubits=record.qubits + 1).opens()
 
 
@@ -83,34 +88,54 @@ def test_fresh_plans_draw_new_local_entropy_each_time() -> None:
         drawn.append(random.Random(len(drawn)).randbytes(n))
         return drawn[-1]
 
-    first = fresh_plan(qubits=3, harvest_shots=4096, share=0.1, entropy=entropy)
-    second = fresh_plan(qubits=3, harvest_shots=4096, share=0.1, entropy=entropy)
+    first = fresh_plan(qubits=3, job_shots=4096, share=0.1, entropy=entropy)
+    second = fresh_plan(qubits=3, job_shots=4096, share=0.1, entropy=entropy)
     assert [len(e) for e in drawn] == [ENTROPY_BYTES, ENTROPY_BYTES]
-    assert first == draw_plan(drawn[0], qubits=3, harvest_shots=4096, share=0.1)
+    assert first == draw_plan(drawn[0], qubits=3, job_shots=4096, share=0.1)
     assert [p.commitment for p in first] != [p.commitment for p in second]
 
 
-@pytest.mark.parametrize("shots", [1, 100, 4096, 100_000])
-@pytest.mark.parametrize("share", [0.01, 0.1, 0.5])
-def test_witness_shots_stay_within_the_configured_share_of_the_job(
-    shots: int, share: float
+@given(
+    st.integers(1, 10**6),
+    st.floats(0.001, 0.5),
+    st.integers(1, 20),
+)
+def test_every_pub_takes_one_shot_count_and_the_witnesses_stay_within_their_share(
+    shots: int, share: float, qubits: int
 ) -> None:
-    plans = draw_plan(bytes(32), qubits=16, harvest_shots=shots, share=share)
-    spent = sum(p.shots for p in plans)
-    assert spent <= witness_shots(shots, share)
-    assert spent <= share * (shots + spent) + 1e-9
+    plans = draw_plan(bytes(32), qubits=qubits, job_shots=shots, share=share)
+    shape = job_shape(plans, shots)
+    assert {p.shots_per_circuit for p in plans} <= {shape.shots_per_binding}
+    assert shape.witness_shots == sum(p.shots for p in plans)
+    assert shape.witness_share <= share
+    assert shape.witness_shots / (shape.witness_shots + shape.harvest_shots) <= share
+    # the job is ``shots`` rounded up to whole bindings
+    total = shape.harvest_shots + shape.witness_shots
+    assert shots <= total < shots + shape.shots_per_binding
+    if plans:
+        assert shape.witness_settings == sum(KINDS[p.kind].circuits for p in plans)
+
+
+def test_the_job_shape_of_a_default_harvest() -> None:
+    plans = draw_plan(bytes(32), qubits=5, job_shots=4096, share=0.1)
+    shape = job_shape(plans, 4096)
+    # 409 shots for 8 Mermin and 16 CHSH settings: 17 each; 4096 - 408 -> 217 bindings of 17
+    assert (shape.shots_per_binding, shape.witness_settings) == (17, 24)
+    assert (shape.harvest_bindings, shape.harvest_shots) == (217, 3689)
+    assert shape.witness_share == pytest.approx(24 / 241)
+    assert job_shape((), 4096) == type(shape)(4096, 1, 0)
 
 
 def test_a_harvest_too_narrow_or_too_small_carries_no_witness() -> None:
-    assert draw_plan(bytes(32), qubits=1, harvest_shots=10**6, share=0.1) == ()
-    assert [p.kind for p in draw_plan(bytes(32), qubits=2, harvest_shots=4096, share=0.1)] == [
-        "chsh"
-    ]
-    assert draw_plan(bytes(32), qubits=16, harvest_shots=10, share=0.1) == ()
+    assert draw_plan(bytes(32), qubits=1, job_shots=10**6, share=0.1) == ()
+    assert [p.kind for p in draw_plan(bytes(32), qubits=2, job_shots=4096, share=0.1)] == ["chsh"]
+    assert draw_plan(bytes(32), qubits=16, job_shots=10, share=0.1) == ()
+    assert draw_plan(bytes(32), qubits=16, job_shots=239, share=0.1) == ()
+    assert draw_plan(bytes(32), qubits=16, job_shots=240, share=0.1) != ()
 
 
 def test_copies_lie_on_disjoint_qubits_of_the_harvest() -> None:
-    (mermin, chsh) = draw_plan(bytes(32), qubits=16, harvest_shots=4096, share=0.1)
+    (mermin, chsh) = draw_plan(bytes(32), qubits=16, job_shots=4096, share=0.1)
     assert mermin.copies == tuple((3 * i, 3 * i + 1, 3 * i + 2) for i in range(5))
     assert chsh.copies == tuple((2 * i, 2 * i + 1) for i in range(8))
 
@@ -140,7 +165,7 @@ def test_the_value_and_standard_error_follow_the_counts() -> None:
     e = 1 / math.sqrt(2)
     record = score(plan, _outcomes(plan, [e, e, e, -e], seed=3), confidence=0.99)
     assert abs(record.value - 2 * math.sqrt(2)) < 4 * record.stderr
-    assert record.stderr == pytest.approx(math.sqrt(4 * (1 - 0.5) / 4000), rel=0.05)
+    assert record.stderr == pytest.approx(math.sqrt(4 * (1 - 0.5) / 8000), rel=0.05)
     assert record.status == "passed"
 
 
@@ -219,7 +244,9 @@ def test_a_noisy_lhv_model_reaches_the_confidence_rarely() -> None:
     passed = 0
     for seed in range(300):
         rng = random.Random(seed)
-        products = [[1.0 if rng.random() < 0.75 else -1.0 for _ in range(25)] for _ in range(8)]
+        products = [
+            [1.0 if rng.random() < 0.75 else -1.0 for _ in range(25)] for _ in plan.settings
+        ]
         signs = [KINDS["chsh"].signs[t] for t in plan.settings]
         products = [[s * p for p in shots] for s, shots in zip(signs, products, strict=True)]
         passed += score(plan, products, confidence=0.9).status == "passed"

@@ -10,8 +10,9 @@ them, and scoring measured outcomes. The sources build and run the circuits
 - **CHSH** (a Bell pair): S = E(a,b) + E(a,b') + E(a',b) - E(a',b'); LHV at
   most 2, quantum 2*sqrt(2) (Clauser, Horne, Shimony, Holt, PRL 23, 880 (1969)).
 
-Each circuit of a batch measures one term, drawn at random from fresh local
-entropy (each term equally often, in random order), and a SHA-256
+Each setting of a batch (one parameter binding of the kind's circuit) measures
+one term, drawn at random from fresh local entropy (each term equally often,
+in random order), and a SHA-256
 commitment over the settings and a nonce is recorded before the results
 return, so a replayed or precomputed job cannot match them.
 
@@ -24,6 +25,12 @@ that a classical model reaches the observed win rate ``x`` in ``n`` shots by
 ``1 - p_classical``. Several copies in one shot (on disjoint qubits) count
 as one shot whose score is their mean, so crosstalk between copies cannot
 inflate the evidence.
+
+Every pub of a job takes the same shots ``s`` (the runtime deprecates
+per-pub shots): the witnesses get ``s`` shots per setting, CHSH twice as
+many settings as Mermin (its gap is narrower), and the harvest ``B``
+bindings of ``s`` shots (:func:`job_shape`), so the witness share of the
+job stays at most ``witness_share``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 __all__ = [
     "KINDS",
     "STATUSES",
+    "JobShape",
     "Witness",
     "WitnessKind",
     "WitnessPlan",
@@ -49,6 +57,7 @@ __all__ = [
     "draw_settings",
     "fresh_plan",
     "harvest_status",
+    "job_shape",
     "missing",
     "score",
     "verify_commitment",
@@ -57,7 +66,6 @@ __all__ = [
 STATUSES = ("passed", "failed", "simulated")
 ENTROPY_BYTES = 32  # fresh local entropy per batch: settings and nonces derive from it
 NONCE_BYTES = 16
-CIRCUITS_PER_KIND = 8  # two circuits per term: 8!/(2!^4) = 2520 orders per kind
 _DOMAIN = b"quantumrng witness v1\x00"
 
 
@@ -70,13 +78,14 @@ class WitnessKind:
     signs: tuple[int, ...]  # sign of each term in the witness value
     bound: float  # local hidden-variable maximum
     quantum: float  # quantum maximum
-    share: float  # share of the witness shots it gets (CHSH needs more to show its gap)
+    circuits: int  # settings per batch, a multiple of the terms (CHSH needs more: narrower gap)
     max_copies: int  # copies per circuit, on disjoint qubits of the harvest
 
 
 KINDS: dict[str, WitnessKind] = {
-    "mermin": WitnessKind("mermin", 3, (1, -1, -1, -1), 2.0, 4.0, 1 / 3, 5),
-    "chsh": WitnessKind("chsh", 2, (1, 1, 1, -1), 2.0, 2 * math.sqrt(2), 2 / 3, 8),
+    # Mermin: 8!/(2!^4) = 2520 orders of its settings; CHSH: 16!/(4!^4), about 6.3e7
+    "mermin": WitnessKind("mermin", 3, (1, -1, -1, -1), 2.0, 4.0, 8, 5),
+    "chsh": WitnessKind("chsh", 2, (1, 1, 1, -1), 2.0, 2 * math.sqrt(2), 16, 8),
 }
 
 
@@ -84,7 +93,7 @@ KINDS: dict[str, WitnessKind] = {
 class Witness:
     """A witness measured in a harvest's job, as its provenance records it.
 
-    ``settings`` (one term index per circuit, in job order) and ``nonce``
+    ``settings`` (one term index per setting, in job order) and ``nonce``
     (hex) open ``settings_commitment``; ``shots`` counts this witness's
     shots; ``status`` is one of :data:`STATUSES`.
     """
@@ -113,7 +122,7 @@ class Witness:
 
     @property
     def shots_per_circuit(self) -> int:
-        """Shots of each circuit of the batch."""
+        """Shots of each setting of the batch (the job's shots per binding)."""
         return self.shots // len(self.settings) if self.settings else 0
 
     def opens(self) -> bool:
@@ -129,10 +138,10 @@ class Witness:
 
 @dataclass(frozen=True, slots=True)
 class WitnessPlan:
-    """The settings of one kind's circuits for one harvest, drawn before submission."""
+    """The settings of one kind's pub for one harvest, drawn before submission."""
 
     kind: str
-    settings: tuple[int, ...]  # term measured by each circuit, in job order
+    settings: tuple[int, ...]  # term measured by each binding, in job order
     shots_per_circuit: int
     qubits: int
     nonce: bytes
@@ -146,7 +155,7 @@ class WitnessPlan:
 
     @property
     def shots(self) -> int:
-        """All shots of this kind's circuits."""
+        """All shots of this kind's settings."""
         return self.shots_per_circuit * len(self.settings)
 
     @property
@@ -197,13 +206,16 @@ class _Stream:
                 return b % n
 
 
-def draw_settings(entropy: bytes, kind: str, circuits: int = CIRCUITS_PER_KIND) -> tuple[int, ...]:
+def draw_settings(entropy: bytes, kind: str, circuits: int | None = None) -> tuple[int, ...]:
     """A random order of the kind's terms, each ``circuits / terms`` times, from ``entropy``.
 
-    Every term appears equally often, so the estimator always sees all of
-    them; which circuit measures which is a Fisher-Yates shuffle driven by
+    ``circuits`` defaults to the kind's :attr:`WitnessKind.circuits`. Every
+    term appears equally often, so the estimator always sees all of them;
+    which setting measures which is a Fisher-Yates shuffle driven by
     SHAKE-256(entropy).
     """
+    if circuits is None:
+        circuits = KINDS[kind].circuits
     terms = len(KINDS[kind].signs)
     if circuits < terms or circuits % terms:
         raise ValueError("circuits must be a positive multiple of the number of terms")
@@ -215,35 +227,87 @@ def draw_settings(entropy: bytes, kind: str, circuits: int = CIRCUITS_PER_KIND) 
     return tuple(order)
 
 
-def witness_shots(harvest_shots: int, share: float) -> int:
-    """Witness shots added to a job of ``harvest_shots`` so that they are at most
-    ``share`` of the job: ``floor(harvest_shots * share / (1 - share))``."""
-    return math.floor(harvest_shots * share / (1 - share))
+def fitting_kinds(qubits: int) -> tuple[WitnessKind, ...]:
+    """The kinds with room for one copy on a harvest of ``qubits``."""
+    return tuple(spec for spec in KINDS.values() if qubits >= spec.group)
+
+
+def shots_per_setting(shots: int, share: float, circuits: int) -> int:
+    """Shots of every pub of a job of about ``shots`` that carries ``circuits`` witness
+    settings: ``floor(share * shots / circuits)``, so those settings take at most
+    ``share`` of the job (0 when they cannot each get a shot)."""
+    if circuits < 1:
+        return 0
+    return math.floor(share * shots / circuits)
+
+
+@dataclass(frozen=True, slots=True)
+class JobShape:
+    """One job's shots: every pub's binding takes ``shots_per_binding``; the harvest
+    runs ``harvest_bindings`` bindings of it, the witnesses ``witness_settings``."""
+
+    shots_per_binding: int
+    harvest_bindings: int
+    witness_settings: int
+
+    @property
+    def harvest_shots(self) -> int:
+        return self.shots_per_binding * self.harvest_bindings
+
+    @property
+    def witness_shots(self) -> int:
+        return self.shots_per_binding * self.witness_settings
+
+    @property
+    def witness_share(self) -> float:
+        """The witnesses' share of the job's shots."""
+        return self.witness_settings / (self.witness_settings + self.harvest_bindings)
+
+
+def job_shape(plans: Sequence[WitnessPlan], shots: int) -> JobShape:
+    """The shape of a job of about ``shots`` carrying ``plans`` (drawn for ``shots``).
+
+    The harvest gets ``B = ceil((shots - W s) / s)`` bindings of the plans'
+    ``s`` shots (``W`` settings), so the job has at least ``shots`` shots and
+    less than ``shots + s``; without witnesses it is one binding of ``shots``.
+    """
+    if shots < 1:
+        raise ValueError("a job needs at least one shot")
+    if not plans:
+        return JobShape(shots, 1, 0)
+    per = plans[0].shots_per_circuit
+    if per < 1 or any(p.shots_per_circuit != per for p in plans):
+        raise ValueError("the plans of one job share one positive shot count")
+    settings = sum(len(p.settings) for p in plans)
+    bindings = max(1, -(-(shots - settings * per) // per))
+    return JobShape(per, bindings, settings)
 
 
 def draw_plan(
-    entropy: bytes, *, qubits: int, harvest_shots: int, share: float
+    entropy: bytes, *, qubits: int, job_shots: int, share: float
 ) -> tuple[WitnessPlan, ...]:
-    """The witness batch for a harvest of ``qubits`` x ``harvest_shots``, from ``entropy``.
+    """The witness batch for a job of ``qubits`` x about ``job_shots``, from ``entropy``.
 
-    A kind runs when the harvest has the qubits for one copy and its share
-    of the witness shots gives every circuit at least one shot; so an empty
-    batch means the harvest is too narrow or too small to carry a witness.
+    Every kind with room for a copy runs, each setting with the same
+    :func:`shots_per_setting`; an empty batch means the harvest is too
+    narrow, or the job too small to give every setting a shot within
+    ``share``.
     """
     if len(entropy) < ENTROPY_BYTES:
         raise ValueError(f"witness entropy must be at least {ENTROPY_BYTES} bytes")
-    budget = witness_shots(harvest_shots, share)
+    kinds = fitting_kinds(qubits)
+    per_setting = shots_per_setting(job_shots, share, sum(spec.circuits for spec in kinds))
+    if per_setting < 1:
+        return ()
     plans = []
-    for name, spec in KINDS.items():
-        per_circuit = math.floor(budget * spec.share) // CIRCUITS_PER_KIND
-        if qubits < spec.group or per_circuit < 1:
-            continue
+    for spec in kinds:
+        name = spec.name
         nonce = hashlib.sha256(_DOMAIN + b"nonce:" + name.encode() + b"\x00" + entropy).digest()
         plans.append(
             WitnessPlan(
                 kind=name,
                 settings=draw_settings(entropy, name),
-                shots_per_circuit=per_circuit,
+                shots_per_circuit=per_setting,
                 qubits=qubits,
                 nonce=nonce[:NONCE_BYTES],
             )
@@ -254,14 +318,12 @@ def draw_plan(
 def fresh_plan(
     *,
     qubits: int,
-    harvest_shots: int,
+    job_shots: int,
     share: float,
     entropy: Callable[[int], bytes] = os.urandom,
 ) -> tuple[WitnessPlan, ...]:
     """:func:`draw_plan` from fresh local entropy (the kernel's), never from a harvest."""
-    return draw_plan(
-        entropy(ENTROPY_BYTES), qubits=qubits, harvest_shots=harvest_shots, share=share
-    )
+    return draw_plan(entropy(ENTROPY_BYTES), qubits=qubits, job_shots=job_shots, share=share)
 
 
 def _kl(x: float, q: float) -> float:
@@ -289,7 +351,7 @@ def score(
     confidence: float,
     simulated: bool = False,
 ) -> Witness:
-    """Score a batch: ``products[i]`` holds, per shot of circuit ``i``, the mean over its
+    """Score a batch: ``products[i]`` holds, per shot of setting ``i``, the mean over its
     copies of the product of outcomes (each +1 or -1).
 
     Terms are trimmed to the same number of shots (the game needs each term
@@ -298,7 +360,7 @@ def score(
     """
     spec = KINDS[plan.kind]
     if len(products) != len(plan.settings):
-        raise ValueError("need the outcomes of every circuit of the plan")
+        raise ValueError("need the outcomes of every setting of the plan")
     by_term: list[list[float]] = [[] for _ in spec.signs]
     for term, shots in zip(plan.settings, products, strict=True):
         by_term[term].extend(float(p) for p in shots)

@@ -7,8 +7,10 @@ Harvests run on ``qiskit_ibm_runtime.fake_provider`` backends, which
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +19,7 @@ import qiskit_ibm_runtime
 import requests
 from ibm_cloud_sdk_core import ApiException
 from qiskit.providers import QiskitBackendNotFoundError
+from qiskit_aer import AerSimulator
 from qiskit_ibm_runtime.accounts import AccountNotFoundError
 from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 from qiskit_ibm_runtime.exceptions import (
@@ -35,7 +38,8 @@ from quantumrng.errors import (
     SourceTimeout,
 )
 from quantumrng.sources import IBMSource
-from quantumrng.sources.ibm import TOKEN_ENV, resolve_token, translate_error
+from quantumrng.sources.ibm import TOKEN_ENV, harvest_circuit, resolve_token, translate_error
+from quantumrng.witness import draw_plan, job_shape
 
 TOKEN = "qrngtesttoken" + "0123456789abcdef" * 4
 
@@ -85,6 +89,12 @@ def _source(service: Any, sleeps: list[float] | None = None, **changes: Any) -> 
     return IBMSource(_settings(**changes), service=service, backoff=1.0, sleep=sleep)
 
 
+def _harvest_shots(shots: int, qubits: int = 5, share: float = 0.1) -> int:
+    """The harvest's shots in a job of ``shots`` that carries the witnesses."""
+    plans = draw_plan(bytes(32), qubits=qubits, job_shots=shots, share=share)
+    return job_shape(plans, shots).harvest_shots
+
+
 def _no_sleep(_: float) -> None:
     raise AssertionError("no retry expected")
 
@@ -108,9 +118,16 @@ def test_harvest_on_least_busy_fake_backend(manila: Any) -> None:
     assert service.calls == [
         ("least_busy", {"operational": True, "simulator": False, "min_num_qubits": 5})
     ]
-    assert (harvest.width, harvest.samples, len(harvest.data)) == (5, 1000, 625)
+    samples = _harvest_shots(1000)
+    assert 900 <= samples < 1000
+    assert (harvest.width, harvest.samples, len(harvest.data)) == (5, samples, samples * 5 // 8)
     prov = harvest.provenance
-    assert (prov.source, prov.backend, prov.qubits, prov.shots) == ("ibm", "fake_manila", 5, 1000)
+    assert (prov.source, prov.backend, prov.qubits, prov.shots) == (
+        "ibm",
+        "fake_manila",
+        5,
+        samples,
+    )
     assert prov.job_id
     assert prov.quantum is True
     assert harvest.creditable is True
@@ -135,8 +152,44 @@ def test_named_backend_and_cached_transpilation(manila: Any) -> None:
 
 def test_shots_are_capped_by_the_backend_maximum() -> None:
     harvest = _source(FakeService(CappedManila())).harvest()
-    assert harvest.samples == 300
-    assert harvest.provenance.shots == 300
+    assert harvest.samples == harvest.provenance.shots == _harvest_shots(300)
+    assert sum(w.shots for w in harvest.provenance.witness) + harvest.samples < 300 + 300 // 10
+
+
+def test_without_witnesses_the_harvest_takes_every_shot(manila: Any) -> None:
+    source = IBMSource(_settings(), service=FakeService(manila), witness=False)
+    harvest = source.harvest()
+    assert harvest.samples == harvest.provenance.shots == 1000
+    assert harvest.provenance.witness == ()
+
+
+def test_the_harvest_circuit_has_one_parameter_that_leaves_its_outcomes_alone() -> None:
+    from qiskit.quantum_info import Statevector
+
+    circuit = harvest_circuit(3)
+    assert [p.name for p in circuit.parameters] == ["theta"]
+    unmeasured = circuit.remove_final_measurements(inplace=False)
+    probabilities = [
+        Statevector(unmeasured.assign_parameters([theta])).probabilities()
+        for theta in (0.0, 1.0, np.pi)
+    ]
+    assert all(np.allclose(p, 1 / 8) for p in probabilities)
+
+
+def test_the_job_mixes_no_shot_counts_so_the_runtime_does_not_warn(manila: Any) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        harvest = _source(FakeService(manila)).harvest()
+    assert harvest.provenance.witness  # the witnesses ran in the job
+    assert not [w for w in caught if "shots" in str(w.message)]
+    # the check can fail: the same recorder catches the runtime's warning on mixed shots
+    from qiskit_ibm_runtime import SamplerV2
+
+    circuit = harvest_circuit(5).assign_parameters([0.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SamplerV2(mode=AerSimulator()).run([(circuit, None, 4), (circuit, None, 8)])
+    assert [w for w in caught if "shots" in str(w.message)]
 
 
 def test_unknown_backend_name_is_a_source_error(manila: Any) -> None:
@@ -151,6 +204,9 @@ def test_backend_too_small(manila: Any) -> None:
 
 
 # --- a scripted sampler for timeouts ------------------------------------------------------
+
+
+AER = "aer"  # a scripted job whose result Aer computes from the job's pubs
 
 
 class ScriptedJob:
@@ -182,7 +238,12 @@ def _script_sampler(monkeypatch: pytest.MonkeyPatch, jobs: list[ScriptedJob]) ->
             self.mode = mode
 
         def run(self, pubs: list[Any], shots: int) -> ScriptedJob:
-            return jobs.pop(0)
+            from qiskit_aer.primitives import SamplerV2 as AerSampler
+
+            job = jobs.pop(0)
+            if isinstance(job._result, str) and job._result == AER:
+                job._result = AerSampler(seed=5).run(pubs, shots=shots).result()
+            return job
 
     monkeypatch.setattr(qiskit_ibm_runtime, "SamplerV2", ScriptedSampler)
 
@@ -202,17 +263,12 @@ def test_queue_timeout_cancels_and_retries(manila: Any, monkeypatch: pytest.Monk
 
 
 def test_timeout_then_success(manila: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from qiskit_aer.primitives import SamplerV2 as AerSampler
-
-    from quantumrng.sources._common import hadamard_circuit
-
-    real = AerSampler(seed=5).run([hadamard_circuit(5)], shots=100).result()
-    _script_sampler(
-        monkeypatch, [ScriptedJob(RuntimeJobTimeoutError("t")), ScriptedJob(None, real)]
-    )
+    _script_sampler(monkeypatch, [ScriptedJob(RuntimeJobTimeoutError("t")), ScriptedJob(None, AER)])
     sleeps: list[float] = []
     harvest = _source(FakeService(manila), sleeps).harvest()
-    assert harvest.samples == 100
+    assert harvest.samples == _harvest_shots(1000)
+    mermin = harvest.provenance.witness[0]
+    assert (mermin.kind, mermin.value) == ("mermin", 4.0)  # Aer is ideal: the pubs ran
     assert harvest.provenance.job_id == "job-123"
     assert len(sleeps) == 1
 
@@ -265,7 +321,7 @@ def test_network_errors_are_retried_with_growing_jittered_backoff(
     harvest = IBMSource(
         _settings(), service=service, retries=3, backoff=2.0, sleep=sleeps.append
     ).harvest()
-    assert harvest.samples == 1000
+    assert harvest.samples == _harvest_shots(1000)
     assert len(service.calls) == 4
     assert len(sleeps) == 3
     for attempt, delay in enumerate(sleeps):
@@ -312,6 +368,25 @@ def test_failed_attempt_picks_the_backend_afresh(
     monkeypatch.undo()
     source.harvest()
     assert [name for name, _ in service.calls] == ["least_busy", "least_busy"]
+
+
+def _bits(shape: tuple[int, ...]) -> Any:
+    return SimpleNamespace(
+        data=SimpleNamespace(bits=SimpleNamespace(array=np.zeros(shape, np.uint8)))
+    )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1000, 1), (3, 0, 1), (0, 5, 1), (3, 5, 0), (3, 5)],
+    ids=["unbound shots", "no shots", "no bindings", "too narrow", "flat"],
+)
+def test_a_malformed_harvest_bit_array_is_a_source_error(
+    manila: Any, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]
+) -> None:
+    _script_sampler(monkeypatch, [ScriptedJob(None, [_bits(shape)])])
+    with pytest.raises(SourceError, match="job job-123 returned a malformed bit array"):
+        _source(FakeService(manila)).harvest()
 
 
 # --- credentials --------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from quantumrng.config import Settings
 from quantumrng.harvester import Harvester
 from quantumrng.pool.base import Pool
 from quantumrng.sources import IBMSource, SimulatorSource
-from quantumrng.sources._witness import MERMIN_BASES
-from quantumrng.witness import ENTROPY_BYTES, KINDS, draw_plan
+from quantumrng.sources._witness import MERMIN_BASES, SETTING_VALUES, parameter_names
+from quantumrng.witness import ENTROPY_BYTES, KINDS, draw_plan, job_shape
 from tests.sources.test_ibm import FakeService
 
 
@@ -73,9 +73,18 @@ def test_a_noisy_fake_backend_shows_a_reduced_value() -> None:
 # --- a classical device -------------------------------------------------------------------
 
 
+def _terms(circuit: Any, values: np.ndarray) -> list[int]:
+    """The term each binding of a witness pub measures, read from its parameter values."""
+    kind = circuit.metadata["witness"]
+    names = [p.name for p in circuit.parameters]
+    order = [names.index(name) for name in parameter_names(kind)]
+    table = np.array(SETTING_VALUES[kind])
+    return [int(np.argmin(np.abs(table - row[order]).sum(axis=1))) for row in values]
+
+
 class ClassicalSampler:
     """Stands in for ``SamplerV2`` on a classical device: fair coins for the harvest, a
-    local hidden-variable model for every witness circuit (it reads each circuit's
+    local hidden-variable model for every witness binding (it reads each binding's
     setting, as a device reads the gates, but its values are fixed before)."""
 
     runs: ClassVar[list[dict[str, Any]]] = []
@@ -86,26 +95,32 @@ class ClassicalSampler:
         self.rng = random.Random(7)
 
     def run(self, pubs: list[Any], shots: int) -> Any:
+        assert all(len(p) == 2 for p in pubs)  # no pub carries shots of its own
         ClassicalSampler.runs.append(
             {
                 "tags": self.options.environment.job_tags,
+                "shots": shots,
                 "settings": [
-                    (p[0].metadata["witness"], p[0].metadata["term"])
-                    for p in pubs
-                    if isinstance(p, tuple)
+                    (c.metadata["witness"], t)
+                    for c, values in pubs
+                    if "witness" in (c.metadata or {})
+                    for t in _terms(c, values)
                 ],
             }
         )
-        results = [self._answer(p, shots) for p in pubs]
+        results = [self._answer(c, np.asarray(values), shots) for c, values in pubs]
         return SimpleNamespace(job_id=lambda: "classical-1", result=lambda: results)
 
-    def _answer(self, pub: Any, shots: int) -> Any:
-        circuit, _, n = pub if isinstance(pub, tuple) else (pub, None, shots)
+    def _answer(self, circuit: Any, values: np.ndarray, shots: int) -> Any:
         meta = circuit.metadata or {}
+        width = circuit.num_clbits
         if "witness" not in meta:
-            bits = np.random.default_rng(1).integers(0, 2, (n, circuit.num_clbits)).astype(bool)
+            rng = np.random.default_rng(1)
+            bits = rng.integers(0, 2, (len(values), shots, width)).astype(bool)
         else:
-            bits = self._lhv(meta["witness"], meta["term"], n, circuit.num_clbits)
+            bits = np.stack(
+                [self._lhv(meta["witness"], t, shots, width) for t in _terms(circuit, values)]
+            )
         array = BitArray.from_bool_array(bits, order="little").array
         return SimpleNamespace(data=SimpleNamespace(bits=SimpleNamespace(array=array)))
 
@@ -168,12 +183,13 @@ def test_settings_come_from_fresh_local_entropy_and_are_committed_with_the_job(
     first, second = source.harvest(), source.harvest()
     assert [len(e) for e in drawn] == [ENTROPY_BYTES, ENTROPY_BYTES]  # one draw per job
     for harvest, fresh, run in zip((first, second), drawn, classical.runs, strict=True):
-        plans = draw_plan(fresh, qubits=5, harvest_shots=4000, share=0.1)
+        plans = draw_plan(fresh, qubits=5, job_shots=4000, share=0.1)
         witness = harvest.provenance.witness
         assert [w.settings_commitment for w in witness] == [p.commitment for p in plans]
         assert all(w.opens() for w in witness)
-        # the circuits that ran measured exactly the committed settings, in order
+        # the bindings that ran measured exactly the committed settings, in order
         assert run["settings"] == [(p.kind, t) for p in plans for t in p.settings]
+        assert run["shots"] == job_shape(plans, 4000).shots_per_binding
         assert run["tags"] == [f"qrng-witness:{p.kind}:{p.commitment}" for p in plans]
     assert first.provenance.witness != second.provenance.witness
 
@@ -187,6 +203,22 @@ def test_a_job_that_returns_no_witness_results_is_failed_not_credited(
 
     monkeypatch.setattr(qiskit_ibm_runtime, "SamplerV2", HarvestOnly)
     harvest = _ibm(FakeService(FakeManilaV2()), qubits=5, shots=4000).harvest()
-    assert harvest.samples == 4000
+    assert (
+        harvest.samples
+        == job_shape(draw_plan(bytes(32), qubits=5, job_shots=4000, share=0.1), 4000).harvest_shots
+    )
     assert [w.status for w in harvest.provenance.witness] == ["failed", "failed"]
     assert all(w.shots > 0 and w.confidence == 0.0 for w in harvest.provenance.witness)
+
+
+def test_witness_results_that_miss_a_committed_setting_are_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class DropsASetting(ClassicalSampler):
+        def run(self, pubs: list[Any], shots: int) -> Any:
+            return super().run([pubs[0], *((c, v[:-1]) for c, v in pubs[1:])], shots)
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "SamplerV2", DropsASetting)
+    harvest = _ibm(FakeService(FakeManilaV2()), qubits=5, shots=4000).harvest()
+    assert [w.status for w in harvest.provenance.witness] == ["failed", "failed"]
+    assert harvest.provenance.witness_status == "failed"

@@ -15,6 +15,12 @@ with ``witness_share`` of the job's shots at most. Their settings are drawn
 from fresh local entropy just before submission, and their commitments go
 with the job as tags (``qrng-witness:<kind>:<sha256>``), so IBM records them
 before any result exists.
+
+Every pub of the job takes the job's one shot count ``s`` (the runtime
+deprecates per-pub shots since 0.48): the witnesses bind their settings,
+``s`` shots each, and the harvest circuit carries one parameter (an Rz
+before measurement, which leaves Z outcomes alone) bound to 0 in ``B``
+bindings, so the harvest gets ``B * s`` shots (:func:`job_shape`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantumrng.config import Settings
 from quantumrng.errors import (
     ConfigError,
@@ -40,11 +48,18 @@ from quantumrng.errors import (
     SourceTimeout,
 )
 from quantumrng.sources import _witness
-from quantumrng.sources._common import CREG, hadamard_circuit, packed_columns, stamp
+from quantumrng.sources._common import CREG, packed_columns, stamp
 from quantumrng.sources.base import Harvest
-from quantumrng.witness import WitnessPlan, fresh_plan
+from quantumrng.witness import JobShape, WitnessPlan, fresh_plan, job_shape
 
-__all__ = ["SECRETS_KEY", "TOKEN_ENV", "IBMSource", "resolve_token", "translate_error"]
+__all__ = [
+    "SECRETS_KEY",
+    "TOKEN_ENV",
+    "IBMSource",
+    "harvest_circuit",
+    "resolve_token",
+    "translate_error",
+]
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"  # noqa: S105 - a variable name, not a secret
 SECRETS_KEY = "ibm_api_key"
@@ -163,6 +178,30 @@ def translate_error(exc: BaseException, secret: _Secret | None = None) -> Source
     return SourceError(f"IBM Quantum harvest failed ({_summary(exc, secret)})")
 
 
+def harvest_circuit(qubits: int) -> Any:
+    """H on every qubit, Rz(``theta``) on qubit 0, then measure qubit ``i`` into bit ``i``.
+
+    The Rz is diagonal, so it changes no Z-basis outcome; its parameter lets
+    the harvest run as ``B`` bindings of the job's one shot count.
+    ``metadata`` marks it as the harvest.
+    """
+    from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+    from qiskit.circuit import Parameter
+
+    qreg = QuantumRegister(qubits, "q")
+    creg = ClassicalRegister(qubits, CREG)
+    circuit = QuantumCircuit(qreg, creg, name=f"hadamard{qubits}", metadata={"harvest": qubits})
+    circuit.h(qreg)
+    circuit.rz(Parameter("theta"), qreg[0])
+    circuit.measure(qreg, creg)
+    return circuit
+
+
+def _harvest_pub(circuit: Any, shape: JobShape) -> tuple[Any, Any]:
+    """The harvest pub: ``shape.harvest_bindings`` bindings of ``theta = 0``."""
+    return circuit, np.zeros((shape.harvest_bindings, circuit.num_parameters))
+
+
 def _max_shots(backend: Any) -> int | None:
     try:
         value = backend.configuration().max_shots
@@ -278,13 +317,23 @@ class IBMSource:
             backend, circuit = self._target()
             shots = min(self.shots, _max_shots(backend) or self.shots)
             plans = self._witness_plans(shots)
+            shape = job_shape(plans, shots)
+            _log.debug(
+                "IBM job: %d x %d harvest shots, %d witness settings, witness share %.3f",
+                shape.harvest_bindings,
+                shape.shots_per_binding,
+                shape.witness_settings,
+                shape.witness_share,
+            )
             witness_pubs = _witness.pubs(plans, self._witness_circuit)
             with warnings.catch_warnings():
                 # Deprecated in 0.50 for the client-side executor Sampler; same results.
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 sampler = SamplerV2(mode=backend)
             _tag(sampler, plans)
-            job = sampler.run([circuit, *witness_pubs], shots=shots)
+            job = sampler.run(
+                [_harvest_pub(circuit, shape), *witness_pubs], shots=shape.shots_per_binding
+            )
             job_id = str(job.job_id())
         except SourceError:
             self._forget()
@@ -305,8 +354,14 @@ class IBMSource:
                     f"within {self.timeout:g} s; cancelled"
                 )
             raise err from None
-        if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] * 8 < self.qubits:
+        if (
+            array.ndim != 3
+            or array.shape[0] < 1
+            or array.shape[1] < 1
+            or array.shape[2] * 8 < self.qubits
+        ):
             raise SourceError(f"IBM Quantum job {job_id} returned a malformed bit array")
+        array = array.reshape(-1, array.shape[2])  # bindings x shots -> samples
         samples = int(array.shape[0])
         witness = _witness.evaluate(
             plans, result, 1, confidence=self.witness_confidence, simulated=False
@@ -330,7 +385,7 @@ class IBMSource:
             return ()
         plans = fresh_plan(
             qubits=self.qubits,
-            harvest_shots=shots,
+            job_shots=shots,
             share=self.witness_share,
             entropy=self._witness_entropy,
         )
@@ -340,7 +395,7 @@ class IBMSource:
 
     def _witness_circuit(self, circuit: Any) -> Any:
         """A witness circuit transpiled onto the harvest's physical qubits, once per
-        setting and backend."""
+        kind and backend."""
         key = (circuit.name, circuit.num_qubits, circuit.num_clbits)
         done = self._witness_circuits.get(key)
         if done is None:
@@ -408,7 +463,7 @@ class IBMSource:
             from qiskit.transpiler import generate_preset_pass_manager
 
             manager = generate_preset_pass_manager(optimization_level=1, backend=backend)
-            self._circuit = manager.run(hadamard_circuit(self.qubits))
+            self._circuit = manager.run(harvest_circuit(self.qubits))
             # the witnesses go on the physical qubits the harvest measured
             placed = self._circuit.layout
             layout = None if placed is None else list(placed.final_index_layout())[: self.qubits]

@@ -6,7 +6,10 @@ tested like any other harvest (``NOMINAL_ENTROPY`` sets the cutoffs)
 but earn no entropy credit (``creditable`` False). Its job runs the physics
 witnesses too (:mod:`quantumrng.witness`): they violate their bounds as
 quantum mechanics predicts, which proves nothing about a device, so their
-status is ``simulated``.
+status is ``simulated``. Aer takes a shot count per pub, so the harvest keeps
+its ``shots`` and the witness pubs (their settings as bindings, the plans'
+shots per setting, drawn for the job) come on top of it, at most
+``witness_share`` of the job.
 """
 
 from __future__ import annotations
@@ -102,13 +105,17 @@ class SimulatorSource:
         if self.witness_share:
             plans = fresh_plan(
                 qubits=min(self.qubits, WITNESS_QUBITS),
-                harvest_shots=self.shots,
+                job_shots=self.shots,
                 share=self.witness_share,
                 entropy=self._entropy,
             )
         try:
             sampler = SamplerV2(seed=self._next_seed())
-            result = sampler.run([circuit, *_witness.pubs(plans)], shots=self.shots).result()
+            witness_pubs = [
+                (circuit_, values, plan.shots_per_circuit)
+                for (circuit_, values), plan in zip(_witness.pubs(plans), plans, strict=True)
+            ]
+            result = sampler.run([circuit, *witness_pubs], shots=self.shots).result()
             array = getattr(result[0].data, CREG).array
         except Exception as exc:
             raise SourceError(f"Aer simulation failed ({type(exc).__name__})") from None

@@ -79,7 +79,7 @@ class Settings:
     # --- entropy source -----------------------------------------------------
     source: str = "simulator"
     qubits: int = 16  # measured qubits per circuit
-    shots: int = 4096  # shots per harvest (capped by the backend's maximum)
+    shots: int = 4096  # shots per job (capped by the backend's maximum); IBM witnesses take a share
     simulator_seed: int | None = None  # fixed seed for reproducible tests only
     ibm_backend: str | None = None  # None: least busy operational backend
     ibm_secrets: Path | None = None  # the prototype's YAML file with ``ibm_api_key``

@@ -201,12 +201,19 @@ def test_caching_and_status_codes_are_drands(quicknet: Server) -> None:
 
 
 def test_the_next_round_is_answered_once_it_is_emitted(quicknet: Server) -> None:
-    upcoming = get(quicknet, "/public/latest").json()["round"] + 1
-    r = get(quicknet, f"/public/{upcoming}")
+    info = get(quicknet, "/info").json()
+    for _ in range(10):  # a loaded machine may let the round come out before the request
+        upcoming = get(quicknet, "/public/latest").json()["round"] + 1
+        emitted_at = info["genesis_time"] + (upcoming - 1) * PERIOD
+        sent_at = time.time()
+        r = get(quicknet, f"/public/{upcoming}")
+        if sent_at < emitted_at - 0.05:
+            break
+    else:
+        pytest.skip("every request was sent after its round was emitted: the machine is too slow")
     assert r.status_code == 200 and r.json()["round"] == upcoming
     assert r.headers["cache-control"] == "no-cache"
-    info = get(quicknet, "/info").json()
-    assert time.time() >= info["genesis_time"] + (upcoming - 1) * PERIOD - 0.05
+    assert time.time() >= emitted_at - 0.05
 
 
 def test_health_reports_current_and_expected_rounds(quicknet: Server) -> None:

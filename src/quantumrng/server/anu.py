@@ -30,7 +30,6 @@ with its own refusals (``Endpoint.error_content``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,7 @@ from quantumrng.errors import (
     RateLimited,
     ValidationError,
 )
-from quantumrng.server.errors import DEFAULT_RETRY_AFTER
+from quantumrng.server.errors import refusal_headers
 from quantumrng.server.params import Param
 from quantumrng.server.randomness import provenance_headers
 from quantumrng.server.responses import json_response, random_response
@@ -131,26 +130,11 @@ def _current_body(t: DataType, length: int, size: int, data: list[Any]) -> dict[
     return {"success": True, "type": t.answered, "length": str(length), "data": data}
 
 
-def _retry_headers(exc: QuantumRNGError) -> dict[str, str]:
-    """``Retry-After`` (429, 503) and the limit headers an error carries, nothing else."""
-    out = {k: v for k, v in (exc.headers or {}).items() if k.lower().startswith("ratelimit-")}
-    retry = exc.retry_after
-    if retry is None and exc.status in (429, 503):
-        retry = DEFAULT_RETRY_AFTER
-    if retry is not None:
-        out["retry-after"] = str(max(1, math.ceil(retry)))
-    return out
-
-
 def _legacy_refused(exc: QuantumRNGError) -> Response:
     """A bad parameter: 200 ``{"success": false}``; anything else: a sentence, our status."""
     if isinstance(exc, (ValidationError, InvalidRequest)):
         return json_response({"success": False, "message": exc.message})
-    headers = _retry_headers(exc)
-    for k, v in (exc.headers or {}).items():
-        if k.lower() == "www-authenticate":
-            headers[k] = v
-    return PlainTextResponse(exc.message, exc.status, headers)
+    return PlainTextResponse(exc.message, exc.status, refusal_headers(exc, authenticate=True))
 
 
 def _current_refused(exc: QuantumRNGError) -> Response:
@@ -160,8 +144,8 @@ def _current_refused(exc: QuantumRNGError) -> Response:
     if isinstance(exc, (AuthenticationError, PermissionDenied)):
         return json_response({"message": "Forbidden"}, 403)
     if isinstance(exc, (RateLimited, PayloadTooLarge)):
-        return json_response({"message": "Limit Exceeded"}, 429, _retry_headers(exc))
-    return json_response({"message": exc.message}, exc.status, _retry_headers(exc))
+        return json_response({"message": "Limit Exceeded"}, 429, refusal_headers(exc))
+    return json_response({"message": exc.message}, exc.status, refusal_headers(exc))
 
 
 _REFUSAL = {

@@ -20,7 +20,14 @@ from starlette.responses import Response
 from quantumrng.errors import BY_STATUS, QuantumRNGError
 from quantumrng.server.responses import json_response
 
-__all__ = ["EXCEPTION_HANDLERS", "error_body", "error_response", "handle_error"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "error_body",
+    "error_response",
+    "handle_error",
+    "refusal_headers",
+    "retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,29 @@ def error_response(
     return json_response(error_body(code, message), status, out)
 
 
+def retry_after(exc: QuantumRNGError) -> float | None:
+    """The seconds an error's answer names in ``Retry-After``: its own, else
+    :data:`DEFAULT_RETRY_AFTER` for a 429 or 503, else none."""
+    if exc.retry_after is None and exc.status in (429, 503):
+        return DEFAULT_RETRY_AFTER
+    return exc.retry_after
+
+
+def refusal_headers(exc: QuantumRNGError, *, authenticate: bool = False) -> dict[str, str]:
+    """The headers a family answering in another service's format (ANU, pollen) keeps
+    from one of our errors: ``RateLimit-*``, ``WWW-Authenticate`` when ``authenticate``,
+    and ``Retry-After`` as :func:`retry_after` gives it."""
+    kept = {
+        k: v
+        for k, v in (exc.headers or {}).items()
+        if k.lower().startswith("ratelimit-") or (authenticate and k.lower() == "www-authenticate")
+    }
+    seconds = retry_after(exc)
+    if seconds is not None:
+        kept["retry-after"] = str(max(1, math.ceil(seconds)))
+    return kept
+
+
 def _from_http(exc: HTTPException) -> Response:
     cls = BY_STATUS.get(exc.status_code)
     code = cls.code if cls is not None else f"http_{exc.status_code}"
@@ -63,11 +93,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, QuantumRNGError):
         if exc.status >= 500:
             log.warning("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc.message)
-        retry = exc.retry_after
-        if retry is None and exc.status in (429, 503):
-            retry = DEFAULT_RETRY_AFTER
         return error_response(
-            exc.status, exc.code, exc.message, headers=exc.headers, retry_after=retry
+            exc.status, exc.code, exc.message, headers=exc.headers, retry_after=retry_after(exc)
         )
     if isinstance(exc, HTTPException):
         return _from_http(exc)

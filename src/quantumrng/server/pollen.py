@@ -22,7 +22,6 @@ Answers are ``Cache-Control: no-store`` and name their entropy in
 from __future__ import annotations
 
 import hashlib
-import math
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -30,7 +29,7 @@ from starlette.responses import Response
 
 from quantumrng.errors import QuantumRNGError
 from quantumrng.formats import RandomBytes
-from quantumrng.server.errors import DEFAULT_RETRY_AFTER
+from quantumrng.server.errors import refusal_headers
 from quantumrng.server.randomness import provenance_headers
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context, draw
@@ -96,17 +95,7 @@ def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Resp
 
 
 def _refused(exc: QuantumRNGError) -> Response:
-    headers = {
-        k: v
-        for k, v in (exc.headers or {}).items()
-        if k.lower().startswith("ratelimit-") or k.lower() == "www-authenticate"
-    }
-    retry = exc.retry_after
-    if retry is None and exc.status in (429, 503):
-        retry = DEFAULT_RETRY_AFTER
-    if retry is not None:
-        headers["retry-after"] = str(max(1, math.ceil(retry)))
-    return _text(exc.message, exc.status, headers)
+    return _text(exc.message, exc.status, refusal_headers(exc, authenticate=True))
 
 
 def _read_seed(read: RandomBytes, n: int) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
 from quantumrng.beacon.pulse import (
@@ -53,6 +49,7 @@ from quantumrng.errors import ConfigError, QuantumRNGError
 from quantumrng.harvester import LeaseKeeper, holder_name
 from quantumrng.keyfiles import create_secret_file, read_secret_file
 from quantumrng.pool.base import Pool
+from quantumrng.pool.integrity import decrypt_record, encrypt_record
 from quantumrng.transparency.store import Entry, LedgerStore, PulseExists
 
 __all__ = [
@@ -188,25 +185,20 @@ def certificate_record(cert_id: bytes) -> str:
 # --- the sealed precommitted value -----------------------------------------------------
 
 
-def _seal_key(pool_key: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=None, info=b"quantumrng beacon next value").derive(
-        pool_key
-    )
+_PURPOSE = b"quantumrng beacon next value"
 
 
 def seal_next(pool_key: bytes, commitment: bytes, value: bytes) -> bytes:
     """``value`` sealed (AES-256-GCM under a key derived from the pool key) for the pulse
     whose precommitmentValue is ``commitment``."""
-    nonce = os.urandom(12)
-    return nonce + AESGCM(_seal_key(pool_key)).encrypt(nonce, value, commitment)
+    return encrypt_record(pool_key, _PURPOSE, value, commitment)
 
 
 def open_next(pool_key: bytes, commitment: bytes, sealed: bytes) -> bytes | None:
     """The value :func:`seal_next` sealed for ``commitment``, or None if it was not that
     (another pulse's, altered, or under another key)."""
-    try:
-        value = AESGCM(_seal_key(pool_key)).decrypt(sealed[:12], sealed[12:], commitment)
-    except (InvalidTag, ValueError):
+    value = decrypt_record(pool_key, _PURPOSE, sealed, commitment)
+    if value is None:
         return None
     return value if hashlib.sha512(value).digest() == commitment else None
 

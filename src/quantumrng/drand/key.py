@@ -29,16 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from py_arkworks_bls12381 import Scalar
 
 from quantumrng.drand.chain import secret_scalar
 from quantumrng.errors import ConfigError, Unavailable
 from quantumrng.keyfiles import create_secret_file, read_secret_file
 from quantumrng.pool.base import Pool
+from quantumrng.pool.integrity import decrypt_record, encrypt_record
 
 __all__ = [
     "KEY_FILE",
@@ -78,27 +75,18 @@ def _parse(data: bytes, path: Path) -> ChainSecret:
     return ChainSecret(secret, int.from_bytes(data[_MATERIAL_BYTES:], "big", signed=True))
 
 
-def _seal_key(pool_key: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=None, info=b"quantumrng drand chain key").derive(
-        pool_key
-    )
+_PURPOSE = b"quantumrng drand chain key"
 
 
 def seal_shared(pool_key: bytes, payload: bytes) -> bytes:
     """The key file's bytes sealed (AES-256-GCM, bound to the record's name) for the pool."""
-    nonce = os.urandom(12)
-    return nonce + AESGCM(_seal_key(pool_key)).encrypt(nonce, payload, SHARED_RECORD.encode())
+    return encrypt_record(pool_key, _PURPOSE, payload, SHARED_RECORD.encode())
 
 
 def open_shared(pool_key: bytes, sealed: bytes) -> bytes | None:
     """What :func:`seal_shared` sealed, or None when it does not open under ``pool_key``."""
-    try:
-        payload = AESGCM(_seal_key(pool_key)).decrypt(
-            sealed[:12], sealed[12:], SHARED_RECORD.encode()
-        )
-    except (InvalidTag, ValueError):
-        return None
-    return payload if len(payload) == _FILE_BYTES else None
+    payload = decrypt_record(pool_key, _PURPOSE, sealed, SHARED_RECORD.encode())
+    return payload if payload is not None and len(payload) == _FILE_BYTES else None
 
 
 def _made(draw: Callable[[int], bytes], now: Callable[[], float]) -> bytes:
@@ -120,9 +108,7 @@ def _shared(pool: Pool, pool_key: bytes) -> bytes | None:
     return payload
 
 
-def _publish(
-    pool: Pool, pool_key: bytes, holder: str, local: Callable[[], bytes]
-) -> bytes:
+def _publish(pool: Pool, pool_key: bytes, holder: str, local: Callable[[], bytes]) -> bytes:
     """The deployment's key: the record if there is one, else ``local()`` published
     under the lease ``drand:key`` (waiting for another node that holds it)."""
     deadline = time.monotonic() + _WAIT_SECONDS

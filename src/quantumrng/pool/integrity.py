@@ -56,6 +56,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from quantumrng import forksafe
 from quantumrng.block import BLOCK_BYTES, Block
 from quantumrng.errors import ConfigError, EntropyUnavailable, Unavailable
@@ -70,6 +75,8 @@ __all__ = [
     "REPLAY_WINDOW",
     "TAG_BYTES",
     "TaggedPool",
+    "decrypt_record",
+    "encrypt_record",
     "load_or_create_key",
     "seal",
     "verify",
@@ -117,6 +124,33 @@ def verify(key: bytes, block: Block) -> str | None:
     nonce, mac = tag[:NONCE_BYTES], tag[NONCE_BYTES:]
     expected = hmac.digest(key, _message(nonce, block.data, bits, block.provenance), "sha256")
     return None if hmac.compare_digest(mac, expected) else "bad tag"
+
+
+_GCM_NONCE_BYTES = 12
+
+
+def _record_cipher(key: bytes, purpose: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), 32, salt=None, info=purpose).derive(key))
+
+
+def encrypt_record(key: bytes, purpose: bytes, value: bytes, bound: bytes) -> bytes:
+    """``value`` encrypted for a pool record: AES-256-GCM under a key derived from the
+    node key with HKDF-SHA256 (RFC 5869, ``info`` = ``purpose``), bound to ``bound``
+    (associated data); a fresh 12-byte nonce first. For secrets the store must hold but
+    never learn (the beacon's next value, the drand chain key)."""
+    nonce = secrets.token_bytes(_GCM_NONCE_BYTES)
+    return nonce + _record_cipher(key, purpose).encrypt(nonce, value, bound)
+
+
+def decrypt_record(key: bytes, purpose: bytes, sealed: bytes, bound: bytes) -> bytes | None:
+    """What :func:`encrypt_record` encrypted, or None when ``sealed`` was not made under
+    this key, purpose and ``bound``, or was altered."""
+    try:
+        return _record_cipher(key, purpose).decrypt(
+            sealed[:_GCM_NONCE_BYTES], sealed[_GCM_NONCE_BYTES:], bound
+        )
+    except (InvalidTag, ValueError):
+        return None
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -16,7 +16,6 @@ serves none of it.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from quantumrng.errors import QuantumRNGError
 from quantumrng.harvester import holder_name
 from quantumrng.pool.integrity import load_or_create_key
 from quantumrng.server.params import Param
+from quantumrng.server.responses import go_http_error, json_response
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context
 
@@ -89,19 +89,13 @@ def _json(body: Any, cache: str | None = None) -> Response:
     headers = dict(_HEADERS)
     if cache is not None:
         headers["cache-control"] = cache
-    text = json.dumps(body, separators=(",", ":"))
-    return Response(text, media_type="application/json", headers=headers)
+    return json_response(body, headers=headers)
 
 
 def _text(refusal: _Refusal) -> Response:
-    """drand's ``http.Error``: the message and a newline, plain text, nosniff."""
-    headers = {**_HEADERS, "cache-control": refusal.cache, "x-content-type-options": "nosniff"}
-    return Response(
-        refusal.text + "\n",
-        status_code=refusal.status,
-        media_type="text/plain; charset=utf-8",
-        headers=headers,
-    )
+    """drand's ``http.Error``."""
+    headers = {**_HEADERS, "cache-control": refusal.cache}
+    return go_http_error(refusal.text, refusal.status, headers)
 
 
 class _Chains:

@@ -31,6 +31,7 @@ from quantumrng.errors import QuantumRNGError
 from quantumrng.formats import RandomBytes
 from quantumrng.server.errors import refusal_headers
 from quantumrng.server.randomness import provenance_headers
+from quantumrng.server.responses import go_http_error
 from quantumrng.server.routing import Api, Endpoint
 from quantumrng.server.service import Context, draw
 
@@ -88,14 +89,8 @@ async def challenge_of(request: Request) -> bytes:
     return found or b""
 
 
-def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    """Go's ``http.Error``: the message and a newline, plain text, not to be sniffed."""
-    out = {"x-content-type-options": "nosniff", **(headers or {})}
-    return Response(body + "\n", status, out, media_type=_TEXT)
-
-
 def _refused(exc: QuantumRNGError) -> Response:
-    return _text(exc.message, exc.status, refusal_headers(exc, authenticate=True))
+    return go_http_error(exc.message, exc.status, refusal_headers(exc, authenticate=True))
 
 
 def _read_seed(read: RandomBytes, n: int) -> bytes:
@@ -109,7 +104,7 @@ def api(ctx: Context) -> Api:
     async def endpoint(request: Request) -> Response:
         challenge = await challenge_of(request)
         if not challenge:
-            return _text(USE_POLLINATE, 400)
+            return go_http_error(USE_POLLINATE, 400)
         try:
             async with access.admitted(request, scope="drbg", nbytes=SEED_BYTES) as admission:
                 random, source = await draw(ctx, "drbg", SEED_BYTES, _read_seed, SEED_BYTES)

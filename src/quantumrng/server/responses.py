@@ -12,7 +12,14 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-__all__ = ["NO_STORE", "JSONResponse", "RandomJSONResponse", "json_response", "random_response"]
+__all__ = [
+    "NO_STORE",
+    "JSONResponse",
+    "RandomJSONResponse",
+    "go_http_error",
+    "json_response",
+    "random_response",
+]
 
 NO_STORE: Mapping[str, str] = {"cache-control": "no-store"}
 
@@ -31,6 +38,13 @@ def json_response(
 ) -> Response:
     """Return ``content`` as JSON."""
     return JSONResponse(content, status_code, headers)
+
+
+def go_http_error(text: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """An error as Go's ``net/http`` ``http.Error`` writes it (the servers drand and
+    pollen run on): the text and a newline, ``text/plain; charset=utf-8``, nosniff."""
+    out = {"x-content-type-options": "nosniff", **(headers or {})}
+    return Response(text + "\n", status, out, media_type="text/plain; charset=utf-8")
 
 
 class RandomJSONResponse(JSONResponse):

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from quantumrng.cli import assess, beacon, keys, pool, random, serve, verify
+from quantumrng.cli import assess, beacon, feed, keys, mqtt, pool, random, serve, stream, verify
 from quantumrng.cli.options import command_settings, setting_option, shared_settings
 from quantumrng.errors import ConfigError, InvalidRequest, QuantumRNGError
 
@@ -37,7 +37,7 @@ def cli(ctx: click.Context, /, **_: Any) -> None:
     ctx.obj = command_settings(ctx)
 
 
-for _module in (random, pool, serve, keys, assess, verify, beacon):
+for _module in (random, pool, serve, keys, assess, verify, beacon, feed, stream, mqtt):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -9,6 +9,7 @@ and the command's flag wins over the group's).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -18,16 +19,22 @@ from quantumrng.provenance import SOURCE_KINDS
 
 if TYPE_CHECKING:
     from quantumrng.node import Node
+    from quantumrng.signed import PublicKey
 
 __all__ = [
+    "CA_FILE",
     "COUNT",
+    "KEYS",
+    "PUBLIC_KEY",
     "SHARED_SETTINGS",
     "SettingOption",
     "command_node",
     "command_settings",
     "json_option",
+    "pinned_keys",
     "setting_option",
     "shared_settings",
+    "service_url_option",
     "source_option",
 ]
 
@@ -113,3 +120,52 @@ def command_node(ctx: click.Context) -> Node:
     node = Node(command_settings(ctx))
     ctx.call_on_close(node.close)
     return node
+
+
+# -- a remote service and the keys pinned for it --------------------------------------
+
+PUBLIC_KEY = click.option(
+    "--public-key",
+    "pems",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A PEM public key of the service (repeatable); valid at any time.",
+)
+KEYS = click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(dir_okay=False),
+    help="A saved GET /api/v2/keys/public: keys with the periods they signed in.",
+)
+CA_FILE = click.option(
+    "--ca", "ca_file", type=click.Path(dir_okay=False), help="CA bundle for https."
+)
+
+
+def service_url_option(help: str = "The service's base URL.") -> Decorator[Any]:
+    """``--url``: the base URL of a QuantumRNG service (required)."""
+    return click.option("--url", required=True, help=help)
+
+
+def pinned_keys(pems: tuple[str, ...], keys_file: str | None) -> list[PublicKey] | None:
+    """The Ed25519 keys given by ``--public-key`` and ``--keys``, or None when none were.
+
+    A file that cannot be read or holds no key is a usage error (exit status 2).
+    """
+    from quantumrng.client import load_public_keys
+
+    if not pems and keys_file is None:
+        return None
+    found: list[PublicKey] = []
+    for path in (*pems, *([keys_file] if keys_file else [])):
+        try:
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            found += load_public_keys(text)
+        except (ValueError, TypeError):
+            raise click.UsageError(
+                f"{path} holds no Ed25519 public key (PEM or key list)"
+            ) from None
+    return found

@@ -24,10 +24,16 @@ from typing import Any
 
 import click
 
-from quantumrng.cli.options import DATA_DIR, command_settings
-from quantumrng.client import Client, load_public_keys, signed_of, verify
+from quantumrng.cli.options import (
+    CA_FILE,
+    DATA_DIR,
+    KEYS,
+    PUBLIC_KEY,
+    command_settings,
+    pinned_keys,
+)
+from quantumrng.client import Client, signed_of, verify
 from quantumrng.errors import QuantumRNGError
-from quantumrng.signed import PublicKey
 from quantumrng.signing import REFRESH_SECONDS, ROTATION_GRACE_SECONDS, rotate
 
 __all__ = ["COMMANDS"]
@@ -59,41 +65,13 @@ def _document(path: str) -> Any:
         raise Invalid(f"invalid: {'standard input' if path == '-' else path} is not JSON") from None
 
 
-def _pinned(pems: tuple[str, ...], keys_file: str | None) -> list[PublicKey] | None:
-    """The keys given on the command line, or None when none were."""
-    if not pems and keys_file is None:
-        return None
-    found: list[PublicKey] = []
-    for path in (*pems, *([keys_file] if keys_file else [])):
-        try:
-            found += load_public_keys(_read(path))
-        except (ValueError, TypeError):
-            raise _Usage(f"{path} holds no Ed25519 public key (PEM or key list)") from None
-    return found
-
-
-PUBLIC_KEY = click.option(
-    "--public-key",
-    "pems",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A PEM public key of the service (repeatable); valid at any time.",
-)
-KEYS = click.option(
-    "--keys",
-    "keys_file",
-    type=click.Path(dir_okay=False),
-    help="A saved GET /api/v2/keys/public: keys with the periods they signed in.",
-)
-
-
 @click.command("verify")
 @click.argument("file")
 @PUBLIC_KEY
 @KEYS
 def verify_command(file: str, pems: tuple[str, ...], keys_file: str | None) -> None:
     """Check a signed answer (or its signed object) offline; FILE may be - (stdin)."""
-    keys = _pinned(pems, keys_file)
+    keys = pinned_keys(pems, keys_file)
     if keys is None:
         raise _Usage("give the service's public key: --public-key PEM or --keys JSON")
     outcome = verify(_document(file), keys)
@@ -132,7 +110,7 @@ def log_group() -> None:
 )
 @PUBLIC_KEY
 @KEYS
-@click.option("--ca", "ca_file", type=click.Path(dir_okay=False), help="CA bundle for https.")
+@CA_FILE
 def log_verify(
     url: str,
     results: tuple[str, ...],
@@ -142,7 +120,7 @@ def log_verify(
     ca_file: str | None,
 ) -> None:
     """Check the log's signed head, the results' inclusion and consistency with --state."""
-    keys = _pinned(pems, keys_file)
+    keys = pinned_keys(pems, keys_file)
     signed = [signed_of(_document(path)) for path in results]
     state_path = Path(state) if state else None
     previous = None

@@ -26,7 +26,18 @@ from quantumrng.errors import QuantumRNGError
 from quantumrng.harvester import Harvester
 from quantumrng.node import Node
 from quantumrng.provenance import LOCAL_SOURCE_KINDS
-from quantumrng.server import anu, beacon, drand, ops, pollen, randomorg, v1, v2, verifiable
+from quantumrng.server import (
+    anu,
+    beacon,
+    dashboard,
+    drand,
+    ops,
+    pollen,
+    randomorg,
+    v1,
+    v2,
+    verifiable,
+)
 from quantumrng.server.access import Access
 from quantumrng.server.errors import EXCEPTION_HANDLERS
 from quantumrng.server.metrics import Metrics, MetricsMiddleware
@@ -56,6 +67,7 @@ def apis(ctx: Context) -> list[Api]:
         drand.api(ctx),
         pollen.api(ctx),
         ops.api(ctx),
+        dashboard.api(ctx),
     ]
     return [*served, docs_api(served, __version__)]
 

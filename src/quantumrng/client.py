@@ -19,6 +19,7 @@ proof and the consistency of the log with a head seen before
 
 from __future__ import annotations
 
+import base64
 import builtins
 import json
 import math
@@ -314,6 +315,24 @@ class Client:
         data: builtins.bytes = self._call(send, path)
         self.last_source = None
         return data
+
+    def signed_bytes(self, n: int, mode: str = "drbg") -> tuple[builtins.bytes, dict[str, Any]]:
+        """Return ``n`` random bytes and the ``signed`` object that covers them.
+
+        The bytes come base64 in a signed JSON answer; they are returned only
+        if they are exactly what the signed result holds. Check the signature
+        with :func:`verify` against a pinned key before trusting them.
+        """
+        _count(n)
+        params = {"n": n, "format": "base64", "mode": mode}
+        data = self._data("/api/v2/bytes", params, signed=True)
+        try:
+            raw = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+        except ValueError:
+            raw = None
+        if raw is None or len(raw) != n or self.last_signed is None:
+            _malformed("/api/v2/bytes")
+        return raw, self.last_signed
 
     def bits(self, n: int, mode: str = "drbg", *, signed: bool = False) -> str:
         """Return ``n`` random bits as a string of ``0`` and ``1``."""

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "QRNG_"
+#: ``QRNG_*`` variables that are credentials read where they are used, not settings.
+ENV_CREDENTIALS = ("API_KEY", "MQTT_PASSWORD")
 POOL_BACKENDS = ("sqlite", "redis", "memory")
 #: drand's signature schemes served under ``/drand/``: quicknet's (the default) and the chained one.
 DRAND_SCHEMES = ("bls-unchained-g1-rfc9380", "pedersen-bls-chained")
@@ -364,7 +366,8 @@ def load_settings(
             {
                 key[len(ENV_PREFIX) :].lower(): val
                 for key, val in env.items()
-                if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+                if key.startswith(ENV_PREFIX)
+                and key[len(ENV_PREFIX) :] not in ("CONFIG", *ENV_CREDENTIALS)
             }
         )
         for layer in layers:

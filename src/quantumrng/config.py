@@ -155,6 +155,9 @@ class Settings:
     witness_share: float = 0.1  # share of a hardware job's shots spent on witness circuits
     witness_confidence: float = 0.99  # confidence a witness must exceed its classical bound at
     witness_required: bool = True  # a harvest whose witness failed is not credited
+    # --- dashboard ----------------------------------------------------------
+    dashboard: bool = True  # the operator's page at /; its data follows /api/v2/status's auth
+    dashboard_battery_seconds: float = 300.0  # least seconds between SP 800-22 runs; 0: none
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_KINDS:
@@ -234,6 +237,9 @@ class Settings:
             raise ConfigError("redis_cluster and redis_sentinels exclude each other")
         if len(self.node_name) > 64 or not self.node_name.isprintable():
             raise ConfigError("node_name must be at most 64 printable characters")
+        battery = self.dashboard_battery_seconds
+        if not (battery == 0 or 10 <= battery <= 86_400):
+            raise ConfigError("dashboard_battery_seconds must be 0 (no battery) or 10 to 86400")
 
     @property
     def pool_path(self) -> Path:

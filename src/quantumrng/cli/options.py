@@ -142,9 +142,11 @@ CA_FILE = click.option(
 )
 
 
-def service_url_option(help: str = "The service's base URL.") -> Decorator[Any]:
-    """``--url``: the base URL of a QuantumRNG service (required)."""
-    return click.option("--url", required=True, help=help)
+def service_url_option(
+    help: str = "The service's base URL.", *, required: bool = True
+) -> Decorator[Any]:
+    """``--url``: the base URL of a QuantumRNG service (required unless ``required=False``)."""
+    return click.option("--url", required=required, help=help)
 
 
 def pinned_keys(pems: tuple[str, ...], keys_file: str | None) -> list[PublicKey] | None:

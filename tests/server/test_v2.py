@@ -384,7 +384,7 @@ def test_a_trailing_slash_still_reaches_the_route(served: Served) -> None:
     assert len(base64.b64decode(ok(served, "/api/v2/bytes/?n=5")["data"])) == 5
 
 
-@pytest.mark.parametrize("url", ["//api/v2/bytes/", "//evil.example/", "/nowhere/", "/"])
+@pytest.mark.parametrize("url", ["//api/v2/bytes/", "//evil.example/", "/nowhere/"])
 def test_no_redirect_without_a_route_or_to_another_host(served: Served, url: str) -> None:
     r = served.client.get(f"http://testserver{url}", follow_redirects=False)
     assert_error(r, 404, "not_found")

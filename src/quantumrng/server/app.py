@@ -105,6 +105,7 @@ def _start(ctx: Context) -> None:
         node.beacon.start()
     ctx.harvester = harvester
     ctx.metrics.watch(harvester)
+    dashboard.start(ctx)
     if ctx.settings.source in LOCAL_SOURCE_KINDS:
         _await_blocks(harvester, STARTUP_BLOCKS, STARTUP_WAIT_SECONDS)
     try:
@@ -133,6 +134,7 @@ def create_app(
             yield
         finally:
             if owned:
+                dashboard.stop(ctx)
                 ctx.harvester = None
                 await to_thread.run_sync(node.close)
 

@@ -167,7 +167,7 @@ def history_json(samples: Sequence[Sample], since: float | None) -> dict[str, li
         )
     }
     for i, s in enumerate(samples):
-        if since is not None and s.t <= since:
+        if since is not None and round(s.t, 3) <= since:
             continue
         p = samples[i - 1] if i else None
         dt = s.t - p.t if p is not None else 0.0

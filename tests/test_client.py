@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -51,6 +52,7 @@ class Fake:
         self.served: list[bytes] = []
         self.counter = 0
         self.fail: tuple[int, dict[str, Any], dict[str, str]] | None = None
+        self.fail_times: int | None = None  # None: every request fails while ``fail`` is set
         self.corrupt = False
         self.seen_auth: list[str | None] = []
 
@@ -71,7 +73,9 @@ def fake_app(fake: Fake) -> Starlette:
 
     def gate(request: Request) -> Response | None:
         fake.seen_auth.append(request.headers.get("authorization"))
-        if fake.fail is not None:
+        if fake.fail is not None and fake.fail_times != 0:
+            if fake.fail_times is not None:
+                fake.fail_times -= 1
             status, body, headers = fake.fail
             return JSONResponse(body, status, headers=headers)
         if request.query_params.get("mode") == "raw" and (
@@ -272,8 +276,9 @@ def test_key_is_sent_as_bearer_and_never_shown(fake: Fake, monkeypatch: pytest.M
     ],
 )
 def test_errors_map_back_to_their_classes(
-    qrng: Client, fake: Fake, status: int, code: str, cls: type[QuantumRNGError]
+    fake: Fake, status: int, code: str, cls: type[QuantumRNGError]
 ) -> None:
+    qrng = Client("http://qrng.test", transport=through(fake_app(fake)), retries=0)
     headers = {"Retry-After": "7", "RateLimit-Remaining": "0"}
     fake.fail = (status, {"error": {"code": code, "message": f"said {code}"}}, headers)
     for call in (lambda: qrng.bytes(10), lambda: qrng.integers(1, 0, 9), qrng.usage):
@@ -304,12 +309,59 @@ def test_a_wrong_answer_is_refused_not_used(qrng: Client, fake: Fake) -> None:
             call()
 
 
-def test_an_unreachable_server_is_unavailable() -> None:
+def test_an_unreachable_server_is_unavailable_after_the_retries() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(Unavailable, match="cannot reach"):
-        Client(f"http://127.0.0.1:{port}", GOOD_KEY, timeout=2).bits(8)
+        Client(f"http://127.0.0.1:{port}", GOOD_KEY, timeout=2, retries=0).bits(8)
+    start = time.monotonic()
+    with pytest.raises(Unavailable, match="cannot reach"):
+        Client(f"http://127.0.0.1:{port}", GOOD_KEY, timeout=2, retries=2).bits(8)
+    assert time.monotonic() - start >= 0.125 + 0.25  # two backoffs: at least half of each
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "rate_limited"), (503, "not_seeded")])
+def test_a_refusal_is_retried_after_its_retry_after_then_answered(
+    qrng: Client, fake: Fake, status: int, code: str
+) -> None:
+    fake.fail = (status, {"error": {"code": code, "message": "later"}}, {"Retry-After": "0"})
+    fake.fail_times = 3
+    assert len(qrng.integers(4, 0, 9)) == 4  # the default: 3 retries
+    assert len(fake.seen_auth) == 4 and fake.fail_times == 0
+    fake.fail_times = 3
+    assert len(qrng.bytes(100)) == 100  # a raw stream is retried the same way
+    assert len(fake.seen_auth) == 8
+
+
+def test_retries_are_bounded_and_the_last_error_is_raised(fake: Fake) -> None:
+    fake.fail = (503, {"error": {"code": "not_seeded", "message": "no seed"}}, {"Retry-After": "0"})
+    c = Client("http://qrng.test", transport=through(fake_app(fake)), retries=2)
+    with pytest.raises(NotSeeded, match="no seed") as err:
+        c.bits(8)
+    assert err.value.retry_after == 0.0
+    assert len(fake.seen_auth) == 3
+
+
+def test_a_retry_after_above_the_cap_is_raised_at_once(fake: Fake) -> None:
+    headers = {"Retry-After": "3600", "RateLimit-Remaining": "0"}
+    fake.fail = (429, {"error": {"code": "rate_limited", "message": "quota"}}, headers)
+    c = Client("http://qrng.test", transport=through(fake_app(fake)), max_retry_wait=5)
+    start = time.monotonic()
+    with pytest.raises(RateLimited) as err:
+        c.usage()
+    assert time.monotonic() - start < 2 and len(fake.seen_auth) == 1
+    assert err.value.retry_after == 3600.0
+
+
+def test_other_errors_are_not_retried(qrng: Client, fake: Fake) -> None:
+    fake.fail = (403, {"error": {"code": "forbidden", "message": "no"}}, {"Retry-After": "0"})
+    with pytest.raises(PermissionDenied):
+        qrng.bits(8)
+    assert len(fake.seen_auth) == 1
 
 
 def test_bad_arguments_are_refused_locally(qrng: Client, fake: Fake) -> None:
@@ -341,8 +393,9 @@ def test_remote_random_is_a_random_random(qrng: Client) -> None:
     deck = list(range(52))
     rnd.shuffle(deck)
     assert sorted(deck) == list(range(52))
-    rnd.seed(1234)  # no effect, no error
-    with pytest.raises(NotImplementedError):
+    with pytest.warns(RuntimeWarning, match="cannot be seeded"):
+        rnd.seed(1234)
+    with pytest.raises(NotImplementedError, match="no state"):
         rnd.getstate()
 
 

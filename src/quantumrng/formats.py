@@ -26,6 +26,7 @@ import numbers
 import operator
 import random as _random
 import string
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
@@ -437,9 +438,18 @@ def sample(read: RandomBytes, population: Sequence[_T], k: int) -> list[_T]:
 class BytesRandom(_random.Random):
     """A ``random.Random`` whose every draw comes from ``_bytes``, which subclasses supply.
 
-    Like ``random.SystemRandom`` it has no state: ``seed`` does nothing and
-    ``getstate``/``setstate`` raise.
+    ``getrandbits`` and ``randbytes`` read whole bytes, and ``random`` 53 bits,
+    so ``randrange``, ``randint``, ``choice``, ``shuffle`` and ``sample`` take
+    ``random.Random``'s ``_randbelow_with_getrandbits`` (chosen by its
+    ``__init_subclass__``): exact rejection sampling for ranges of any size, no
+    float rounding. Like ``random.SystemRandom`` it has no state: ``seed`` is
+    ignored, with a ``RuntimeWarning`` (a caller who seeds expects a
+    reproducible sequence), and ``getstate``/``setstate`` raise.
     """
+
+    def __init__(self) -> None:
+        # random.Random.__init__ would call seed(): nothing to seed, nothing to warn of
+        self.gauss_next = None
 
     def _bytes(self, n: int) -> bytes:
         raise NotImplementedError
@@ -457,15 +467,30 @@ class BytesRandom(_random.Random):
 
     def randbytes(self, n: int) -> bytes:
         """Return ``n`` random bytes."""
+        if n < 0:
+            raise ValueError("number of bytes must be non-negative")
         return self._bytes(n)
 
     def seed(self, a: Any = None, version: int = 2) -> None:
-        """Do nothing: the byte source is seeded elsewhere, not by callers."""
+        """Ignore the seed, with a warning: the byte source is seeded elsewhere."""
+        warnings.warn(
+            f"{type(self).__name__} cannot be seeded: its bytes come from the QuantumRNG "
+            "engine or service and cannot be replayed, so the seed is ignored; use "
+            "random.Random(seed) for a reproducible sequence",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def getstate(self) -> NoReturn:
         """Raise: there is no state to save."""
-        raise NotImplementedError(f"{type(self).__name__} has no state to save")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no state to save: its output cannot be replayed; "
+            "use random.Random(seed) and its getstate() for a reproducible sequence"
+        )
 
     def setstate(self, state: Any) -> NoReturn:
         """Raise: there is no state to restore."""
-        raise NotImplementedError(f"{type(self).__name__} has no state to restore")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no state to restore: its output cannot be replayed; "
+            "use random.Random(seed) and its setstate() for a reproducible sequence"
+        )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import string
 import uuid
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quantumrng import formats
 from quantumrng.errors import InvalidRequest, QuantumRNGError, ValidationError
@@ -395,3 +399,108 @@ def test_short_read_from_the_source_fails_closed() -> None:
         formats.integers(lambda n: b"", 10, 1, 6)
 
 
+# -- BytesRandom: a random.Random over a byte source -------------------------------------
+
+
+class Counted(formats.BytesRandom):
+    """A BytesRandom over a seeded byte stream that records every read; floats refused."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.stream = random.Random(seed)
+        self.reads: list[bytes] = []
+        super().__init__()
+
+    def _bytes(self, n: int) -> bytes:
+        out = self.stream.randbytes(n)
+        self.reads.append(out)
+        return out
+
+
+def no_floats(rnd: formats.BytesRandom) -> None:
+    def refuse() -> float:
+        raise AssertionError("a float was drawn")
+
+    rnd.random = refuse  # type: ignore[method-assign]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.integers(-(10**300), 10**300),
+    width=st.integers(2, 10**400).filter(lambda w: w & (w - 1) != 0),
+    seed=st.integers(0, 2**32),
+)
+def test_randrange_of_any_size_is_exact_rejection_sampling_of_whole_bytes(
+    start: int, width: int, seed: int
+) -> None:
+    rnd = Counted(seed)
+    no_floats(rnd)
+    value = rnd.randrange(start, start + width)
+    k = width.bit_length()
+    shift = -k % 8
+    drawn = [int.from_bytes(r, "big") >> shift for r in rnd.reads]
+    assert all(len(r) == (k + 7) // 8 for r in rnd.reads)
+    assert all(d >= width for d in drawn[:-1]) and drawn[-1] < width  # rejected, then kept
+    assert value == start + drawn[-1]  # every bit of the draw, no float rounding
+
+
+def test_the_low_digits_of_a_huge_range_are_uniform() -> None:
+    rnd = Counted(7)
+    no_floats(rnd)
+    last_digits = [rnd.randrange(10**100) % 10 for _ in range(5000)]
+    counts = [last_digits.count(d) for d in range(10)]
+    assert min(counts) > 400 and max(counts) < 600  # floats would give multiples of 2**280
+
+
+def test_choice_shuffle_sample_and_randint_draw_bits_not_floats() -> None:
+    rnd = Counted(3)
+    no_floats(rnd)
+    big = range(10**30)
+    assert rnd.choice(big[: 10**6]) in big
+    deck = list(range(100))
+    rnd.shuffle(deck)
+    assert sorted(deck) == list(range(100)) and deck != list(range(100))
+    assert len(set(rnd.sample(range(10**18), 50))) == 50
+    assert -(10**50) <= rnd.randint(-(10**50), 10**50) <= 10**50
+    assert rnd.reads
+
+
+def test_getrandbits_randbytes_and_random_read_whole_bytes() -> None:
+    rnd = Counted(5)
+    assert len(rnd.randbytes(33)) == 33 and len(rnd.reads[-1]) == 33
+    value = rnd.getrandbits(13)
+    assert len(rnd.reads[-1]) == 2 and value == int.from_bytes(rnd.reads[-1], "big") >> 3
+    assert rnd.getrandbits(0) == 0 and rnd.randbytes(0) == b""
+    with pytest.raises(ValueError):
+        rnd.getrandbits(-1)
+    with pytest.raises(ValueError):
+        rnd.randbytes(-1)
+
+
+def test_random_uses_53_bits() -> None:
+    class Fixed(formats.BytesRandom):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+            super().__init__()
+
+        def _bytes(self, n: int) -> bytes:
+            assert n == 7
+            return self.data
+
+    assert Fixed(b"\xff" * 7).random() == 1.0 - 2.0**-53
+    assert Fixed(b"\x00" * 6 + b"\x08").random() == 2.0**-53
+    assert Fixed(b"\x00" * 6 + b"\x07").random() == 0.0
+
+
+def test_seeding_warns_and_state_is_refused() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rnd = Counted()  # construction seeds nothing, so it warns of nothing
+    for args in ((), (42,), ("text",), (None,)):
+        with pytest.warns(RuntimeWarning, match=r"Counted cannot be seeded.*random.Random\(seed\)"):
+            rnd.seed(*args)
+    with pytest.raises(NotImplementedError, match=r"no state to save.*random.Random\(seed\)"):
+        rnd.getstate()
+    with pytest.raises(NotImplementedError, match="no state to restore"):
+        rnd.setstate(random.Random(1).getstate())
+    with pytest.raises(NotImplementedError):
+        pickle.dumps(rnd)

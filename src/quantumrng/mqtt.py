@@ -538,11 +538,20 @@ class Session:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, code: Any, props: Any) -> None:
         if not self._closing:
-            self._lost = f"the broker {self.config.broker} closed the connection ({code})"
+            self._lost = self._why_lost(code)
             self._messages.put(_LOST)
         self._connected.set()
         with self._suback:
             self._suback.notify_all()
+
+    def _why_lost(self, code: Any) -> str:
+        config = self.config
+        if self._connected.is_set():
+            return f"the broker {config.broker} closed the connection ({code})"
+        hint = ""
+        if config.broker.tls and config.client_cert is None:
+            hint = " (does it ask for a client certificate? --client-cert, --client-key)"
+        return f"the broker {config.broker} closed the connection before accepting it{hint}"
 
     def _on_subscribe(
         self, client: Any, userdata: Any, mid: int, codes: list[Any], props: Any

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from numpy.typing import NDArray
 from scipy import special
 
@@ -155,17 +156,16 @@ _LONGEST_RUN = (
 )
 
 
-def _longest_runs(rows: NDArray[np.uint8]) -> NDArray[np.int64]:
-    """The longest run of ones in each row."""
+def _longest_runs(rows: NDArray[np.uint8]) -> NDArray[np.int32]:
+    """The longest run of ones in each row: at each bit, the distance back to the last
+    zero (a zero column opens each row), maximised per row."""
     n_rows, width = rows.shape
-    padded = np.zeros((n_rows, width + 2), dtype=np.int8)
-    padded[:, 1:-1] = rows
-    edges = np.diff(padded.ravel())
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    longest = np.zeros(n_rows, dtype=np.int64)
-    np.maximum.at(longest, starts // (width + 2), ends - starts)
-    return longest
+    padded = np.zeros((n_rows, width + 1), dtype=np.uint8)
+    padded[:, 1:] = rows
+    flat = padded.ravel()
+    index = np.arange(flat.size, dtype=np.int32)
+    last_zero = np.maximum.accumulate(np.where(flat == 0, index, 0))
+    return (index - last_zero).reshape(n_rows, width + 1).max(axis=1)
 
 
 def longest_run_of_ones(bits: Bits) -> tuple[float]:
@@ -237,7 +237,7 @@ def spectral(bits: Bits) -> tuple[float]:
     """§2.6 Discrete Fourier transform: do fewer than 95 % of the first n/2 spectral
     peaks stay under the threshold √(n ln 20) than expected (periodic features)?"""
     n = bits.size
-    modulus = np.abs(np.fft.rfft(2.0 * bits - 1.0)[: n // 2])
+    modulus = np.abs(scipy.fft.rfft(2.0 * bits - 1.0)[: n // 2])
     threshold = math.sqrt(math.log(1 / 0.05) * n)
     n1 = int(np.count_nonzero(modulus < threshold))
     n0 = 0.95 * n / 2
@@ -248,15 +248,16 @@ def spectral(bits: Bits) -> tuple[float]:
 # §2.7, §2.8 ------------------------------------------------------------------
 
 
-def _windows(bits: Bits, m: int, *, cyclic: bool = False) -> NDArray[np.int64]:
-    """The value of every m-bit window (first bit most significant); ``cyclic`` wraps
-    the sequence's first m - 1 bits round to its end (§2.11, §2.12)."""
+def _windows(bits: Bits, m: int, *, cyclic: bool = False) -> NDArray[np.int32]:
+    """The value of every m-bit window (m ≤ 31, first bit most significant); ``cyclic``
+    wraps the sequence's first m - 1 bits round to its end (§2.11, §2.12)."""
     n = bits.size
     ext = np.concatenate([bits, bits[: m - 1]]) if cyclic else bits
     count = n if cyclic else n - m + 1
-    values = np.zeros(count, dtype=np.int64)
+    values = np.zeros(count, dtype=np.int32)
     for k in range(m):
-        values = (values << 1) | ext[k : k + count]
+        values <<= 1
+        values |= ext[k : k + count]
     return values
 
 
@@ -500,10 +501,13 @@ def cumulative_sums(bits: Bits) -> tuple[float, float]:
     """§2.13 Cumulative sums: does the ±1 random walk stray too far from zero, read
     forward and backward (two p-values)?"""
     n = bits.size
-    walk = np.cumsum(2 * bits.astype(np.int64) - 1)
-    forward = int(np.max(np.abs(walk)))
+    walk = np.cumsum(2 * bits.astype(np.int32) - 1, dtype=np.int32 if n < 2**31 else np.int64)
+    forward = max(int(walk.max()), -int(walk.min()))
     total = int(walk[-1])
-    backward = max(int(np.max(np.abs(total - walk[:-1]), initial=0)), abs(total))
+    head = walk[:-1]
+    backward = abs(total)
+    if head.size:
+        backward = max(backward, total - int(head.min()), int(head.max()) - total)
     return (_cusum_p(forward, n), _cusum_p(backward, n))
 
 

@@ -6,7 +6,8 @@ Topics, under a root ``T`` the publisher is given (``qrng mqtt publish --topic T
   payload is the ``signed`` object of a ``GET /api/v2/bytes?format=base64&signed=true``
   answer, as compact UTF-8 JSON::
 
-      {"result": {"method": ..., "parameters": {"n": 32, ...}, "data": "<base64>",
+      {"result": {"method": "bytes", "parameters": {"n": 32, "format": "base64",
+                  "mode": "drbg"}, "data": "<base64 of the n bytes>",
                   "provenance": {...}, "completion_time": "...Z", "serial": 12,
                   "key_serial": ..., "hashed_api_key": "...", "key_id": "..."},
        "signature": "<base64 Ed25519>", "algorithm": "Ed25519"}

@@ -164,8 +164,10 @@ def _longest_runs(rows: NDArray[np.uint8]) -> NDArray[np.int32]:
     padded[:, 1:] = rows
     flat = padded.ravel()
     index = np.arange(flat.size, dtype=np.int32)
-    last_zero = np.maximum.accumulate(np.where(flat == 0, index, 0))
-    return (index - last_zero).reshape(n_rows, width + 1).max(axis=1)
+    last_zero: NDArray[np.int32] = np.maximum.accumulate(np.where(flat == 0, index, 0))
+    run_here = index - last_zero
+    longest: NDArray[np.int32] = run_here.reshape(n_rows, width + 1).max(axis=1)
+    return longest
 
 
 def longest_run_of_ones(bits: Bits) -> tuple[float]:

@@ -129,12 +129,14 @@
     const seen = lastData ? ` The figures below are from ${fmtClock(new Date(lastData.generated_at * 1000))}.` : "";
     banner.textContent = `Server unreachable since ${fmtClock(downSince)}; retrying every ${POLL_MS / 1000} s.${seen}`;
     banner.hidden = false;
+    $("main").classList.add("stale");
     setOverall("Offline", "pill-bad");
   }
   function markUp() {
     if (downSince) {
       downSince = null;
       $("banner").hidden = true;
+      $("main").classList.remove("stale");
     }
   }
   function showProblem(body) {
@@ -182,6 +184,20 @@
     const width = Math.max(240, Math.floor(el.clientWidth || el.parentElement.clientWidth || 300));
     return { width, height: window.innerWidth < 600 ? 190 : 230 };
   }
+  const SPAN_SECONDS = 60;
+  const timeRange = (u, min, max) => {
+    const end = max === null || max === undefined ? Date.now() / 1000 : max;
+    const start = min === null || min === undefined ? end - SPAN_SECONDS : Math.min(min, end - SPAN_SECONDS);
+    return [start, end];
+  };
+  function timeTicks(u, ticks) {
+    const step = ticks.length > 1 ? ticks[1] - ticks[0] : SPAN_SECONDS;
+    return ticks.map((t) => {
+      const d = new Date(t * 1000);
+      return step >= 60 ? `${pad(d.getHours())}:${pad(d.getMinutes())}` : fmtClock(d);
+    });
+  }
+  const timeAxis = () => axis({ space: 70, values: timeTicks });
   const axis = (extra) => Object.assign({ stroke: "#5b6675", grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid } }, extra);
 
   function makeChart(name, opts, data) {
@@ -194,28 +210,28 @@
 
   function poolChart() {
     return makeChart("pool", {
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.08] } },
+      scales: { x: { time: true, range: timeRange }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.08] } },
       series: [
-        { label: "Time" },
-        { label: "Blocks", stroke: COLORS.blue, width: 2, fill: "rgba(37,99,235,0.08)", points: { show: false } },
+        { label: "Time", value: (u, v) => (v === null || v === undefined ? "–" : fmtClock(new Date(v * 1000))) },
+        { label: "Blocks", stroke: COLORS.blue, width: 2, fill: "rgba(37,99,235,0.08)", value: (u, v) => (v === null ? "–" : fmtInt(v)) },
         { label: "Low water", stroke: COLORS.amber, width: 1.5, dash: [6, 4], points: { show: false } },
         { label: "High water", stroke: COLORS.green, width: 1.5, dash: [6, 4], points: { show: false } },
       ],
-      axes: [axis({}), axis({ size: 56, values: (u, v) => v.map((x) => fmtInt(x)) })],
+      axes: [timeAxis(), axis({ size: 56, values: (u, v) => v.map((x) => fmtInt(x)) })],
     }, [[], [], [], []]);
   }
 
   function ratesChart() {
     return makeChart("rates", {
-      scales: { x: { time: true }, r: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] }, b: { range: (u, min, max) => [0, Math.max(1000, max) * 1.1] } },
+      scales: { x: { time: true, range: timeRange }, r: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] }, b: { range: (u, min, max) => [0, Math.max(1000, max) * 1.1] } },
       series: [
-        { label: "Time" },
-        { label: "Requests/s", scale: "r", stroke: COLORS.blue, width: 2, points: { show: false }, value: (u, v) => (v === null ? "–" : fmtRate(v)) },
+        { label: "Time", value: (u, v) => (v === null || v === undefined ? "–" : fmtClock(new Date(v * 1000))) },
+        { label: "Requests/s", scale: "r", stroke: COLORS.blue, width: 2, value: (u, v) => (v === null ? "–" : fmtRate(v)) },
         { label: "Errors/s", scale: "r", stroke: COLORS.red, width: 1.5, points: { show: false }, value: (u, v) => (v === null ? "–" : fmtRate(v)) },
         { label: "Bytes/s", scale: "b", stroke: COLORS.violet, width: 2, points: { show: false }, value: (u, v) => (v === null ? "–" : fmtBytes(v) + "/s") },
       ],
       axes: [
-        axis({}),
+        timeAxis(),
         axis({ scale: "r", size: 50, values: (u, v) => v.map((x) => fmtRate(x)) }),
         axis({ scale: "b", side: 1, size: 64, grid: { show: false }, values: (u, v) => v.map((x) => fmtBytes(x)) }),
       ],
@@ -233,7 +249,7 @@
       series,
       axes: [
         axis({ values: (u, v) => v.map((x) => (Number.isInteger(x) ? "q" + x : "")), grid: { show: false } }),
-        axis({ size: 56, values: (u, v) => v.map((x) => fmt(x)) }),
+        axis({ size: 64, values: (u, v) => v.map((x) => fmt(x)) }),
       ],
       legend: { show: true },
     }, series.map(() => []));
@@ -321,7 +337,7 @@
     }
     const e = d.engine;
     setText("t-drbg", e.seeded ? "Seeded" : "Not seeded", e.seeded ? "ok" : "warn");
-    setText("t-drbg-sub", `${fmtInt(e.reseeds)} reseeds${e.seeded_at ? " · seeded " + fmtAgo(e.seeded_at) : ""}`);
+    setText("t-drbg-sub", `${fmtInt(e.reseeds)} seeding${e.reseeds === 1 ? "" : "s"}${e.seeded_at ? " · seeded " + fmtAgo(e.seeded_at) : ""}`);
     const n = hist.t.length;
     const req = n ? hist.req[n - 1] : 0;
     const err = n ? hist.err[n - 1] : 0;
@@ -329,7 +345,13 @@
     setText("t-req", `${fmtRate(req)} /s`, "");
     setText("t-req-sub", `errors ${fmtRate(err)} /s`);
     setText("t-bytes", `${fmtBytes(bytes)}/s`, "");
-    setText("t-bytes-sub", `DRBG ${fmtBytes(e.drbg_bytes)} · raw ${fmtBytes(e.raw_bytes)} (this worker)`);
+    setText("t-bytes-sub", `generated by this worker: DRBG ${fmtBytes(e.drbg_bytes)} · raw ${fmtBytes(e.raw_bytes)}`);
+  }
+
+  function mark(name, points, last) {
+    const el = $("chart-" + name);
+    el.dataset.points = String(points);
+    el.dataset.last = last === null || last === undefined ? "" : String(last);
   }
 
   function renderCharts(d) {
@@ -337,6 +359,8 @@
     const high = hist.t.map(() => d.pool.high_water);
     charts.pool.setData([hist.t, hist.blocks, low, high]);
     const n = hist.t.length;
+    mark("pool", n, n ? hist.blocks[n - 1] : null);
+    mark("rates", n, n ? hist.req[n - 1] : null);
     $("chart-pool").setAttribute("aria-label", `Pool level over the last ${fmtDuration(n ? hist.t[n - 1] - hist.t[0] : 0)}: now ${fmtInt(n ? hist.blocks[n - 1] : d.pool.blocks)} blocks; low water ${d.pool.low_water}, high water ${d.pool.high_water}`);
     charts.rates.setData([hist.t, hist.req, hist.err, hist.bytes]);
     $("chart-rates").setAttribute("aria-label", `Requests ${fmtRate(n ? hist.req[n - 1] : 0)} per second, output ${fmtBytes(n ? hist.bytes[n - 1] : 0)} per second`);
@@ -349,6 +373,7 @@
       const worst = Math.max(...bias.map((b) => Math.abs(b || 0)));
       charts.bias.setLimit(Math.max(0.01, worst * 1.25));
       charts.bias.setData([xs, bias]);
+      mark("bias", xs.length, worst);
       $("bias-note").textContent = `Fraction of ones per qubit minus ½, over ${fmtInt(h.samples_accepted)} accepted samples; largest |bias| ${worst.toFixed(4)}.`;
       $("chart-bias").setAttribute("aria-label", `Per-qubit bias of ${ones.length} qubits; largest absolute bias ${worst.toFixed(4)}`);
     } else {
@@ -363,6 +388,7 @@
       const mcv = last ? last : xs.map(() => null);
       const assessed = a && a.streams.length === width ? a.streams : xs.map(() => null);
       charts.entropy.setData([xs, mcv, assessed]);
+      mark("entropy", width, null);
     } else {
       charts.entropy.setData([[], [], []]);
     }
@@ -426,7 +452,7 @@
         cell(h.source),
         cell(h.backend || "–"),
         job,
-        cell(`${fmtInt(h.qubits)} × ${fmtInt(h.shots)}`, "num"),
+        cell(h.qubits ? `${fmtInt(h.qubits)} × ${fmtInt(h.shots)}` : "–", "num"),
         cell(fmtInt(h.blocks_left), "num"),
         cell(badge(ctext, ccls)),
         cell(witnessBadge(h.witness)),
@@ -586,7 +612,7 @@
         const result = t.skipped ? badge("skipped", "na") : t.passed ? badge("pass", "ok") : badge("fail", "bad");
         const r = cell(result);
         if (t.skipped) r.title = t.skipped;
-        const pcell = cell(ps.length === 1 ? ps[0].toFixed(6) : `${ps.length} values`, "num");
+        const pcell = cell(ps.length === 0 ? "–" : ps.length === 1 ? ps[0].toFixed(6) : `${ps.length} values`, "num");
         if (ps.length > 1) pcell.title = ps.map((p) => p.toFixed(4)).join(", ");
         return [cell(t.name), cell(t.section), pcell, cell(min === null ? "–" : min.toFixed(6), "num"), r];
       }));

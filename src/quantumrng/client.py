@@ -987,6 +987,8 @@ class AsyncClient(_Base):
         out = self._take(n)
         if self._level * 2 < self._prefetch:
             self._refilling()
+        if self._refill_task is not None and not self._refill_task.done():
+            await asyncio.sleep(0)  # a read served from the buffer lets the refill go on
         return out
 
     def _raise_refill_error(self) -> None:

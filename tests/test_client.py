@@ -487,6 +487,9 @@ def test_against_the_real_app(tmp_path: Path) -> None:
             c.bytes(settings.max_bytes + 1)
         rnd = RemoteRandom(c)
         assert 0 <= rnd.randrange(10**40) < 10**40
+        values = [rnd.randrange(10**100) for _ in range(300)]
+        assert len({v % 10 for v in values}) == 10  # every low digit: no float rounding
+        assert len(set(rnd.sample(range(10**18), 30))) == 30
 
 
 def _relay(asgi: TestClient, request: httpx.Request) -> httpx.Response:

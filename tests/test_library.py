@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +73,21 @@ def test_default_engine_built_from_environment(
     monkeypatch.setattr(library, "_engine", None)
     assert len(quantumrng.token_bytes(8)) == 8  # harvests on demand from the OS source
     assert (tmp_path / "pool.sqlite3").exists()
+
+
+def test_quantum_random_draws_huge_ranges_exactly_and_warns_only_when_seeded(
+    engine: Engine,
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = quantumrng.QuantumRandom()
+    values = [r.randrange(10**100) for _ in range(2000)]
+    assert all(0 <= v < 10**100 for v in values)
+    counts = [sum(1 for v in values if v % 10 == d) for d in range(10)]
+    assert min(counts) > 140 and max(counts) < 260  # floats would make every value even
+    assert -(2**300) <= r.randint(-(2**300), 2**300) <= 2**300
+    assert len(set(r.sample(range(10**18), 100))) == 100
+    with pytest.warns(RuntimeWarning, match="QuantumRandom cannot be seeded"):
+        r.seed()
+    with pytest.raises(NotImplementedError, match="no state to restore"):
+        r.setstate((3, (), None))

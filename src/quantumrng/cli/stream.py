@@ -20,8 +20,10 @@ is one line and exit 1; bad arguments exit 2.
 
 The FIFO is created with mode 0600 when missing; a path that exists and is
 not a FIFO is refused (exit 2). When its reader closes it, the rest of the
-chunk being written is dropped (no byte goes to two readers) and the next
-reader is waited for. SIGTERM and SIGINT stop the command at once, exit 0.
+chunk being written is dropped and the next reader is waited for; a reader
+that opens the FIFO before the stream noticed reads on from the bytes the
+pipe still buffers. Either way each byte is read at most once. SIGTERM and
+SIGINT stop the command at once, exit 0.
 The bytes are ``bytes`` objects (immutable: dropped, not zeroed) and are
 never logged.
 """

@@ -22,7 +22,11 @@ process from the same collectors ``/metrics`` reads (so with several
 workers the rates are the node's), started with the server (:func:`start`)
 or by the first dashboard request, and kept for :data:`HISTORY_SAMPLES`
 samples, so a page opened later draws its charts at once. Request rates
-leave out the dashboard's own routes.
+leave out the dashboard's own routes. A sample reads the pool's level as a
+scrape does (``PoolProbe``, bounded), so while the pool fails its reads
+count in ``qrng_pool_errors_total`` like a scrape's. The battery's draw
+counts in the DRBG's output counters (``qrng_drbg_output_bytes``) but never
+in the bytes served (``qrng_served_random_bytes``).
 
 Access: the page itself holds no data and is served to anyone; both data
 documents follow the rule of ``/api/v2/status`` and ``/metrics``

@@ -82,7 +82,7 @@ class TestResult:
         return min(self.p_values) if self.p_values else None
 
 
-class NotApplicable(Exception):
+class NotApplicable(ValueError):
     """The data give the test nothing to measure (e.g. too few random-walk cycles)."""
 
 

@@ -480,7 +480,7 @@ def _log_json(ctx: Context) -> dict[str, Any]:
 def assessments_json(ctx: Context) -> list[dict[str, Any]]:
     """The stored assessment of every creditable source kind (None where there is none)."""
     out = []
-    for kind in CREDITABLE_SOURCE_KINDS:
+    for kind in sorted(CREDITABLE_SOURCE_KINDS):
         stored = SourceLedger(ctx.node.pool, kind).assessment()
         out.append({"source": kind, "assessment": None if stored is None else stored.to_json()})
     return out

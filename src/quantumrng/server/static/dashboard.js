@@ -309,7 +309,6 @@
     if (blocks === 0) return ["Pool empty", "pill-bad"];
     if (state === "intermittent") return ["Intermittent failures", "pill-warn"];
     if (!d.engine.seeded) return ["DRBG not seeded", "pill-warn"];
-    if (state === "startup") return ["Start-up test", "pill-warn"];
     if (d.harvester && d.harvester.backoff_until) return ["Harvest backing off", "pill-warn"];
     if (blocks < d.pool.low_water) return ["Pool below low water", "pill-warn"];
     return ["Healthy", "pill-ok"];
@@ -322,8 +321,8 @@
     setText("t-pool", `${fmtInt(srcBlocks)} blocks`, poolCls);
     setText("t-pool-sub", `low ${fmtInt(p.low_water)} · high ${fmtInt(p.high_water)} · ${fmtInt(p.credited_bits)} credited bits`);
     const st = d.source.state;
-    const stCls = st === "ok" ? "ok" : st === "persistent" ? "bad" : "warn";
-    const stText = { ok: "OK", intermittent: "Intermittent failure", persistent: "Persistent failure", startup: "Start-up test", unknown: "Unknown" }[st] || st;
+    const stCls = st === "ok" ? "ok" : st === "persistent" ? "bad" : st === "intermittent" ? "warn" : "";
+    const stText = { ok: "OK", intermittent: "Intermittent failure", persistent: "Persistent failure", startup: "Start-up pending", unknown: "Not harvested here" }[st] || st;
     setText("t-source", stText, stCls);
     const backend = d.harvester && d.harvester.backend ? " · " + d.harvester.backend : "";
     setText("t-source-sub", `${d.source.kind}${backend}${d.source.quantum ? " · quantum" : ""}${d.source.creditable ? "" : " · earns no credit"}`);
@@ -409,8 +408,8 @@
     const st = d.source.state;
     const el = $("health-state");
     const failure = d.source.failure;
-    el.className = "state " + (st === "ok" ? "ok" : st === "persistent" ? "bad" : "warn");
-    el.textContent = failure ? failure.message : { ok: "All tests passing.", intermittent: `Intermittent: ${h ? h.failed_in_row : "?"} failed harvest(s) in a row (persistent after ${h ? h.persistent_after : "?"}).`, startup: "Start-up test running.", unknown: "This worker runs no harvester." }[st] || st;
+    el.className = "state " + (st === "ok" ? "ok" : st === "persistent" ? "bad" : st === "intermittent" ? "warn" : "");
+    el.textContent = failure ? failure.message : { ok: "All tests passing.", intermittent: `Intermittent: ${h ? h.failed_in_row : "?"} failed harvest(s) in a row (persistent after ${h ? h.persistent_after : "?"}).`, startup: "The start-up test runs with this process's first harvest (the pool is above its low-water mark).", unknown: "This process runs no harvester." }[st] || st;
     const tbody = $("health-table").tBodies[0];
     const failures = h ? h.failures : {};
     const names = { startup: "Start-up", rct: "Repetition count (§4.4.1)", apt: "Adaptive proportion (§4.4.2)", bias: "Bias monitor", repeat: "Repeated harvest" };
@@ -602,10 +601,11 @@
       return;
     }
     note.textContent = `${base} Rerun at most every ${fmtDuration(b.interval_seconds)}.${b.ran_at ? ` Last run ${fmtTime(b.ran_at)}, took ${b.seconds} s.` : ""}`;
-    if (b.state === "done") {
+    const running = b.state === "running";
+    if (b.tests) {
       const expected = (b.p_values * b.alpha).toFixed(1);
       summary.className = "state " + (b.failed ? "warn" : "ok");
-      summary.textContent = `${b.passed} passed, ${b.failed} failed, ${b.skipped} skipped; ${b.p_values} p-values (about ${expected} fall below α by chance on a good generator).`;
+      summary.textContent = `${running ? "Running again; the last run: " : ""}${b.passed} passed, ${b.failed} failed, ${b.skipped} skipped; ${b.p_values} p-values (about ${expected} fall below α by chance on a good generator).`;
       fillRows(tbody, b.tests.map((t) => {
         const ps = t.p_values;
         const min = ps.length ? Math.min(...ps) : null;
@@ -617,9 +617,9 @@
         return [cell(t.name), cell(t.section), pcell, cell(min === null ? "–" : min.toFixed(6), "num"), r];
       }));
     } else {
-      summary.className = "state " + (b.state === "running" || b.state === "idle" ? "" : "bad");
-      summary.textContent = b.state === "running" ? "Running the battery…" : b.message || b.state;
-      if (b.state !== "running") fillRows(tbody, []);
+      summary.className = "state " + (running || b.state === "idle" ? "" : "bad");
+      summary.textContent = running ? "Running the battery…" : b.message || b.state;
+      fillRows(tbody, []);
     }
   }
 

@@ -40,6 +40,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         listed = httpx.get(server.base_url + "/api/v2/keys/public", timeout=10).json()
         pem = tmp / "service.pem"
         pem.write_text(listed["keys"][0]["pem"])
+        (tmp / "keys.json").write_text(json.dumps(listed))
         yield server, pem
 
 
@@ -120,9 +121,13 @@ def test_feed_once_writes_exactly_the_signed_bytes(
     serial = json.loads(state.read_text())["serial"]
     assert f"mixed 64 bytes (serial {serial}, " in one_line(done)
     stored = httpx.get(f"{server.base_url}/api/v2/results/{serial}", timeout=10).json()
-    assert dev.read_bytes() == base64.b64decode(stored["signed"]["result"]["data"])
-    assert len(dev.read_bytes()) == 64
-    again = feed(tmp_path, server.base_url, pem, "--device", str(dev), "--state", str(state))
+    fed = dev.read_bytes()
+    assert fed == base64.b64decode(stored["signed"]["result"]["data"]) and len(fed) == 64
+    for text in (fed.hex(), base64.b64encode(fed).decode(), fed[:8].hex()):
+        assert text not in done.stderr.decode()  # never logged
+    keys = pem.with_name("keys.json")  # the saved key list pins the key as well
+    again = qrng(tmp_path, "feed", "--url", server.base_url, "--keys", str(keys),
+                 "--device", str(dev), "--state", str(state))  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert len(dev.read_bytes()) == 128
     assert json.loads(state.read_text())["serial"] > serial

@@ -185,11 +185,13 @@
     return { width, height: window.innerWidth < 600 ? 190 : 230 };
   }
   const SPAN_SECONDS = 60;
-  const timeRange = (u, min, max) => {
-    const end = max === null || max === undefined ? Date.now() / 1000 : max;
-    const start = min === null || min === undefined ? end - SPAN_SECONDS : Math.min(min, end - SPAN_SECONDS);
-    return [start, end];
-  };
+  function setTimeData(chart, data) {
+    chart.setData(data, false);
+    const ts = data[0];
+    const end = ts.length ? ts[ts.length - 1] : Date.now() / 1000;
+    const start = ts.length ? Math.min(ts[0], end - SPAN_SECONDS) : end - SPAN_SECONDS;
+    chart.setScale("x", { min: start, max: end });
+  }
   function timeTicks(u, ticks) {
     const step = ticks.length > 1 ? ticks[1] - ticks[0] : SPAN_SECONDS;
     return ticks.map((t) => {
@@ -210,7 +212,7 @@
 
   function poolChart() {
     return makeChart("pool", {
-      scales: { x: { time: true, range: timeRange }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.08] } },
+      scales: { x: { time: true, auto: false }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.08] } },
       series: [
         { label: "Time", value: (u, v) => (v === null || v === undefined ? "–" : fmtClock(new Date(v * 1000))) },
         { label: "Blocks", stroke: COLORS.blue, width: 2, fill: "rgba(37,99,235,0.08)", value: (u, v) => (v === null ? "–" : fmtInt(v)) },
@@ -223,7 +225,7 @@
 
   function ratesChart() {
     return makeChart("rates", {
-      scales: { x: { time: true, range: timeRange }, r: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] }, b: { range: (u, min, max) => [0, Math.max(1000, max) * 1.1] } },
+      scales: { x: { time: true, auto: false }, r: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] }, b: { range: (u, min, max) => [0, Math.max(1000, max) * 1.1] } },
       series: [
         { label: "Time", value: (u, v) => (v === null || v === undefined ? "–" : fmtClock(new Date(v * 1000))) },
         { label: "Requests/s", scale: "r", stroke: COLORS.blue, width: 2, value: (u, v) => (v === null ? "–" : fmtRate(v)) },
@@ -356,12 +358,12 @@
   function renderCharts(d) {
     const low = hist.t.map(() => d.pool.low_water);
     const high = hist.t.map(() => d.pool.high_water);
-    charts.pool.setData([hist.t, hist.blocks, low, high]);
+    setTimeData(charts.pool, [hist.t, hist.blocks, low, high]);
     const n = hist.t.length;
     mark("pool", n, n ? hist.blocks[n - 1] : null);
     mark("rates", n, n ? hist.req[n - 1] : null);
     $("chart-pool").setAttribute("aria-label", `Pool level over the last ${fmtDuration(n ? hist.t[n - 1] - hist.t[0] : 0)}: now ${fmtInt(n ? hist.blocks[n - 1] : d.pool.blocks)} blocks; low water ${d.pool.low_water}, high water ${d.pool.high_water}`);
-    charts.rates.setData([hist.t, hist.req, hist.err, hist.bytes]);
+    setTimeData(charts.rates, [hist.t, hist.req, hist.err, hist.bytes]);
     $("chart-rates").setAttribute("aria-label", `Requests ${fmtRate(n ? hist.req[n - 1] : 0)} per second, output ${fmtBytes(n ? hist.bytes[n - 1] : 0)} per second`);
 
     const h = d.health;

@@ -295,8 +295,13 @@ async def test_closing_cancels_a_running_refill_and_zeroes_the_buffer() -> None:
     task = c._refill_task
     assert task is not None and not task.done() and calls == 2
     buffers = list(c._buffers)
+    waiting = asyncio.create_task(c.read(64))  # more than is left: waits for the refill
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
     await c.aclose()
     assert task.cancelled() and c.prefetched == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await waiting
     assert all(not any(buf.view) for buf in buffers)
     with pytest.raises(RuntimeError, match="closed"):
         await c.read(1)

@@ -838,8 +838,10 @@ class AsyncClient(_Base):
     ``retries`` and ``max_retry_wait``: the :class:`RetryPolicy`, as for ``Client``.
     ``prefetch``: bytes that :meth:`read` keeps fetched ahead (0: none). A refill
     of ``prefetch`` bytes (mode ``prefetch_mode``) starts as a background task
-    when fewer than half are left; bytes are zeroed as they are read; a refill
-    that failed raises from the next :meth:`read`, never replaced by anything.
+    when fewer than half are left; bytes are zeroed in the buffer as they are
+    read (the answer's immutable copy is only freed: docs/ARCHITECTURE.md,
+    "Secrets in memory"); a refill that failed raises from the next :meth:`read`,
+    never replaced by anything; :meth:`aclose` cancels a refill and zeroes the rest.
 
     ``last_source`` and ``last_signed`` are the latest answer's: with concurrent
     calls, use ``signed_bytes`` or one client per task to tie them to a call.
@@ -980,7 +982,7 @@ class AsyncClient(_Base):
         if n > self._prefetch:
             return await self.bytes(n, self._prefetch_mode)
         while self._level < n:
-            await asyncio.shield(self._refilling())
+            await asyncio.wait([self._refilling()])  # a cancelled reader leaves it running
             self._raise_refill_error()
             if self._closed:
                 raise RuntimeError("the client is closed")

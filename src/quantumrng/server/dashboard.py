@@ -226,11 +226,18 @@ class _Sampler:
         with self._lock:
             return list(self._ring)
 
+    @property
+    def started(self) -> bool:
+        """True while this process's sampling thread runs, or once sampling was stopped."""
+        thread = self._thread
+        alive = thread is not None and thread.is_alive() and self._pid == os.getpid()
+        return alive or self._stop.is_set()
+
     def start(self) -> None:
-        """Start sampling (idempotent; again in a forked child, whose thread is gone)."""
+        """Start sampling and take a first sample (idempotent; again in a forked child,
+        whose thread is gone). Blocking: reads the pool's level."""
         with self._lock:
-            alive = self._thread is not None and self._thread.is_alive()
-            if (alive and self._pid == os.getpid()) or self._stop.is_set():
+            if self.started:
                 return
             self._pid = os.getpid()
             self._thread = threading.Thread(
@@ -612,7 +619,8 @@ def api(ctx: Context) -> Api:
     async def snapshot(request: Request) -> Response:
         access.authorize_status(request)
         since: float | None = parse_query(request.query_params, (since_param,))["since"]
-        sampler.start()
+        if not sampler.started:
+            await to_thread.run_sync(sampler.start)
         status, extras = await to_thread.run_sync(snapshot_read)
         body = snapshot_json(ctx, status, extras)
         body["history"] = history_json(sampler.samples(), since)
@@ -634,7 +642,8 @@ def api(ctx: Context) -> Api:
     page = _asset("dashboard.html", "text/html; charset=utf-8")
 
     async def index(request: Request) -> Response:
-        sampler.start()
+        if not sampler.started:
+            await to_thread.run_sync(sampler.start)
         return await page(request)
 
     errors = (401, 403, 503) if private else (503,)

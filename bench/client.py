@@ -1,7 +1,8 @@
 """AsyncClient against the blocking Client, and prefetched reads against one request each
 (issue 12, "Async client").
 
-Run: ``python bench/client.py [--rounds R] [--calls N] [--concurrency C ...] [--reads M]``.
+Run: ``python bench/client.py [--rounds R] [--calls N] [--concurrency C ...] [--reads M]
+[--rtt-ms MS]``.
 
 One ``qrng serve`` process (source ``os``, one worker, loopback) serves both sides
 of each figure, measured alternately round by round (median over rounds) so a
@@ -11,7 +12,9 @@ noisy shared machine slows both alike:
    ``asyncio.gather`` under a semaphore of ``C`` (1, 4 and 16 by default) against
    ``Client`` calling them one after another; ops/s each and the ratio async / sync.
    On loopback there is no latency for concurrency to hide: the figure is the
-   clients' own cost per request (httpx's async stack costs more than its blocking one).
+   clients' own cost per request (httpx's async stack costs more than its blocking
+   one). The same comparison then runs through a TCP relay that delays each chunk
+   by half of ``--rtt-ms`` (10 ms by default) each way, as a server farther away.
 2. ``M`` calls of ``AsyncClient.read(32)`` with ``prefetch=65536`` against
    ``prefetch=0`` (a request per read); reads/s each and the ratio.
 """
@@ -41,6 +44,36 @@ from quantumrng.client import AsyncClient, Client  # noqa: E402
 
 START_TIMEOUT = 120.0
 PREFETCH = 65536
+
+DELAY_PROXY = """
+import asyncio, sys
+
+LISTEN, UPSTREAM, DELAY = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 2000
+
+
+async def pump(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            await asyncio.sleep(DELAY)
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def relay(client_reader, client_writer):
+    reader, writer = await asyncio.open_connection("127.0.0.1", UPSTREAM)
+    await asyncio.gather(pump(client_reader, writer), pump(reader, client_writer))
+
+
+async def main():
+    server = await asyncio.start_server(relay, "127.0.0.1", LISTEN)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+asyncio.run(main())
+"""
 
 
 def free_port() -> int:
@@ -72,6 +105,22 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
             os.killpg(proc.pid, signal.SIGTERM)
             raise SystemExit(f"bench/client.py: qrng serve did not start; see {log}")
         time.sleep(0.2)
+
+
+def start_delay_proxy(base: str, rtt_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    """A TCP relay to ``base`` that holds each chunk rtt_ms/2 each way: a server farther
+    away than loopback."""
+    port = free_port()
+    upstream = base.rsplit(":", 1)[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DELAY_PROXY, str(port), upstream, str(rtt_ms)],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        raise SystemExit("bench/client.py: the delay relay did not start")
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def sync_rate(base: str, calls: int) -> float:
@@ -118,18 +167,15 @@ def median_rates(rounds: int, contenders: dict[str, Callable[[], float]]) -> dic
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
-def run(args: argparse.Namespace, base: str) -> None:
+def compare_clients(args: argparse.Namespace, base: str, where: str) -> None:
     def gathered(concurrency: int) -> Callable[[], float]:
         return lambda: asyncio.run(async_rate(base, args.calls, concurrency))
-
-    def reads(prefetch: int) -> Callable[[], float]:
-        return lambda: asyncio.run(read_rate(base, args.reads, prefetch))
 
     contenders = {"sync": lambda: sync_rate(base, args.calls)}
     contenders.update({f"async x{c}": gathered(c) for c in args.concurrency})
     rates = median_rates(args.rounds, contenders)
     sync = rates.pop("sync")
-    print(f"{args.calls} integers(4, 1, 6) calls, median of {args.rounds} rounds:")
+    print(f"{args.calls} integers(4, 1, 6) calls {where}, median of {args.rounds} rounds:")
     print(f"  Client, one after another:          {sync:7.0f} ops/s")
     for name, rate in rates.items():
         concurrency = name.removeprefix("async x")
@@ -137,6 +183,20 @@ def run(args: argparse.Namespace, base: str) -> None:
             f"  AsyncClient, gather (concurrency {concurrency:>2}): {rate:7.0f} ops/s"
             f"  ratio async / sync {rate / sync:.2f}"
         )
+
+
+def run(args: argparse.Namespace, base: str) -> None:
+    def reads(prefetch: int) -> Callable[[], float]:
+        return lambda: asyncio.run(read_rate(base, args.reads, prefetch))
+
+    compare_clients(args, base, "on loopback")
+    if args.rtt_ms > 0:
+        proc, relayed = start_delay_proxy(base, args.rtt_ms)
+        try:
+            compare_clients(args, relayed, f"through a {args.rtt_ms:g} ms round-trip relay")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
     reading = median_rates(args.rounds, {"on": reads(PREFETCH), "off": reads(0)})
     on, off = reading["on"], reading["off"]
     print(
@@ -155,6 +215,9 @@ def main() -> int:
         "--concurrency", type=int, nargs="+", default=[1, 4, 16], help="requests in flight"
     )
     parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument(
+        "--rtt-ms", type=float, default=10.0, help="also through a relay this slow; 0: not"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qrng-bench-client-") as tmp:
         proc, base = start_server(Path(tmp))

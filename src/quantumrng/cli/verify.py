@@ -31,6 +31,7 @@ from quantumrng.cli.options import (
     PUBLIC_KEY,
     command_settings,
     pinned_keys,
+    service_url_option,
 )
 from quantumrng.client import Client, signed_of, verify
 from quantumrng.errors import QuantumRNGError
@@ -96,7 +97,7 @@ def log_group() -> None:
 
 
 @log_group.command("verify")
-@click.option("--url", required=True, help="The service's base URL.")
+@service_url_option()
 @click.option(
     "--result",
     "results",

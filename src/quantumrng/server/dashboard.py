@@ -500,6 +500,8 @@ def battery_json(results: Iterable[battery.TestResult]) -> list[dict[str, Any]]:
             "name": r.name,
             "section": r.section,
             "p_values": [round(p, 6) for p in r.p_values],
+            "labels": list(r.labels),
+            "parameters": r.parameters,
             "passed": r.passed,
             "skipped": r.skipped,
         }

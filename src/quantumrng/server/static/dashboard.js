@@ -74,6 +74,23 @@
     if (cls) td.className = cls;
     return td;
   }
+  function pValueList(t, threshold) {
+    // every p-value of a many-valued test, opened from the keyboard as well as the mouse
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = `${t.p_values.length} values`;
+    const list = document.createElement("ol");
+    list.className = "pvalues";
+    t.p_values.forEach((p, i) => {
+      const item = document.createElement("li");
+      const label = t.labels && t.labels[i] ? `${t.labels[i]}: ` : "";
+      item.textContent = label + p.toFixed(6);
+      if (p < threshold) item.className = "low";
+      list.appendChild(item);
+    });
+    details.append(summary, list);
+    return details;
+  }
   function badge(text, cls) {
     const b = document.createElement("span");
     b.className = "badge " + cls;
@@ -614,9 +631,9 @@
         const result = t.skipped ? badge("skipped", "na") : t.passed ? badge("pass", "ok") : badge("fail", "bad");
         const r = cell(result);
         if (t.skipped) r.title = t.skipped;
-        const pcell = cell(ps.length === 0 ? "–" : ps.length === 1 ? ps[0].toFixed(6) : `${ps.length} values`, "num");
-        if (ps.length > 1) pcell.title = ps.map((p) => p.toFixed(4)).join(", ");
-        return [cell(t.name), cell(t.section), pcell, cell(min === null ? "–" : min.toFixed(6), "num"), r];
+        const pcell = cell(ps.length === 0 ? "–" : ps.length === 1 ? ps[0].toFixed(6) : pValueList(t, b.alpha / ps.length), "num");
+        const name = cell(t.parameters ? `${t.name} (${t.parameters})` : t.name);
+        return [name, cell(t.section), pcell, cell(min === null ? "–" : min.toFixed(6), "num"), r];
       }));
     } else {
       summary.className = "state " + (running || b.state === "idle" ? "" : "bad");

@@ -46,7 +46,7 @@ from quantumrng.mqtt import (
     topics,
 )
 from quantumrng.pool.memory import MemoryPool
-from quantumrng.signed import PublicKey, canonical, key_id, rfc3339
+from quantumrng.signed import PublicKey, canonical, key_id, parse_rfc3339, rfc3339
 from quantumrng.transparency.store import MemoryLedger
 from tests.test_beacon import T0, publisher, stored
 
@@ -211,6 +211,34 @@ def test_a_replayed_or_earlier_serial_is_invalid_and_a_refusal_changes_nothing()
     forged["result"]["data"] = base64.b64encode(b"\x03" * 16).decode()
     assert not verifier.check("entropy", payload(forged)).valid
     assert verifier.check("entropy", payload(chunk(12))).valid  # 99 was never accepted
+
+
+def test_a_verifier_resumed_from_a_saved_serial_refuses_chunks_at_or_below_it() -> None:
+    verifier = Verifier([KEY], last_serial=20)
+    assert verifier.check("entropy", payload(chunk(20))).reason == (
+        "serial 20 was received already (replayed)"
+    )
+    assert not verifier.check("entropy", payload(chunk(7))).valid
+    accepted = chunk(21)
+    assert verifier.check("entropy", payload(accepted)).valid
+    assert verifier.last_serial == 21
+    assert verifier.last_completion_time == accepted["result"]["completion_time"]
+
+
+@pytest.mark.parametrize(
+    ("skew", "valid"), [(-600.0, False), (-30.0, True), (30.0, True), (600.0, False)]
+)
+def test_with_a_max_age_a_chunk_signed_too_long_ago_or_ahead_is_refused(
+    skew: float, valid: bool
+) -> None:
+    signed = chunk(5)
+    now = parse_rfc3339(signed["result"]["completion_time"]) - skew
+    verifier = Verifier([KEY], max_age=300.0, clock=lambda: now)
+    verdict = verifier.check("entropy", payload(signed))
+    assert verdict.valid == valid, verdict.reason
+    if not valid:
+        assert "--max-age 300 s" in verdict.reason
+        assert verifier.last_serial is None
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,4 +1,4 @@
-"""Secret files: the node key, signing keys, the beacon key.
+"""Secret files: the node key, signing keys, the beacon key; and state files replaced whole.
 
 One way to make and read a file only its owner may read. A new file is
 written to a private temporary file (mode 0600), synced, then hard-linked to
@@ -18,7 +18,13 @@ from pathlib import Path
 
 from quantumrng.errors import ConfigError
 
-__all__ = ["KEY_DIR_MODE", "KEY_FILE_MODE", "create_secret_file", "read_secret_file"]
+__all__ = [
+    "KEY_DIR_MODE",
+    "KEY_FILE_MODE",
+    "create_secret_file",
+    "read_secret_file",
+    "replace_file",
+]
 
 KEY_FILE_MODE = 0o600
 KEY_DIR_MODE = 0o700
@@ -77,3 +83,24 @@ def read_secret_file(path: Path, what: str, limit: int = 1 << 16) -> bytes:
     if len(data) > limit:
         raise ConfigError(f"the {what} file {path} is larger than {limit} bytes")
     return data
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600), whole: written to a temporary file
+    beside it, synced, then renamed over it, so a crash leaves the old or the new
+    content, never a mix (the last serial fed, the last log head seen).
+
+    Raises ``OSError``; the caller says which file failed, and how that ends.
+    """
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, KEY_FILE_MODE)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    _sync_directory(path.parent)

@@ -51,7 +51,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,8 +66,15 @@ from quantumrng.errors import (
     PermissionDenied,
     Unavailable,
 )
+from quantumrng.feed import check_freshness
 from quantumrng.keyfiles import read_secret_file
-from quantumrng.signed import ALGORITHM, RESULT_FIELDS, PublicKey, verify_signed
+from quantumrng.signed import (
+    ALGORITHM,
+    RESULT_FIELDS,
+    PublicKey,
+    parse_rfc3339,
+    verify_signed,
+)
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -296,6 +303,18 @@ def _pulse_shape(document: object) -> Pulse | str:
     return pulse
 
 
+def _stale(completion_time: object, now: float, max_age: float) -> str | None:
+    """Why a chunk signed at ``completion_time`` is not fresh at ``now`` (the rule of
+    ``qrng feed``, :func:`quantumrng.feed.check_freshness`), or None."""
+    if not isinstance(completion_time, str):
+        return "the chunk has no completion_time"
+    try:
+        completed = parse_rfc3339(completion_time)
+    except ValueError:
+        return "the chunk's completion_time is not an RFC 3339 time"
+    return check_freshness(completed, now, max_age)
+
+
 class Verifier:
     """Checks each message and its order; holds the last serial and the last pulse.
 
@@ -314,12 +333,19 @@ class Verifier:
         self,
         keys: Sequence[PublicKey] | None = None,
         certificates: Iterable[x509.Certificate] | None = None,
+        *,
+        last_serial: int | None = None,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = None if keys is None else list(keys)
         self._certificates = (
             None if certificates is None else {certificate_id(c): c for c in certificates}
         )
-        self.last_serial: int | None = None
+        self._max_age = max_age
+        self._clock = clock
+        self.last_serial: int | None = last_serial
+        self.last_completion_time: str | None = None
         self.last_pulse: Pulse | None = None
 
     def check(self, kind: Kind, payload: bytes) -> Verdict:
@@ -347,6 +373,10 @@ class Verifier:
             checked = verify_signed(document, self._keys)
             if not checked.valid:
                 return _with(verdict, reason=checked.reason)
+        if self._max_age is not None:
+            stale = _stale(document["result"].get("completion_time"), self._clock(), self._max_age)
+            if stale is not None:
+                return _with(verdict, reason=stale)
         last = self.last_serial
         if last is not None and serial == last:
             return _with(verdict, reason=f"serial {serial} was received already (replayed)")
@@ -357,6 +387,8 @@ class Verifier:
                 "(replayed or out of order)",
             )
         self.last_serial = serial
+        completion_time = document["result"].get("completion_time")
+        self.last_completion_time = completion_time if isinstance(completion_time, str) else None
         return _with(verdict, valid=True, reason="ok")
 
     def check_pulse(self, payload: bytes) -> Verdict:

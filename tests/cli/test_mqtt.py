@@ -234,6 +234,58 @@ def test_a_replayed_chunk_stops_the_subscriber_with_one_line(
     assert "replayed" in line
 
 
+def test_with_state_a_restarted_subscriber_refuses_a_chunk_it_took_before(
+    service: Service, broker: str, topic: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "mqtt.state"
+    flags = ["--broker", broker, "--topic", topic, "--timeout", str(WAIT), "--only", "entropy"]
+    flags += [*service.verify_flags(), "--state", str(state)]
+    first, second = signed_chunks(service, 2)
+    sub = Subscriber(*flags, "--count", "2")
+    for signed in (first, second):
+        publish_raw(broker, f"{topic}/entropy", json.dumps(signed).encode())
+    status, _, err = sub.finish()
+    assert status == 0, err
+    assert json.loads(state.read_text())["serial"] == second["result"]["serial"]
+    assert state.stat().st_mode & 0o777 == 0o600
+
+    restarted = Subscriber(*flags, "--count", "1")
+    publish_raw(broker, f"{topic}/entropy", json.dumps(first).encode())
+    status, out, err = restarted.finish()
+    assert status == 1 and out == ""
+    s = first["result"]["serial"]
+    assert error_line(err).startswith(
+        f"qrng: error: invalid: entropy serial {s}: serial {s} is below"
+    )
+    assert json.loads(state.read_text())["serial"] == second["result"]["serial"]
+
+
+def test_a_state_file_that_holds_no_serial_is_a_usage_error(
+    broker: str, topic: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "mqtt.state"
+    state.write_text("not json")
+    done = qrng(
+        tmp_path, "mqtt", "subscribe", "--broker", broker, "--topic", topic,
+        "--only", "entropy", "--state", str(state), "--timeout", "1",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "holds no serial" in done.stderr.decode()
+
+
+def test_with_max_age_a_stale_chunk_is_refused(service: Service, broker: str, topic: str) -> None:
+    (signed,) = signed_chunks(service, 1)
+    time.sleep(1.5)
+    sub = Subscriber(
+        "--broker", broker, "--topic", topic, "--count", "1", "--timeout", str(WAIT),
+        *service.verify_flags(), "--only", "entropy", "--max-age", "1",
+    )  # fmt: skip
+    publish_raw(broker, f"{topic}/entropy", json.dumps(signed).encode())
+    status, out, err = sub.finish()
+    assert status == 1 and out == ""
+    assert "more than --max-age 1 s" in error_line(err)
+
+
 def test_a_chunk_payload_saved_to_a_file_is_what_qrng_verify_checks(
     tmp_path: Path, service: Service
 ) -> None:

@@ -37,7 +37,6 @@ Log lines name serials, sizes and credits, never bytes.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import os
@@ -53,6 +52,7 @@ import click
 from quantumrng import feed
 from quantumrng.cli.options import CA_FILE, KEYS, PUBLIC_KEY, pinned_keys, service_url_option
 from quantumrng.errors import ConfigError, QuantumRNGError
+from quantumrng.keyfiles import replace_file
 from quantumrng.signed import PublicKey
 
 __all__ = ["COMMANDS", "EXIT_DEVICE", "EXIT_REFUSED", "EXIT_UNREACHABLE"]
@@ -213,18 +213,10 @@ def _read_state(path: str | None) -> int | None:
 
 
 def _save_state(path: str, accepted: feed.Accepted) -> None:
-    """Write the state beside ``path`` and rename it over: a crash leaves the old or the new."""
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    """Replace the state file whole: a crash leaves the old or the new."""
     try:
-        with temp.open("w") as out:
-            out.write(feed.state_text(accepted))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
+        replace_file(Path(path), feed.state_text(accepted).encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise DeviceFailed(f"cannot write --state {path}: {exc.strerror}") from None
 
 

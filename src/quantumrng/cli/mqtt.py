@@ -13,6 +13,10 @@ over an MQTT broker, for devices that speak MQTT rather than HTTPS.
   each (:class:`quantumrng.mqtt.Verifier`): one line per message on standard
   output (``entropy serial 12: valid, signed by key K``, ``pulse 1/7: valid``), or
   with ``--json`` one JSON object per message (its verdict and the message).
+  A device that restarts keeps its replay check with ``--state FILE`` (the last
+  chunk serial accepted, saved before the chunk is printed); ``--max-age S``
+  also refuses chunks signed more than S seconds from this host's clock, the
+  rule of ``qrng feed``, so a replay to a newly started device is caught too.
 
 The broker: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` (TLS; ``--tls-ca``,
 ``--client-cert``/``--client-key``); ``--username`` with the password from an
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from quantumrng import feed
 from quantumrng.cli.options import (
     CA_FILE,
     KEYS,
@@ -47,6 +52,7 @@ from quantumrng.cli.options import (
     service_url_option,
 )
 from quantumrng.errors import InvalidRequest, QuantumRNGError, Unavailable
+from quantumrng.keyfiles import replace_file
 from quantumrng.mqtt import (
     DEFAULT_TIMEOUT,
     BrokerConfig,
@@ -392,6 +398,18 @@ def _read_certificates(paths: tuple[Path, ...]) -> list[x509.Certificate]:
     type=click.FloatRange(min=0, min_open=True),
     help="Exit 1 when no message comes for this many seconds (default: wait on).",
 )
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File keeping the last chunk serial accepted, across restarts: a chunk whose "
+    "serial is not above it is refused as replayed.",
+)
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Refuse a chunk signed more than this many seconds before (or after) this "
+    "host's clock, as qrng feed does (default: no clock check).",
+)
 @json_option("One JSON object per message (its verdict and the message) instead of a line.")
 def subscribe_command(
     broker: str,
@@ -408,6 +426,8 @@ def subscribe_command(
     only: str | None,
     count: int | None,
     timeout: float | None,
+    state: Path | None,
+    max_age: float | None,
     as_json: bool,
 ) -> None:
     """Receive entropy chunks and beacon pulses, checking each; exit 1 on a bad one."""
@@ -426,7 +446,12 @@ def subscribe_command(
             "--verify needs the beacon's certificate (--certificate) to check pulses "
             "(or --only entropy)"
         )
-    verifier = Verifier(keys if verify else None, pinned if verify else None)
+    verifier = Verifier(
+        keys if verify else None,
+        pinned if verify else None,
+        last_serial=_read_state(state),
+        max_age=max_age,
+    )
     names = [
         name
         for name, kind in ((layout.entropy, "entropy"), (layout.pulse, "beacon"))
@@ -450,8 +475,36 @@ def subscribe_command(
             verdict = verifier.check(kind, message.payload)
             if not verdict.valid:
                 raise _Failed(verdict.line())
+            if state is not None and kind == "entropy":
+                _save_state(state, verifier)
             click.echo(json.dumps(verdict.to_json()) if as_json else verdict.line())
             received += 1
+
+
+def _read_state(path: Path | None) -> int | None:
+    """The last chunk serial accepted, from ``--state`` (None: no file yet)."""
+    if path is None:
+        return None
+    try:
+        return feed.parse_state(path.read_text())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read --state {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.UsageError(
+            f"--state {path} holds no serial ({exc}); remove it to start over"
+        ) from None
+
+
+def _save_state(path: Path, verifier: Verifier) -> None:
+    """Record the chunk just accepted, before it is printed: a restart never takes it again."""
+    assert verifier.last_serial is not None
+    accepted = feed.Accepted(verifier.last_serial, verifier.last_completion_time or "")
+    try:
+        replace_file(path, feed.state_text(accepted).encode())
+    except OSError as exc:
+        raise _Failed(f"cannot write --state {path}: {exc.strerror}") from None
 
 
 COMMANDS: list[click.Command] = [mqtt_group]

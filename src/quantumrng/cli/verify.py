@@ -17,7 +17,6 @@ saying what failed (exit 1); bad arguments exit 2.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from quantumrng.cli.options import (
 )
 from quantumrng.client import Client, signed_of, verify
 from quantumrng.errors import QuantumRNGError
+from quantumrng.keyfiles import replace_file
 from quantumrng.signing import REFRESH_SECONDS, ROTATION_GRACE_SECONDS, rotate
 
 __all__ = ["COMMANDS"]
@@ -83,10 +83,8 @@ def verify_command(file: str, pems: tuple[str, ...], keys_file: str | None) -> N
 
 
 def _save_head(path: Path, head: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(json.dumps(head, indent=2) + "\n")
-        os.replace(temp, path)
+        replace_file(path, (json.dumps(head, indent=2) + "\n").encode())
     except OSError as exc:
         raise _Usage(f"cannot write {path}: {exc.strerror}") from None
 

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,9 @@ from pathlib import Path
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-import httpx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for bench._serve
+from bench._serve import free_port, serve  # noqa: E402
 
 from quantumrng.client import AsyncClient, Client  # noqa: E402
 
@@ -74,37 +75,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantumrng", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--data-dir", str(data_dir / "data"), "--source", "os",
-             "--workers", "1", "--log-level", "warning", "--no-access-log"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGTERM)
-            raise SystemExit(f"bench/client.py: qrng serve did not start; see {log}")
-        time.sleep(0.2)
 
 
 def start_delay_proxy(base: str, rtt_ms: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -219,13 +189,11 @@ def main() -> int:
         "--rtt-ms", type=float, default=10.0, help="also through a relay this slow; 0: not"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="qrng-bench-client-") as tmp:
-        proc, base = start_server(Path(tmp))
-        try:
-            run(args, base)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+    with (
+        tempfile.TemporaryDirectory(prefix="qrng-bench-client-") as tmp,
+        serve(Path(tmp), "--workers", "1") as base,
+    ):
+        run(args, base)
     return 0
 
 

@@ -19,11 +19,7 @@ Prints the median milliseconds of each and the ratio snapshot / status.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +32,9 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for bench._serve
+from bench._serve import serve
+
 from quantumrng.config import load_settings
 from quantumrng.node import Node
 from quantumrng.server import create_app, dashboard
@@ -47,12 +46,6 @@ from starlette.testclient import TestClient  # noqa: E402 - after the filter abo
 STATUS = "/api/v2/status"
 SNAPSHOT = "/api/v2/dashboard"
 START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def median_ms(get: Callable[[], httpx.Response], n: int) -> float:
@@ -79,43 +72,22 @@ def compare(
 
 
 def over_http(requests: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "quantumrng", "serve", "--host", "127.0.0.1",
-                 "--port", str(port), "--data-dir", str(Path(tmp) / "data"), "--source", "os"],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base, timeout=10) as client:
-                deadline = time.monotonic() + START_TIMEOUT
-                while True:
-                    try:
-                        if client.get("/ready").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        sys.exit(f"bench/dashboard.py: the server did not start: {log.read_text()}")
-                    time.sleep(0.2)
-                time.sleep(3 * SAMPLE_SECONDS)  # a few samples of history
-                last = client.get(SNAPSHOT).json()["history"]["t"][-1]
-                status = lambda: client.get(STATUS)  # noqa: E731
-                compare(
-                    "HTTP: snapshot, polling (?since=last)",
-                    lambda: client.get(SNAPSHOT, params={"since": last}), status, requests, rounds,
-                )  # fmt: skip
-                compare(
-                    "HTTP: snapshot, first load",
-                    lambda: client.get(SNAPSHOT), status, requests, rounds,
-                )  # fmt: skip
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(Path(tmp)) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        time.sleep(3 * SAMPLE_SECONDS)  # a few samples of history
+        last = client.get(SNAPSHOT).json()["history"]["t"][-1]
+        status = lambda: client.get(STATUS)  # noqa: E731
+        compare(
+            "HTTP: snapshot, polling (?since=last)",
+            lambda: client.get(SNAPSHOT, params={"since": last}), status, requests, rounds,
+        )  # fmt: skip
+        compare(
+            "HTTP: snapshot, first load",
+            lambda: client.get(SNAPSHOT), status, requests, rounds,
+        )  # fmt: skip
 
 
 def in_process(requests: int, rounds: int) -> None:

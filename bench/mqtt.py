@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +37,9 @@ from typing import Any
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]  # bench/http.py would stand for the standard library's http
 
-import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for bench._serve
+from bench._serve import serve
 
 from quantumrng.client import Client, load_public_keys
 from quantumrng.mqtt import BrokerConfig, Session, Verifier, chunk_payload, parse_broker, topics
@@ -48,42 +47,11 @@ from quantumrng.mqtt import BrokerConfig, Session, Verifier, chunk_payload, pars
 TIMEOUT = 30.0  # seconds for any one message
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def fetch_chunks(data_dir: Path, count: int, size: int) -> tuple[list[dict[str, Any]], Any]:
     """``count`` signed chunks and the service's public keys, from a ``qrng serve`` of its own."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantumrng", "serve", "--port", str(port),
-             "--data-dir", str(data_dir / "data"), "--source", "os",
-             "--log-level", "warning", "--no-access-log"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench/mqtt.py: qrng serve did not start; see {log}")
-            time.sleep(0.2)
-        with Client(base) as client:
-            keys = client.public_keys()
-            chunks = [client.signed_bytes(size)[1] for _ in range(count)]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+    with serve(data_dir) as base, Client(base) as client:
+        keys = client.public_keys()
+        chunks = [client.signed_bytes(size)[1] for _ in range(count)]
     return chunks, keys
 
 

@@ -26,8 +26,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,9 @@ from typing import Any
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]  # bench/http.py would stand for the standard library's http
 
-import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for bench._serve
+from bench._serve import serve
 
 from quantumrng.config import load_settings
 from quantumrng.node import Node
@@ -177,12 +177,6 @@ def ensure_wrk() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wrk_rate(wrk: str, url: str, seconds: float, connections: int) -> float:
     """Requests/s ``wrk`` measured; exits if any answer was not 2xx."""
     done = subprocess.run(
@@ -201,29 +195,8 @@ def wrk_rate(wrk: str, url: str, seconds: float, connections: int) -> float:
 
 def run_http(args: argparse.Namespace, data_dir: Path) -> int:
     wrk = ensure_wrk()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QRNG_")}
-    env.update({f"QRNG_{k.upper()}": v for k, v in redis(args).items()})
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantumrng", "serve", "--port", str(port),
-             "--data-dir", str(data_dir / "data"), "--source", "os", "--pool", args.pool,
-             "--workers", "1", "--log-level", "warning", "--no-access-log"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench/signed.py: qrng serve did not start; see {log}")
-            time.sleep(0.2)
+    settings = {f"QRNG_{k.upper()}": v for k, v in redis(args).items()}
+    with serve(data_dir, "--pool", args.pool, "--workers", "1", settings=settings) as base:
         path = base + "/api/v2/integers?"
         for query in (UNSIGNED, SIGNED):  # warm: seed, open the ledger, make the key
             wrk_rate(wrk, path + query.decode(), 1, args.concurrency)
@@ -236,9 +209,6 @@ def run_http(args: argparse.Namespace, data_dir: Path) -> int:
                 f"signed {signed[-1]:8.0f} req/s",
                 file=sys.stderr,
             )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
     return report(args, "qrng serve (1 worker) and wrk", unsigned, signed)
 
 

@@ -1,5 +1,6 @@
-"""Two real `qrng serve` nodes on one Redis pool: exactly one harvests, and after a kill -9
-of the leader the other takes over within the lease."""
+"""Two real `qrng serve` nodes on one Redis pool: exactly one harvests, after a kill -9
+of the leader the other takes over within the lease, and every node's dashboard names
+the leader."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ SLACK = 3.0  # seconds a busy machine may add to a takeover
 def status(server: Server) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(server.base_url + "/api/v2/status", timeout=5).json()
     return body
+
+
+def dashboard_leader(server: Server) -> dict[str, Any]:
+    body = httpx.get(server.base_url + "/api/v2/dashboard", timeout=5).json()
+    leader: dict[str, Any] = body["leader"]
+    return leader
 
 
 def wait_for(server: Server, predicate: Any, timeout: float) -> dict[str, Any]:
@@ -66,6 +73,9 @@ def test_one_node_harvests_and_another_takes_over_after_kill_9(tmp_path: Path) -
             assert not follower["harvester"]["active"]
             assert follower["harvester"]["harvests"] == 0  # exactly one node harvests
             token = follower["leader"]["token"]
+            for node in (a, b):  # the operator sees the same leader whichever node answers
+                shown = dashboard_leader(node)
+                assert shown["node"] == "node-a" and shown["token"] == token, shown
 
             for pid in a.processes():
                 os.kill(pid, signal.SIGKILL)
@@ -74,6 +84,8 @@ def test_one_node_harvests_and_another_takes_over_after_kill_9(tmp_path: Path) -
             took = wait_for(b, lambda s: s["harvester"]["active"], LEASE + LEASE / 3 + SLACK)
             waited = time.monotonic() - killed
             assert took["leader"]["node"] == "node-b" and took["leader"]["token"] > token
+            shown = dashboard_leader(b)
+            assert shown["node"] == "node-b" and shown["token"] == took["leader"]["token"]
             assert waited <= LEASE + LEASE / 3 + SLACK
             assert b.proc.poll() is None
     finally:

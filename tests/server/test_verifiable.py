@@ -128,6 +128,9 @@ def test_openapi_documents_the_family_and_the_signed_parameter(served: Served) -
 # -- a real server of two workers --------------------------------------------------------------
 
 
+MAX_ROUNDS = 4  # rounds of 200 signed requests at most, until both workers have answered
+
+
 @pytest.mark.slow
 def test_a_two_worker_server_numbers_concurrent_answers_without_a_gap(tmp_path: Path) -> None:
     """Serials are gap-free overall and per key under concurrent requests on two
@@ -157,24 +160,31 @@ def test_a_two_worker_server_numbers_concurrent_answers_without_a_gap(tmp_path: 
                         else:
                             failures.append(r.text)
 
-        threads = [threading.Thread(target=client, args=(p,)) for p in principals * 2]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not failures, failures[:3]
+        # which worker accepts a connection is the kernel's choice: on a loaded machine one
+        # worker may take a whole round, so rounds go on (at most MAX_ROUNDS) until both served
+        rounds = 0
+        while rounds < MAX_ROUNDS:
+            threads = [threading.Thread(target=client, args=(p,)) for p in principals * 2]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            rounds += 1
+            assert not failures, failures[:3]
+            if len({a["source"]["seeded_at"] for a in answers}) >= 2:
+                break
         listed = httpx.get(server.base_url + "/api/v2/keys/public").json()["keys"]
         assert len(listed) == 1, "both workers sign with the one key of the data directory"
         pem_only = [PublicKey.from_pem(listed[0]["pem"].encode())]
         results = [a["signed"]["result"] for a in answers]
-        assert sorted(r["serial"] for r in results) == list(range(1, 201))
+        assert sorted(r["serial"] for r in results) == list(range(1, 200 * rounds + 1))
         per_key: dict[str, list[int]] = {}
         for r in results:
             per_key.setdefault(r["hashed_api_key"], []).append(r["key_serial"])
         assert {k: sorted(v) for k, v in per_key.items()} == {
-            hash_api_key(alice): list(range(1, 101)),
-            hash_api_key(bob): list(range(1, 51)),
-            "": list(range(1, 51)),
+            hash_api_key(alice): list(range(1, 100 * rounds + 1)),
+            hash_api_key(bob): list(range(1, 50 * rounds + 1)),
+            "": list(range(1, 50 * rounds + 1)),
         }
         assert all(verify_signed(a["signed"], pem_only).valid for a in answers)
         seeds = {a["source"]["seeded_at"] for a in answers}

@@ -50,7 +50,14 @@ from typing import Any
 import click
 
 from quantumrng import feed
-from quantumrng.cli.options import CA_FILE, KEYS, PUBLIC_KEY, pinned_keys, service_url_option
+from quantumrng.cli.options import (
+    CA_FILE,
+    KEYS,
+    PUBLIC_KEY,
+    pinned_keys,
+    read_last_serial,
+    service_url_option,
+)
 from quantumrng.errors import ConfigError, QuantumRNGError
 from quantumrng.keyfiles import replace_file
 from quantumrng.signed import PublicKey
@@ -198,18 +205,10 @@ class Device:
 
 
 def _read_state(path: str | None) -> int | None:
-    if path is None:
-        return None
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadState(f"cannot read --state {path}: {exc.strerror}") from None
-    try:
-        return feed.parse_state(text)
-    except ValueError as exc:
-        raise BadState(f"--state {path} holds no serial ({exc}); remove it to start over") from None
+        return read_last_serial(path)
+    except click.UsageError as exc:
+        raise BadState(exc.message) from None
 
 
 def _save_state(path: str, accepted: feed.Accepted) -> None:

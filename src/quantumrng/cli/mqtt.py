@@ -49,6 +49,7 @@ from quantumrng.cli.options import (
     PUBLIC_KEY,
     json_option,
     pinned_keys,
+    read_last_serial,
     service_url_option,
 )
 from quantumrng.errors import InvalidRequest, QuantumRNGError, Unavailable
@@ -449,7 +450,7 @@ def subscribe_command(
     verifier = Verifier(
         keys if verify else None,
         pinned if verify else None,
-        last_serial=_read_state(state),
+        last_serial=read_last_serial(state),
         max_age=max_age,
     )
     names = [
@@ -479,22 +480,6 @@ def subscribe_command(
                 _save_state(state, verifier)
             click.echo(json.dumps(verdict.to_json()) if as_json else verdict.line())
             received += 1
-
-
-def _read_state(path: Path | None) -> int | None:
-    """The last chunk serial accepted, from ``--state`` (None: no file yet)."""
-    if path is None:
-        return None
-    try:
-        return feed.parse_state(path.read_text())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise click.UsageError(f"cannot read --state {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise click.UsageError(
-            f"--state {path} holds no serial ({exc}); remove it to start over"
-        ) from None
 
 
 def _save_state(path: Path, verifier: Verifier) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "command_settings",
     "json_option",
     "pinned_keys",
+    "read_last_serial",
     "setting_option",
     "shared_settings",
     "service_url_option",
@@ -171,3 +172,23 @@ def pinned_keys(pems: tuple[str, ...], keys_file: str | None) -> list[PublicKey]
                 f"{path} holds no Ed25519 public key (PEM or key list)"
             ) from None
     return found
+
+
+def read_last_serial(path: str | Path | None) -> int | None:
+    """The last serial a ``--state`` file keeps (``qrng feed``, ``qrng mqtt subscribe``),
+    or None when there is no file yet; one that cannot be read or holds no serial is a
+    usage error (exit status 2)."""
+    from quantumrng.feed import parse_state
+
+    if path is None:
+        return None
+    try:
+        return parse_state(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read --state {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.UsageError(
+            f"--state {path} holds no serial ({exc}); remove it to start over"
+        ) from None

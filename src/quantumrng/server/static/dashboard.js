@@ -501,13 +501,19 @@
     facts($("witness-facts"), items);
   }
 
+  function shortHash(value) {
+    // a long hex value cut to 32 characters, whole in its tooltip; "–" when there is none
+    const span = document.createElement("span");
+    span.className = "hash";
+    span.textContent = value ? value.slice(0, 32) + "…" : "–";
+    if (value) span.title = value;
+    return span;
+  }
+
   function renderBeacon(d) {
     const b = d.beacon || {};
     const latest = b.latest;
-    const out = document.createElement("span");
-    out.className = "hash";
-    out.textContent = latest ? latest.output_value.slice(0, 32) + "…" : "–";
-    if (latest) out.title = latest.output_value;
+    const out = shortHash(latest ? latest.output_value : null);
     facts($("beacon-facts"), [
       ["Status", b.error ? b.error : b.enabled ? `publishing every ${b.period_seconds} s` : "off (beacon_period = 0)", b.error ? "bad" : ""],
       ["Latest pulse", latest ? `chain ${latest.chain_index}, pulse ${fmtInt(latest.pulse_index)}` : "none yet"],
@@ -520,10 +526,7 @@
   function renderLog(d) {
     const l = d.log || {};
     const head = l.head;
-    const root = document.createElement("span");
-    root.className = "hash";
-    root.textContent = head ? head.root_hash.slice(0, 32) + "…" : "–";
-    if (head) root.title = head.root_hash;
+    const root = shortHash(head ? head.root_hash : null);
     facts($("log-facts"), [
       ["Signed tree head", l.error ? l.error : head ? `size ${fmtInt(head.tree_size)}` : "none yet", l.error ? "bad" : ""],
       ["Root hash", root],
